@@ -1,0 +1,1 @@
+// Intentionally empty: the target exists so SwiftPM builds the header module.

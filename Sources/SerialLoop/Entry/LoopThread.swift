@@ -1,0 +1,59 @@
+@preconcurrency import Glibc
+import Synchronization
+
+/// A loop running on its own background thread, for long-lived apps: hand work to it with
+/// `Task(executorPreference: thread.loop)`, `loop.execute { }` or actors on `loop`, and end it
+/// with ``shutdown()``.
+public final class LoopThread: Sendable {
+    public let loop: Loop
+    private let thread: pthread_t
+    private let joined = Mutex(false)
+
+    fileprivate init(loop: Loop, thread: pthread_t) {
+        self.loop = loop
+        self.thread = thread
+    }
+
+    /// Stops the loop, lets it shut down (tasks suspended on it are cancelled, see
+    /// `withLoop`), and joins its thread. Idempotent. Any thread but the loop's own.
+    public func shutdown() {
+        precondition(!loop.isOnLoopThread, "LoopThread.shutdown() called from the loop's own thread, which would wait for itself; call loop.stop() there instead")
+        let shouldJoin = joined.withLock { joined in
+            defer { joined = true }
+            return !joined
+        }
+        guard shouldJoin else { return }
+        loop.stop()
+        pthread_join(thread, nil)
+    }
+
+    deinit {
+        shutdown()
+    }
+}
+
+extension Loop {
+    /// Starts a loop on a new background thread; it runs until ``LoopThread/shutdown()``.
+    public static func startThread(time: TimeMode = .real) throws(LoopError) -> LoopThread {
+        let handoff = Latch<Result<Loop, LoopError>>()
+        let thread = spawnThread {
+            let loop: Loop
+            do throws(LoopError) {
+                loop = try Loop(time: time)
+            } catch {
+                handoff.fulfil(.failure(error))
+                return
+            }
+            handoff.fulfil(.success(loop))
+            loop.run()
+            loop.shutDown()
+        }
+        switch handoff.wait() {
+        case .success(let loop):
+            return LoopThread(loop: loop, thread: thread)
+        case .failure(let error):
+            pthread_join(thread, nil)
+            throw error
+        }
+    }
+}

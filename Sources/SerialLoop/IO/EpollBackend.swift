@@ -1,0 +1,169 @@
+#if os(Linux)
+@preconcurrency import Glibc
+import CSerialLoopShims
+import Synchronization
+
+// Some facts about epoll that this file and the reactor rely on:
+//
+// - epoll watches *open file descriptions*, not descriptor numbers. Closing a descriptor removes it
+//   from the interest list only when no other descriptor (a dup, a forked child) refers to the same
+//   description; until then events keep arriving tagged with the old registration's data. And once a
+//   number is closed, the kernel hands the same number to the next open()/socket()/accept(). So an
+//   event tagged "fd 7" may belong to a *previous* fd 7. Every registration therefore carries a
+//   generation in the upper half of `data.u64`, and the reactor drops events whose generation is not
+//   the current one ("noEventsDeliveredForReusedDescriptor").
+// - We use level-triggered mode. A waiter that arrives while the descriptor is already ready is
+//   woken by the next poll, so `readable(fd)` "returns at once if ready" within one tick, and we
+//   never need to track whether the user drained the descriptor.
+// - EPOLLERR and EPOLLHUP are always reported, whatever the interest; both make reads and writes
+//   non-blocking (they return the error or EOF), so they wake both kinds of waiters.
+// - epoll_ctl on a regular file or directory fails with EPERM: such descriptors are always ready,
+//   and the reactor treats EPERM that way rather than as an error.
+// - epoll_wait is interrupted by signals (EINTR); that is retried, never reported.
+// - The wake-up descriptor is an eventfd registered with token `wakeToken`; reading it resets it.
+
+/// The Linux backend: one epoll instance plus an eventfd for cross-thread wake-ups.
+struct EpollBackend: PollBackend, ~Copyable {
+    static let wakeToken = UInt64.max
+
+    private let epollFD: Int32
+    /// The eventfd other threads write to; owned by `wakeSignal` so a late writer never hits a reused number.
+    let wakeSignal: WakeSignal
+    private var wakeFD: Int32 { wakeSignal.descriptor }
+    /// Kernel output buffer; doubles when a poll fills it, so bursts are drained in fewer calls.
+    private var events: UnsafeMutableBufferPointer<epoll_event>
+
+    init() throws(LoopError) {
+        let epollFD = try syscall("epoll_create1(EPOLL_CLOEXEC)") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        let wakeFD: Int32
+        do {
+            wakeFD = try syscall("eventfd(EFD_NONBLOCK | EFD_CLOEXEC)") { eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC)) }
+            var event = epoll_event()
+            event.events = EPOLLIN.rawValue
+            event.data.u64 = Self.wakeToken
+            _ = try syscall("epoll_ctl(ADD, eventfd)") { epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &event) }
+        } catch {
+            Glibc.close(epollFD)
+            throw error
+        }
+        self.epollFD = epollFD
+        self.wakeSignal = WakeSignal(descriptor: wakeFD)
+        self.events = .allocate(capacity: 64)
+    }
+
+    deinit {
+        events.deallocate()
+    }
+
+    private static func mask(_ interest: Interest) -> UInt32 {
+        var mask: UInt32 = 0
+        if interest.contains(.read) { mask |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
+        if interest.contains(.write) { mask |= EPOLLOUT.rawValue }
+        return mask
+    }
+
+    func register(_ fd: Int32, interest: Interest, token: UInt64) throws(LoopError) {
+        try control(EPOLL_CTL_ADD, "ADD", fd, interest: interest, token: token)
+    }
+
+    func modify(_ fd: Int32, interest: Interest, token: UInt64) throws(LoopError) {
+        try control(EPOLL_CTL_MOD, "MOD", fd, interest: interest, token: token)
+    }
+
+    func unregister(_ fd: Int32) {
+        var event = epoll_event()
+        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, &event)
+    }
+
+    private func control(_ op: Int32, _ name: String, _ fd: Int32, interest: Interest, token: UInt64) throws(LoopError) {
+        var event = epoll_event()
+        event.events = Self.mask(interest)
+        event.data.u64 = token
+        let epollFD = self.epollFD
+        _ = try syscall("epoll_ctl(\(name), fd: \(fd))") { epoll_ctl(epollFD, op, fd, &event) }
+    }
+
+    @inline(never)
+    mutating func poll(timeoutNanoseconds: Int64?, _ deliver: (ReadinessEvent) -> Void) throws(LoopError) -> Bool {
+        let count = try waitForEvents(timeoutNanoseconds: timeoutNanoseconds)
+        var woke = false
+        for index in 0..<count {
+            let event = events[index]
+            if event.data.u64 == Self.wakeToken {
+                var value: UInt64 = 0
+                _ = read(wakeFD, &value, 8)
+                woke = true
+                continue
+            }
+            let bits = event.events
+            let hangupOrError = bits & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
+            deliver(ReadinessEvent(
+                token: event.data.u64,
+                isReadable: hangupOrError || bits & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLPRI.rawValue) != 0,
+                isWritable: hangupOrError || bits & EPOLLOUT.rawValue != 0
+            ))
+        }
+        if count == events.count {
+            events.deallocate()
+            events = .allocate(capacity: count * 2)
+        }
+        return woke
+    }
+
+    /// The blocking wait, under a stable name so profiles read well. Uses `epoll_pwait2` for
+    /// nanosecond timeouts (a timer 100 µs away is not rounded up to a millisecond).
+    @inline(never)
+    private func waitForEvents(timeoutNanoseconds: Int64?) throws(LoopError) -> Int {
+        let epollFD = self.epollFD, buffer = events.baseAddress!, capacity = Int32(events.count)
+        let result: Int32
+        if let timeoutNanoseconds {
+            var spec = timespec(tv_sec: Int(timeoutNanoseconds / 1_000_000_000), tv_nsec: Int(timeoutNanoseconds % 1_000_000_000))
+            result = try syscall("epoll_pwait2") { epoll_pwait2(epollFD, buffer, capacity, &spec, nil) }
+        } else {
+            result = try syscall("epoll_pwait2") { epoll_pwait2(epollFD, buffer, capacity, nil, nil) }
+        }
+        return Int(result)
+    }
+
+    func wake() {
+        wakeSignal.signal()
+    }
+
+    func close() {
+        wakeSignal.close()
+        Glibc.close(epollFD)
+    }
+}
+
+/// The eventfd that wakes a parked loop, shareable with other threads.
+///
+/// Writes and the final close are serialised by a lock, so a producer that races with shutdown
+/// never writes into a descriptor number the process has since reused. The lock is taken only when
+/// a wake-up is actually sent (coalesced by the inbox), never on the loop's own path.
+final class WakeSignal: Sendable {
+    private let state: Mutex<Int32>
+    /// Valid until `close()`; read by the loop thread only.
+    let descriptor: Int32
+
+    init(descriptor: Int32) {
+        self.descriptor = descriptor
+        state = Mutex(descriptor)
+    }
+
+    func signal() {
+        state.withLock { fd in
+            guard fd >= 0 else { return }
+            var one: UInt64 = 1
+            // EAGAIN means the counter is saturated: the loop is going to wake anyway.
+            _ = write(fd, &one, 8)
+        }
+    }
+
+    func close() {
+        state.withLock { fd in
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
+    }
+}
+#endif

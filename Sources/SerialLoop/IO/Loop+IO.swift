@@ -1,0 +1,161 @@
+@preconcurrency import Glibc
+
+extension Loop {
+    /// Suspends until `fd` is readable (or at end-of-file, hung up, or in error: a read will not block).
+    ///
+    /// Level-triggered: if the descriptor is already readable, the task resumes on the next tick.
+    /// Like any readiness API, it can report readiness that a concurrent reader consumed first, so
+    /// read non-blocking and wait again on `EAGAIN`. Many tasks may wait on one descriptor; all wake.
+    /// Regular files and directories are always ready: the call returns at once.
+    ///
+    /// - Throws: `CancellationError` when the task is cancelled (the waiter is removed at once);
+    ///   ``LoopError`` naming `readable(fd:)` and the errno for an invalid or closed descriptor, or
+    ///   when the descriptor is closed through ``close(_:)`` / ``deregister(_:)`` while waiting.
+    public func readable(_ fd: Int32) async throws {
+        try await waitForReadiness(fd, .read)
+    }
+
+    /// Suspends until `fd` is writable (or hung up / in error: a write will not block).
+    /// The same rules as ``readable(_:)``.
+    public func writable(_ fd: Int32) async throws {
+        try await waitForReadiness(fd, .write)
+    }
+
+    private func waitForReadiness(_ fd: Int32, _ interest: Interest) async throws {
+        let wait = PendingWait(fd: fd, interest: interest)
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                onLoopThread { self.startWait(wait, continuation) }
+            }
+        } onCancel: {
+            onLoopThread { self.cancelWait(wait) }
+        }
+    }
+
+    private func startWait(_ wait: PendingWait, _ continuation: UnsafeContinuation<Void, any Error>) {
+        guard case .notStarted = wait.state, lifecycle != .shutDown else {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        let fd = wait.fd
+        do {
+            guard fd >= 0 else { throw LoopError(operation: wait.operation, errno: EBADF) }
+            // Descriptor still open? When the kernel already watches this number no syscall would
+            // notice it was closed behind our back; this one (~0.1 µs) does, instead of a hang.
+            if fcntl(fd, F_GETFD) < 0 { throw LoopError(operation: wait.operation, errno: errno) }
+            let waiter = Reactor.Waiter(id: makeWaiterID(), continuation: continuation)
+            switch try reactor.addWaiter(waiter, fd: fd, for: wait.interest, operation: wait.operation) {
+            case .waiting:
+                wait.state = .waiting(waiter.id)
+            case .alwaysReady:
+                wait.state = .finished
+                continuation.resume()
+            }
+        } catch {
+            wait.state = .finished
+            continuation.resume(throwing: error)
+        }
+    }
+
+    private func cancelWait(_ wait: PendingWait) {
+        if case .waiting(let id) = wait.state,
+           let continuation = reactor.removeWaiter(id: id, fd: wait.fd, for: wait.interest) {
+            continuation.resume(throwing: CancellationError())
+        }
+        wait.state = .cancelled
+    }
+
+    // MARK: Closing descriptors
+
+    /// Stops watching `fd` and closes it. Tasks waiting on it wake with a ``LoopError``; its reader
+    /// and writer callbacks are removed. Use this instead of `close(2)` for any descriptor the loop
+    /// has seen: closing behind the loop's back can leave waiters hanging (the kernel silently drops
+    /// closed descriptors from epoll) and lets a reused number inherit them.
+    /// - Precondition: called on the loop's thread.
+    public func close(_ fd: Int32) throws(LoopError) {
+        deregister(fd)
+        _ = try syscall("close(fd: \(fd))") { Glibc.close(fd) }
+    }
+
+    /// Stops watching `fd` without closing it: waiters wake with a ``LoopError``, callbacks are
+    /// removed, and late kernel events for it are ignored.
+    /// - Precondition: called on the loop's thread.
+    public func deregister(_ fd: Int32) {
+        preconditionOnLoopThread("Loop.deregister(_:)")
+        let (readers, writers) = reactor.forget(fd)
+        for waiter in readers { waiter.continuation.resume(throwing: LoopError.descriptorClosed("readable(fd: \(fd))")) }
+        for waiter in writers { waiter.continuation.resume(throwing: LoopError.descriptorClosed("writable(fd: \(fd))")) }
+    }
+
+    // MARK: Reader / writer callbacks (add_reader / add_writer)
+
+    /// Calls `callback` on the loop each tick while `fd` is readable, until ``removeReader(_:)``
+    /// (asyncio's `add_reader`). Replaces an existing reader callback for `fd`.
+    /// - Throws: ``LoopError`` for an invalid descriptor, or `EPERM` for a regular file (always
+    ///   readable, so the callback would spin).
+    /// - Precondition: called on the loop's thread.
+    public func addReader(_ fd: Int32, _ callback: @escaping () -> Void) throws(LoopError) {
+        preconditionOnLoopThread("Loop.addReader(_:_:)")
+        try checkDescriptor(fd, "addReader(fd: \(fd))")
+        try reactor.setCallback(callback, fd: fd, for: .read, operation: "addReader(fd: \(fd))")
+    }
+
+    /// Removes the reader callback for `fd`. Returns whether there was one.
+    @discardableResult
+    public func removeReader(_ fd: Int32) -> Bool {
+        preconditionOnLoopThread("Loop.removeReader(_:)")
+        return (try? reactor.setCallback(nil, fd: fd, for: .read, operation: "removeReader")) ?? false
+    }
+
+    /// Calls `callback` on the loop each tick while `fd` is writable (asyncio's `add_writer`).
+    public func addWriter(_ fd: Int32, _ callback: @escaping () -> Void) throws(LoopError) {
+        preconditionOnLoopThread("Loop.addWriter(_:_:)")
+        try checkDescriptor(fd, "addWriter(fd: \(fd))")
+        try reactor.setCallback(callback, fd: fd, for: .write, operation: "addWriter(fd: \(fd))")
+    }
+
+    /// Removes the writer callback for `fd`. Returns whether there was one.
+    @discardableResult
+    public func removeWriter(_ fd: Int32) -> Bool {
+        preconditionOnLoopThread("Loop.removeWriter(_:)")
+        return (try? reactor.setCallback(nil, fd: fd, for: .write, operation: "removeWriter")) ?? false
+    }
+
+    private func checkDescriptor(_ fd: Int32, _ operation: String) throws(LoopError) {
+        if fd < 0 { throw LoopError(operation: operation, errno: EBADF) }
+        if fcntl(fd, F_GETFD) < 0 { throw LoopError(operation: operation, errno: errno) }
+    }
+
+    /// How many tasks are suspended in `readable`/`writable`. Loop thread only.
+    public var pendingWaiterCount: Int {
+        preconditionOnLoopThread("Loop.pendingWaiterCount")
+        return reactor.waiterCount
+    }
+
+    /// How many descriptors the kernel is watching for the loop (not counting its wake-up eventfd).
+    /// Interest is dropped lazily, so this can stay above zero for a while after waits end.
+    public var watchedDescriptorCount: Int {
+        preconditionOnLoopThread("Loop.watchedDescriptorCount")
+        return reactor.kernelRegistrationCount
+    }
+}
+
+/// The state of one `readable`/`writable` wait, shared with its cancellation handler. Loop thread only.
+final class PendingWait: @unchecked Sendable {
+    enum State {
+        case notStarted
+        case waiting(UInt64)
+        case cancelled
+        case finished
+    }
+    let fd: Int32
+    let interest: Interest
+    var state = State.notStarted
+
+    init(fd: Int32, interest: Interest) {
+        self.fd = fd
+        self.interest = interest
+    }
+
+    var operation: String { interest == .read ? "readable(fd: \(fd))" : "writable(fd: \(fd))" }
+}

@@ -1,0 +1,128 @@
+@preconcurrency import Glibc
+
+/// What was still pending on a loop when its body finished, before shutdown cancelled it.
+public struct LoopLeftovers: Sendable, CustomStringConvertible {
+    /// Tasks suspended in `loop.sleep` / `loop.clock` sleeps, with their deadlines.
+    public var sleeps: [LoopClock.Instant] = []
+    /// `Task.sleep` / `ContinuousClock` / `SuspendingClock` sleeps of tasks on the loop.
+    public var taskSleeps: [LoopClock.Instant] = []
+    /// Callbacks from `schedule(after:)` / `schedule(at:)` that had not run.
+    public var scheduledCallbacks: [LoopClock.Instant] = []
+    /// Descriptors with tasks suspended in `readable` / `writable`.
+    public var descriptorWaits: [(fd: Int32, readers: Int, writers: Int)] = []
+    /// Tasks awaiting a `LoopFuture` that was never completed.
+    public var futureAwaiters = 0
+
+    public var isEmpty: Bool {
+        sleeps.isEmpty && taskSleeps.isEmpty && scheduledCallbacks.isEmpty && descriptorWaits.isEmpty && futureAwaiters == 0
+    }
+
+    public var description: String {
+        var parts: [String] = []
+        func instants(_ list: [LoopClock.Instant]) -> String {
+            list.sorted().prefix(5).map { "\(Duration.nanoseconds($0.nanosecondsSinceOrigin))" }.joined(separator: ", ") + (list.count > 5 ? ", …" : "")
+        }
+        if !sleeps.isEmpty { parts.append("\(sleeps.count) loop.sleep(s) waking at \(instants(sleeps))") }
+        if !taskSleeps.isEmpty { parts.append("\(taskSleeps.count) Task.sleep(s) waking at \(instants(taskSleeps))") }
+        if !scheduledCallbacks.isEmpty { parts.append("\(scheduledCallbacks.count) scheduled callback(s) due at \(instants(scheduledCallbacks))") }
+        for wait in descriptorWaits {
+            parts.append("fd \(wait.fd): \(wait.readers) readable() and \(wait.writers) writable() waiter(s)")
+        }
+        if futureAwaiters > 0 { parts.append("\(futureAwaiters) task(s) awaiting an uncompleted LoopFuture") }
+        return parts.isEmpty ? "nothing left" : parts.joined(separator: "; ")
+    }
+}
+
+extension Loop {
+    /// What is pending right now. Loop thread only. (Timestamps are loop time.)
+    public func leftovers() -> LoopLeftovers {
+        preconditionOnLoopThread("Loop.leftovers()")
+        var leftovers = LoopLeftovers()
+        timers.forEach { deadline, work in
+            let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
+            switch work {
+            case .resume: leftovers.sleeps.append(instant)
+            case .task, .actor: leftovers.taskSleeps.append(instant)
+            case .callback: leftovers.scheduledCallbacks.append(instant)
+            }
+        }
+        leftovers.descriptorWaits = reactor.waitingDescriptors()
+        leftovers.futureAwaiters = awaitedFutures.values.reduce(0) { $0 + (($1 as? any AwaiterCounting)?.awaiterCount ?? 0) }
+        return leftovers
+    }
+
+    /// Ends the loop's life (asyncio.run's cleanup, adapted): called on the loop thread once the
+    /// body has finished, or by `LoopThread.shutdown()`.
+    ///
+    /// What happens to work still pending, in rounds until nothing is left (at most 100 rounds):
+    /// 1. ready work runs (without blocking, without moving time);
+    /// 2. every task suspended on the loop — `loop.sleep`, `readable`/`writable`, `future.value`,
+    ///    `runUntilIdle`/`advance` — is resumed with `CancellationError`, so it unwinds normally;
+    /// 3. `Task.sleep`s of tasks on the loop are woken early (the runtime gives no way to cancel
+    ///    them from here, and dropping their jobs would leak the tasks); scheduled callbacks are
+    ///    dropped without running.
+    /// Work that keeps coming back after that is abandoned with a warning on stderr. Then the epoll
+    /// and eventfd descriptors are closed; later enqueues are dropped with a warning.
+    func shutDown() {
+        preconditionOnLoopThread("Loop.shutDown()")
+        guard lifecycle != .shutDown else { return }
+        var rounds = 0
+        while rounds < 100 {
+            rounds += 1
+            drainWithoutBlocking()
+            if cancelSuspensions() == 0 && ready.isEmpty && !inbox.mayHaveWork { break }
+        }
+        let abandoned = ready.count + timers.count + reactor.waiterCount
+        if abandoned > 0 {
+            fputs("SerialLoop: shutdown abandoned \(abandoned) job(s)/waiter(s) that kept rescheduling after cancellation\n", stderr)
+        }
+        markShutDown()
+    }
+
+    /// Runs ready work until there is none (bounded), polling I/O without blocking.
+    private func drainWithoutBlocking() {
+        var ticks = 0
+        while ticks < 10_000 {
+            ticks += 1
+            if ready.isEmpty && !inbox.mayHaveWork {
+                if !reactor.hasKernelInterest || poll(timeoutNanoseconds: 0) == 0 { break }
+            }
+            moveDueTimers(now: readClockForTick())
+            drainInbox()
+            runReady(count: ready.count)
+        }
+    }
+
+    /// Step 2 and 3 of shutdown. Returns how many suspensions it ended.
+    private func cancelSuspensions() -> Int {
+        var count = 0
+        for waiter in reactor.removeAllWaiters() {
+            waiter.continuation.resume(throwing: CancellationError())
+            count += 1
+        }
+        for work in timers.removeAll() {
+            switch work {
+            case .resume(let continuation): continuation.resume(throwing: CancellationError())
+            case .task, .actor: ready.push(work)
+            case .callback: break
+            }
+            count += 1
+        }
+        for future in awaitedFutures.values { count += future.cancelAwaitersForShutdown() }
+        awaitedFutures.removeAll()
+        for waiter in virtualClock.idleWaiters { waiter.resume() }
+        count += virtualClock.idleWaiters.count
+        virtualClock.idleWaiters.removeAll()
+        if let request = virtualClock.advanceRequest {
+            virtualClock.advanceRequest = nil
+            request.continuation.resume()
+            count += 1
+        }
+        return count
+    }
+}
+
+/// Lets leftovers count a future's awaiters without knowing its value type.
+protocol AwaiterCounting {
+    var awaiterCount: Int { get }
+}

@@ -1,0 +1,381 @@
+@preconcurrency import Glibc
+import Synchronization
+
+/// A single-threaded event loop that is a native Swift executor.
+///
+/// Tasks that prefer the loop (`Task(executorPreference: loop)`, `withTaskExecutorPreference(loop)`,
+/// their `async let`s and task-group children) and actors whose executor is the loop
+/// (`loop.asUnownedSerialExecutor()`) all run on the loop's thread, one job at a time, in FIFO order.
+/// Timers (`sleep`, plain `Task.sleep`, `schedule(after:)`) and descriptor readiness (`readable`,
+/// `writable`, reader/writer callbacks) are driven by the same thread's epoll.
+///
+/// Thread-safety: `enqueue`, `execute(_:)`, `stop()`, `now`, `clock`, and every `async` method may be
+/// used from any thread. Methods that return a handle synchronously (`schedule(after:)`,
+/// `addReader`, …) must be called on the loop's thread, and trap with a message otherwise.
+public final class Loop: TaskExecutor, @unchecked Sendable {
+    /// How the loop's clock moves.
+    public enum TimeMode: Sendable, Equatable {
+        /// Monotonic wall time.
+        case real
+        /// Virtual time starting at zero: it moves only when the loop is idle (see ``withTestLoop(_:)``).
+        case virtual
+    }
+
+    enum Lifecycle {
+        case idle, running, shutDown
+    }
+
+    // MARK: Immutable after init (any thread)
+
+    /// The thread that owns the loop: the only one that runs its jobs and touches loop-thread state.
+    let ownerThread: pthread_t
+    public let timeMode: TimeMode
+    /// The loop's `SerialExecutor` role (actors). A separate object over the same queue, so actor
+    /// jobs and task jobs arrive through different `enqueue`s and each can run the cheapest way.
+    public let serialExecutor: LoopSerialExecutor
+    let inbox: Inbox
+
+    // MARK: Cross-thread state (atomics)
+
+    private let stopRequested = Atomic<Bool>(false)
+    /// Virtual time in nanoseconds (test loops). Written by the loop thread, read by any thread.
+    let virtualNanoseconds = Atomic<Int64>(0)
+    private let isShutDown = Atomic<Bool>(false)
+
+    // MARK: Loop-thread state
+
+    var ready = ReadyQueue()
+    var timers = TimerQueue()
+    var reactor: Reactor
+    private var inboxBuffer: [Work] = []
+    var lifecycle = Lifecycle.idle
+    /// Set by the job that completes what `run(until:)` waits for.
+    var exitRequested = false
+    private var nextWaiterID: UInt64 = 0
+    /// Futures that have awaiters, so shutdown can fail them instead of leaking their tasks.
+    var awaitedFutures: [ObjectIdentifier: any ShutdownCancellable] = [:]
+    /// Virtual-time control: see Loop+VirtualTime.swift.
+    var virtualClock = VirtualClockState()
+
+    /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
+    /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
+    public init(time: TimeMode = .real) throws(LoopError) {
+        ownerThread = pthread_self()
+        timeMode = time
+        reactor = try Reactor()
+        let wakeSignal = reactor.backend.wakeSignal
+        inbox = Inbox(wake: { wakeSignal.signal() })
+        serialExecutor = LoopSerialExecutor()
+        serialExecutor.loop = self
+    }
+
+    deinit {
+        if lifecycle != .shutDown { reactor.backend.close() }
+    }
+
+    /// Whether the caller is on the loop's thread.
+    public var isOnLoopThread: Bool {
+        pthread_equal(pthread_self(), ownerThread) != 0
+    }
+
+    func preconditionOnLoopThread(_ operation: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) {
+        precondition(isOnLoopThread, "\(operation()) must be called on the loop's thread; use loop.execute { } to hop there", file: file, line: line)
+    }
+
+    /// Runs `body` on the loop thread: now if the caller is there, else as the next inbox item.
+    @inline(__always)
+    func onLoopThread(_ body: @escaping () -> Void) {
+        if isOnLoopThread { body() } else { submit(.callback(body)) }
+    }
+
+    // MARK: Time
+
+    /// The loop's current time: monotonic in real mode, virtual on a test loop.
+    public var now: LoopClock.Instant {
+        LoopClock.Instant(nanosecondsSinceOrigin: nowNanoseconds)
+    }
+
+    @inline(__always)
+    var nowNanoseconds: Int64 {
+        timeMode == .virtual ? virtualNanoseconds.load(ordering: .relaxed) : monotonicNanoseconds()
+    }
+
+    /// The loop's clock, for any API that takes `some Clock`.
+    public var clock: LoopClock { LoopClock(loop: self) }
+
+    // MARK: Enqueueing
+
+    /// The single entry point for work. Same thread: a ring-buffer push (no lock, no allocation once
+    /// the buffer has grown, no syscall). Other threads: the locked inbox, waking a parked loop.
+    @inline(__always)
+    func submit(_ work: Work) {
+        if isOnLoopThread && lifecycle != .shutDown {
+            ready.push(work)
+        } else if !isShutDown.load(ordering: .relaxed) {
+            inbox.push(work)
+        } else {
+            reportWorkAfterShutdown()
+        }
+    }
+
+    private func reportWorkAfterShutdown() {
+        enum Once { nonisolated(unsafe) static var reported = false }
+        if !Once.reported {
+            Once.reported = true
+            fputs("SerialLoop: work was enqueued on a loop that has shut down; it will not run (a task or callback outlived its loop)\n", stderr)
+        }
+    }
+
+    // MARK: The tick
+
+    /// One turn of the loop. The phases, in order:
+    /// 1. read the clock once;
+    /// 2. move due timers to the ready queue in `(deadline, sequence)` order (no user code runs);
+    /// 3. drain the cross-thread inbox;
+    /// 4. run the jobs that were ready when the tick began (new ones wait, so I/O is never starved);
+    /// 5. poll for I/O — without blocking if work is ready, else until the next deadline, else until
+    ///    woken (a test loop never waits for time: it jumps its clock instead);
+    /// 6. deliver readiness: resume waiters, queue reader/writer callbacks.
+    /// - Returns: `false` when the loop should stop turning.
+    @inline(__always)
+    func tick() -> Bool {
+        let now = readClockForTick()                         // 1
+        moveDueTimers(now: now)                             // 2
+        drainInbox()                                         // 3
+        runReady(count: ready.count)                         // 4
+        if exitRequested || stopRequested.load(ordering: .relaxed) { return false }
+        pollAndDeliver()                                     // 5, 6
+        return true
+    }
+
+    @inline(__always)
+    func readClockForTick() -> Int64 {
+        if timeMode == .virtual { return virtualNanoseconds.load(ordering: .relaxed) }
+        return timers.isEmpty ? 0 : monotonicNanoseconds()
+    }
+
+    @inline(__always)
+    func moveDueTimers(now: Int64) {
+        while let (_, work) = timers.popDue(now: now) {
+            activate(work)
+        }
+    }
+
+    /// Puts a fired timer's work on the ready queue. Resuming a continuation only enqueues its task.
+    @inline(__always)
+    func activate(_ work: Work) {
+        if case .resume(let continuation) = work {
+            continuation.resume()
+        } else {
+            ready.push(work)
+        }
+    }
+
+    @inline(__always)
+    func drainInbox() {
+        guard inbox.mayHaveWork else { return }
+        inbox.take(into: &inboxBuffer)
+        for work in inboxBuffer { ready.push(work) }
+        inboxBuffer.removeAll(keepingCapacity: true)
+    }
+
+    @inline(__always)
+    func runReady(count: Int) {
+        for _ in 0..<count {
+            run(ready.pop())
+        }
+    }
+
+    @inline(__always)
+    private func run(_ work: Work) {
+        switch work {
+        case .task(let job):
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        case .actor(let job):
+            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        case .callback(let body):
+            body()
+        case .resume(let continuation):
+            continuation.resume()
+        }
+    }
+
+    private func pollAndDeliver() {
+        if !ready.isEmpty || inbox.mayHaveWork {
+            // Work is waiting: peek at I/O without blocking, and skip the syscall when no
+            // descriptor is watched (the wake-up eventfd matters only to a parked loop).
+            if reactor.hasKernelInterest { poll(timeoutNanoseconds: 0) }
+            return
+        }
+        if timeMode == .virtual {
+            idleOnVirtualTime()
+            return
+        }
+        var timeout: Int64? = nil
+        if let deadline = timers.nextDeadline {
+            timeout = max(0, deadline - monotonicNanoseconds())
+            if timeout == 0 {
+                if reactor.hasKernelInterest { poll(timeoutNanoseconds: 0) }
+                return
+            }
+        }
+        parkAndPoll(timeoutNanoseconds: timeout)
+    }
+
+    /// Blocks in the backend until I/O, a wake-up, or the timeout — unless work arrived meanwhile.
+    /// - Returns: how many events (including a wake-up) arrived.
+    @discardableResult
+    func parkAndPoll(timeoutNanoseconds: Int64?) -> Int {
+        if stopRequested.load(ordering: .relaxed) { return 1 }
+        guard inbox.beginParking() else {
+            return 1 + (reactor.hasKernelInterest ? poll(timeoutNanoseconds: 0) : 0)
+        }
+        defer { inbox.endParking() }
+        return poll(timeoutNanoseconds: timeoutNanoseconds)
+    }
+
+    /// Polls once, delivering readiness. Poll failures other than EINTR are loop bugs, not user errors.
+    @discardableResult
+    func poll(timeoutNanoseconds: Int64?) -> Int {
+        do {
+            let (events, woke) = try reactor.poll(timeoutNanoseconds: timeoutNanoseconds) { callback in
+                self.ready.push(.callback(callback))
+            }
+            if woke { inbox.wakeConsumed() }
+            return events + (woke ? 1 : 0)
+        } catch {
+            fatalError("SerialLoop: polling failed, which the loop cannot recover from: \(error)")
+        }
+    }
+
+    // MARK: Running
+
+    /// Runs the loop until ``stop()`` is called (asyncio's `run_forever`).
+    /// - Precondition: called on the loop's thread, and the loop is not already running.
+    public func run() {
+        runTicks(operation: "run()")
+    }
+
+    /// Turns the loop until `exitRequested` or a stop.
+    /// - Returns: `true` if it ended because of `exitRequested`, `false` for `stop()`.
+    @discardableResult
+    func runTicks(operation: String) -> Bool {
+        preconditionOnLoopThread("Loop.\(operation)")
+        switch lifecycle {
+        case .idle: break
+        case .running: preconditionFailure("Loop.\(operation) called while the loop is already running (nested run)")
+        case .shutDown: preconditionFailure("Loop.\(operation) called on a loop that has shut down")
+        }
+        lifecycle = .running
+        exitRequested = false
+        while tick() {}
+        lifecycle = .idle
+        let exited = exitRequested
+        exitRequested = false
+        stopRequested.store(false, ordering: .relaxed)
+        return exited
+    }
+
+    /// Makes ``run()`` (or a `run(until:)`) return after the current tick's jobs. Any thread.
+    public func stop() {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        inbox.wakeIfNeeded()
+    }
+
+    /// Runs the loop until `task` completes and returns its value or rethrows its error
+    /// (asyncio's `run_until_complete`). The task may run anywhere; the loop turns until it is done.
+    /// - Throws: the task's error, or a ``LoopError`` if ``stop()`` was called first.
+    public func run<T: Sendable>(until task: Task<T, any Error>) throws -> T {
+        let outcome = OutcomeBox<T>()
+        Task(executorPreference: self) {
+            let result = await task.result
+            outcome.result = result
+            self.exitRequested = true
+        }
+        guard runTicks(operation: "run(until:)"), let result = outcome.result else {
+            throw LoopError(operation: "run(until:)", reason: "stop() was called before the task completed")
+        }
+        return try result.get()
+    }
+
+    /// Runs the loop until `task` completes and returns its value.
+    public func run<T: Sendable>(until task: Task<T, Never>) throws -> T {
+        try run(until: Task<T, any Error>(executorPreference: self) { await task.value })
+    }
+
+    /// Runs the loop until `future` is complete and returns its value or rethrows its error.
+    public func run<T: Sendable>(until future: LoopFuture<T>) throws -> T {
+        preconditionOnLoopThread("Loop.run(until: future)")
+        if future.result == nil {
+            future.whenComplete { [unowned self] _ in self.exitRequested = true }
+            guard runTicks(operation: "run(until:)") else {
+                throw LoopError(operation: "run(until:)", reason: "stop() was called before the future completed")
+            }
+        }
+        return try future.result!.get()
+    }
+
+    // MARK: Identifiers
+
+    func makeWaiterID() -> UInt64 {
+        nextWaiterID &+= 1
+        return nextWaiterID
+    }
+
+    // MARK: Executor conformance
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        submit(.task(UnownedJob(job)))
+    }
+
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+
+    /// The serial executor for actors that should run on this loop:
+    /// `nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }`.
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: serialExecutor)
+    }
+
+    // MARK: Shutdown
+
+    /// Marks the loop shut down and releases its kernel objects. See `Loop+Shutdown.swift`.
+    func markShutDown() {
+        lifecycle = .shutDown
+        isShutDown.store(true, ordering: .sequentiallyConsistent)
+        reactor.backend.close()
+    }
+}
+
+/// The loop's `SerialExecutor` role: actors whose `unownedExecutor` is `loop.asUnownedSerialExecutor()`
+/// run here. It shares the loop's ready queue; only the way its jobs are run differs.
+public final class LoopSerialExecutor: SerialExecutor, @unchecked Sendable {
+    /// Set once, right after the loop is created; the loop owns this object.
+    unowned(unsafe) var loop: Loop!
+
+    init() {}
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        loop.submit(.actor(UnownedJob(job)))
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    /// Code on the loop thread is isolated to the loop: nothing else can run there concurrently.
+    /// This is what lets `actor.assumeIsolated` work in plain callbacks and epoll handlers.
+    public func checkIsolated() {
+        precondition(loop.isOnLoopThread, "expected to be on the SerialLoop thread, but running on another thread")
+    }
+
+    public func isIsolatingCurrentContext() -> Bool? {
+        loop.isOnLoopThread
+    }
+}
+
+/// A result slot written on the loop thread and read after the loop stopped turning.
+final class OutcomeBox<T>: @unchecked Sendable {
+    var result: Result<T, any Error>?
+}

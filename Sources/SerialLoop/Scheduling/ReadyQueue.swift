@@ -1,0 +1,53 @@
+/// The loop's FIFO ready queue: a growable ring buffer owned by the loop thread.
+///
+/// Push and pop are O(1) and do not allocate once the buffer has grown to the workload's peak
+/// (capacity is kept, never shrunk). Not thread-safe: only the loop thread touches it.
+struct ReadyQueue: ~Copyable {
+    private var storage: UnsafeMutablePointer<Work>
+    private var capacity: Int
+    private var head = 0
+    private(set) var count = 0
+
+    init(initialCapacity: Int = 1024) {
+        precondition(initialCapacity > 0 && initialCapacity & (initialCapacity - 1) == 0, "capacity must be a power of two")
+        capacity = initialCapacity
+        storage = .allocate(capacity: initialCapacity)
+    }
+
+    deinit {
+        for offset in 0..<count {
+            (storage + ((head + offset) & (capacity - 1))).deinitialize(count: 1)
+        }
+        storage.deallocate()
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    @inline(__always)
+    mutating func push(_ work: Work) {
+        if count == capacity { grow() }
+        (storage + ((head + count) & (capacity - 1))).initialize(to: work)
+        count += 1
+    }
+
+    /// - Precondition: the queue is not empty.
+    @inline(__always)
+    mutating func pop() -> Work {
+        let work = (storage + head).move()
+        head = (head + 1) & (capacity - 1)
+        count -= 1
+        return work
+    }
+
+    private mutating func grow() {
+        let newCapacity = capacity * 2
+        let newStorage = UnsafeMutablePointer<Work>.allocate(capacity: newCapacity)
+        let firstRun = min(count, capacity - head)
+        newStorage.moveInitialize(from: storage + head, count: firstRun)
+        (newStorage + firstRun).moveInitialize(from: storage, count: count - firstRun)
+        storage.deallocate()
+        storage = newStorage
+        capacity = newCapacity
+        head = 0
+    }
+}

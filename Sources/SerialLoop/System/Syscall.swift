@@ -1,0 +1,48 @@
+@preconcurrency import Glibc
+import CSerialLoopShims
+
+/// The one discipline every system call in the loop goes through: retry `EINTR`, and turn any other
+/// failure into a ``LoopError`` that names the call.
+///
+/// - Returns: the call's non-negative result.
+@inline(__always)
+func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(LoopError) -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        let code = c_serial_loop_errno()
+        if code == EINTR { continue }
+        throw LoopError(operation: operation(), errno: code)
+    }
+}
+
+/// Reads `CLOCK_MONOTONIC` in nanoseconds. The only place the real clock is read.
+@inline(__always)
+func monotonicNanoseconds() -> Int64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return Int64(spec.tv_sec) &* 1_000_000_000 &+ Int64(spec.tv_nsec)
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds, saturating at `Int64.min`/`Int64.max` instead of trapping,
+    /// so `.seconds(Int64.max)` means "practically never" rather than a crash.
+    var saturatingNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (sum, overflow2) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+        if overflow2 { return seconds < 0 ? .min : .max }
+        return sum
+    }
+}
+
+extension Int64 {
+    /// `self + other`, clamped to the representable range.
+    @inline(__always)
+    func saturatingAdd(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        if overflow { return other > 0 ? .max : .min }
+        return sum
+    }
+}

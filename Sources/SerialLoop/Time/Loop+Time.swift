@@ -1,0 +1,175 @@
+@_spi(ExperimentalScheduling) @_spi(ExperimentalCustomExecutors) import _Concurrency
+
+extension Loop {
+    /// Suspends the calling task for `duration` of loop time.
+    ///
+    /// Never returns early. Throws `CancellationError` as soon as the task is cancelled, and the
+    /// timer is removed then (nothing is left behind). Callable from any task; the timer lives on
+    /// the loop and the task resumes on its own executor.
+    public func sleep(for duration: Duration) async throws {
+        try await sleep(until: now.advanced(by: duration))
+    }
+
+    /// Suspends the calling task until the loop's clock reaches `deadline`.
+    /// A deadline in the past resumes on the next tick.
+    public func sleep(until deadline: LoopClock.Instant) async throws {
+        let sleep = PendingSleep()
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                onLoopThread { self.startSleep(sleep, deadline: deadline.nanosecondsSinceOrigin, continuation) }
+            }
+        } onCancel: {
+            onLoopThread { self.cancelSleep(sleep) }
+        }
+    }
+
+    private func startSleep(_ sleep: PendingSleep, deadline: Int64, _ continuation: UnsafeContinuation<Void, any Error>) {
+        guard case .notStarted = sleep.state, lifecycle != .shutDown else {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        sleep.state = .scheduled(timers.schedule(at: deadline, .resume(continuation)))
+    }
+
+    private func cancelSleep(_ sleep: PendingSleep) {
+        if case .scheduled(let id) = sleep.state, case .resume(let continuation)? = timers.cancel(id) {
+            continuation.resume(throwing: CancellationError())
+        }
+        sleep.state = .cancelled
+    }
+
+    // MARK: Callbacks on timers (call_later / call_at)
+
+    /// Runs `callback` on the loop after `delay` (asyncio's `call_later`). Never early; equal
+    /// deadlines run in scheduling order.
+    /// - Precondition: called on the loop's thread.
+    /// - Complexity: O(log n) in the number of pending timers.
+    @discardableResult
+    public func schedule(after delay: Duration, _ callback: @escaping () -> Void) -> ScheduledCallback {
+        schedule(at: now.advanced(by: delay), callback)
+    }
+
+    /// Runs `callback` on the loop when its clock reaches `deadline` (asyncio's `call_at`).
+    /// - Precondition: called on the loop's thread.
+    @discardableResult
+    public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void) -> ScheduledCallback {
+        preconditionOnLoopThread("Loop.schedule(at:)")
+        return ScheduledCallback(loop: self, id: timers.schedule(at: deadline.nanosecondsSinceOrigin, .callback(callback)))
+    }
+
+    /// How many timers are pending (sleeps, scheduled callbacks, `Task.sleep`s). Loop thread only.
+    public var pendingTimerCount: Int {
+        preconditionOnLoopThread("Loop.pendingTimerCount")
+        return timers.count
+    }
+
+    /// The earliest pending deadline, if any. Loop thread only.
+    public var nextDeadline: LoopClock.Instant? {
+        preconditionOnLoopThread("Loop.nextDeadline")
+        return timers.nextDeadline.map(LoopClock.Instant.init(nanosecondsSinceOrigin:))
+    }
+}
+
+/// The state of one `loop.sleep`, shared by the sleeping side and its cancellation handler.
+/// Touched on the loop thread only (both sides hop there).
+final class PendingSleep: @unchecked Sendable {
+    enum State {
+        case notStarted
+        case scheduled(TimerID)
+        case cancelled
+    }
+    var state = State.notStarted
+}
+
+/// A callback scheduled with ``Loop/schedule(after:_:)``; cancel it to make sure it never runs.
+public struct ScheduledCallback: Sendable {
+    let loop: Loop
+    let id: TimerID
+
+    /// Removes the callback if it has not run yet (O(log n), nothing left behind). Any thread:
+    /// from another thread the removal happens on the loop's next tick.
+    public func cancel() {
+        loop.onLoopThread { _ = self.loop.timers.cancel(self.id) }
+    }
+
+    /// Whether the callback is still waiting to run. Loop thread only.
+    public var isPending: Bool {
+        loop.preconditionOnLoopThread("ScheduledCallback.isPending")
+        return loop.timers.contains(id)
+    }
+}
+
+// MARK: - Task.sleep on the loop's timers
+
+/// With this conformance, `Task.sleep`, `ContinuousClock().sleep` and `SuspendingClock` sleeps in
+/// tasks on the loop land on the loop's own timer queue — and so obey virtual time on a test loop.
+@_spi(ExperimentalScheduling)
+extension Loop: SchedulingExecutor {
+    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
+        scheduleRuntimeJob(.task(UnownedJob(job)), deadline: deadline(for: instant, clock: clock))
+    }
+
+    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
+        scheduleRuntimeJob(.task(UnownedJob(job)), deadline: deadline(after: delay, clock: clock))
+    }
+}
+
+@_spi(ExperimentalScheduling)
+extension LoopSerialExecutor: SchedulingExecutor {
+    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
+        loop.scheduleRuntimeJob(.actor(UnownedJob(job)), deadline: loop.deadline(for: instant, clock: clock))
+    }
+
+    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
+        loop.scheduleRuntimeJob(.actor(UnownedJob(job)), deadline: loop.deadline(after: delay, clock: clock))
+    }
+}
+
+extension Loop {
+    func scheduleRuntimeJob(_ work: Work, deadline: Int64) {
+        onLoopThread { _ = self.timers.schedule(at: deadline, work) }
+    }
+
+    /// Converts another clock's instant to a loop deadline.
+    ///
+    /// Real loop: `now + (instant - clock.now)`. Test loop: the same, but the runtime computed
+    /// `instant` as `clock.now + d` a few hundred nanoseconds before we read `clock.now`, so the
+    /// remaining delay is `d` minus that jitter. To keep virtual timestamps identical on every run,
+    /// the delay is snapped back: to the whole millisecond when within 100 µs below one, else up to
+    /// the whole microsecond. Use `loop.sleep` or `loop.clock` for exact nanoseconds.
+    func deadline<C: Clock>(for instant: C.Instant, clock: C) -> Int64 {
+        let remaining: Duration
+        if let instant = instant as? ContinuousClock.Instant {
+            remaining = ContinuousClock.now.duration(to: instant)
+        } else if let instant = instant as? SuspendingClock.Instant {
+            remaining = SuspendingClock.now.duration(to: instant)
+        } else if let instant = instant as? LoopClock.Instant {
+            return instant.nanosecondsSinceOrigin
+        } else if let duration = clock.now.duration(to: instant) as? Duration {
+            remaining = duration
+        } else {
+            remaining = .zero
+        }
+        return deadline(afterNanoseconds: remaining.saturatingNanoseconds, fromRuntime: true)
+    }
+
+    func deadline<C: Clock>(after delay: C.Duration, clock: C) -> Int64 {
+        let nanoseconds = (delay as? Duration)?.saturatingNanoseconds ?? 0
+        return deadline(afterNanoseconds: nanoseconds, fromRuntime: false)
+    }
+
+    private func deadline(afterNanoseconds delay: Int64, fromRuntime: Bool) -> Int64 {
+        guard timeMode == .virtual else { return nowNanoseconds.saturatingAdd(max(0, delay)) }
+        var snapped = max(0, delay)
+        if fromRuntime && snapped < Int64.max / 2 {
+            let millisecond: Int64 = 1_000_000, microsecond: Int64 = 1_000
+            let upToMillisecond = (snapped + millisecond - 1) / millisecond * millisecond
+            if upToMillisecond - snapped < 100 * microsecond {
+                snapped = upToMillisecond
+            } else {
+                snapped = (snapped + microsecond - 1) / microsecond * microsecond
+            }
+        }
+        return nowNanoseconds.saturatingAdd(snapped)
+    }
+}

@@ -1,0 +1,169 @@
+/// Identifies a scheduled timer. Stale IDs (the timer fired or was cancelled, and its slot was
+/// reused) are recognised by their generation and ignored.
+struct TimerID: Hashable, Sendable {
+    fileprivate(set) var slot: UInt32
+    fileprivate(set) var generation: UInt32
+}
+
+/// The loop's timers: a 4-ary min-heap ordered by `(deadline, sequence)`, with an index from each
+/// timer's slot to its heap position so cancellation removes the entry at once.
+///
+/// - Invariants (checked by `checkInvariants()` in debug builds and tests):
+///   every heap entry's slot points back at that entry's position; free slots are not in the heap;
+///   a parent orders before its children. Cancelled timers leave nothing behind: no tombstones.
+/// - Complexity: insert, cancel and pop are O(log n); `nextDeadline` is O(1).
+///   A 4-ary heap halves the depth of a binary one, which keeps 1M pending timers close to the cost
+///   of 1k (fewer cache misses per sift).
+/// - Ordering: the sequence number makes equal deadlines fire in scheduling order.
+struct TimerQueue {
+    private struct Entry {
+        var deadline: Int64
+        var sequence: UInt64
+        var slot: UInt32
+
+        @inline(__always)
+        func ordersBefore(_ other: Entry) -> Bool {
+            deadline < other.deadline || (deadline == other.deadline && sequence < other.sequence)
+        }
+    }
+
+    private struct Slot {
+        var generation: UInt32 = 0
+        /// Position in `heap`, or -1 when the slot is free.
+        var heapIndex: Int32 = -1
+        var work: Work? = nil
+    }
+
+    private var heap: [Entry] = []
+    private var slots: [Slot] = []
+    private var freeSlots: [UInt32] = []
+    private var nextSequence: UInt64 = 0
+
+    var count: Int { heap.count }
+    var isEmpty: Bool { heap.isEmpty }
+
+    /// The earliest deadline, if any timer is pending.
+    var nextDeadline: Int64? { heap.first?.deadline }
+
+    mutating func schedule(at deadline: Int64, _ work: Work) -> TimerID {
+        let slot: UInt32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+        } else {
+            slot = UInt32(slots.count)
+            slots.append(Slot())
+        }
+        let position = heap.count
+        heap.append(Entry(deadline: deadline, sequence: nextSequence, slot: slot))
+        nextSequence &+= 1
+        slots[Int(slot)].heapIndex = Int32(position)
+        slots[Int(slot)].work = work
+        siftUp(position)
+        return TimerID(slot: slot, generation: slots[Int(slot)].generation)
+    }
+
+    /// Removes a pending timer and returns its work, or `nil` if it already fired or was cancelled.
+    mutating func cancel(_ id: TimerID) -> Work? {
+        guard Int(id.slot) < slots.count else { return nil }
+        let slot = slots[Int(id.slot)]
+        guard slot.generation == id.generation, slot.heapIndex >= 0 else { return nil }
+        return remove(at: Int(slot.heapIndex))
+    }
+
+    /// Whether `id` is still pending.
+    func contains(_ id: TimerID) -> Bool {
+        Int(id.slot) < slots.count && slots[Int(id.slot)].generation == id.generation && slots[Int(id.slot)].heapIndex >= 0
+    }
+
+    /// Removes and returns the earliest timer if its deadline is `<= now`.
+    @inline(__always)
+    mutating func popDue(now: Int64) -> (deadline: Int64, work: Work)? {
+        guard let first = heap.first, first.deadline <= now else { return nil }
+        return (first.deadline, remove(at: 0))
+    }
+
+    /// Removes and returns every pending timer in firing order (used at shutdown).
+    mutating func removeAll() -> [Work] {
+        var result: [Work] = []
+        result.reserveCapacity(heap.count)
+        while !heap.isEmpty { result.append(remove(at: 0)) }
+        return result
+    }
+
+    /// Visits pending timers (in heap order, not firing order).
+    func forEach(_ body: (Int64, Work) -> Void) {
+        for entry in heap { body(entry.deadline, slots[Int(entry.slot)].work!) }
+    }
+
+    private mutating func remove(at position: Int) -> Work {
+        let removed = heap[position]
+        let last = heap.removeLast()
+        if position < heap.count {
+            heap[position] = last
+            slots[Int(last.slot)].heapIndex = Int32(position)
+            if position > 0 && last.ordersBefore(heap[(position - 1) / 4]) {
+                siftUp(position)
+            } else {
+                siftDown(position)
+            }
+        }
+        let slotIndex = Int(removed.slot)
+        let work = slots[slotIndex].work.take()!
+        slots[slotIndex].heapIndex = -1
+        slots[slotIndex].generation &+= 1
+        freeSlots.append(removed.slot)
+        return work
+    }
+
+    private mutating func siftUp(_ start: Int) {
+        var position = start
+        let moving = heap[position]
+        while position > 0 {
+            let parent = (position - 1) / 4
+            guard moving.ordersBefore(heap[parent]) else { break }
+            heap[position] = heap[parent]
+            slots[Int(heap[position].slot)].heapIndex = Int32(position)
+            position = parent
+        }
+        heap[position] = moving
+        slots[Int(moving.slot)].heapIndex = Int32(position)
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var position = start
+        let moving = heap[position]
+        let count = heap.count
+        while true {
+            let firstChild = 4 * position + 1
+            if firstChild >= count { break }
+            var best = firstChild
+            let lastChild = min(firstChild + 4, count)
+            var child = firstChild + 1
+            while child < lastChild {
+                if heap[child].ordersBefore(heap[best]) { best = child }
+                child += 1
+            }
+            guard heap[best].ordersBefore(moving) else { break }
+            heap[position] = heap[best]
+            slots[Int(heap[position].slot)].heapIndex = Int32(position)
+            position = best
+        }
+        heap[position] = moving
+        slots[Int(moving.slot)].heapIndex = Int32(position)
+    }
+
+    /// Traps if an invariant is broken. O(n); for tests and debug teardown.
+    func checkInvariants() {
+        for (position, entry) in heap.enumerated() {
+            precondition(slots[Int(entry.slot)].heapIndex == Int32(position), "timer slot does not point back at its heap entry")
+            precondition(slots[Int(entry.slot)].work != nil, "pending timer without work")
+            if position > 0 {
+                precondition(!entry.ordersBefore(heap[(position - 1) / 4]), "timer heap order broken")
+            }
+        }
+        for free in freeSlots {
+            precondition(slots[Int(free)].heapIndex == -1 && slots[Int(free)].work == nil, "free timer slot still in use")
+        }
+        precondition(heap.count + freeSlots.count == slots.count, "timer slots leaked")
+    }
+}
