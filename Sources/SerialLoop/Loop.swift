@@ -118,6 +118,20 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
         }
     }
 
+    /// Runs `callback` on the loop after the work already queued (asyncio's `call_soon_threadsafe`).
+    /// Any thread; from another thread it wakes a parked loop.
+    public func execute(_ callback: @escaping @Sendable () -> Void) {
+        submit(.callback(callback))
+    }
+
+    /// Runs `callback` on the loop after the work already queued (asyncio's `call_soon`). Unlike
+    /// ``execute(_:)`` the closure need not be `Sendable`, because it never leaves the loop thread.
+    /// - Precondition: called on the loop's thread.
+    public func callSoon(_ callback: @escaping () -> Void) {
+        preconditionOnLoopThread("Loop.callSoon(_:)")
+        ready.push(.callback(callback))
+    }
+
     private func reportWorkAfterShutdown() {
         enum Once { nonisolated(unsafe) static var reported = false }
         if !Once.reported {
