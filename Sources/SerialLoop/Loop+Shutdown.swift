@@ -42,7 +42,7 @@ extension Loop {
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
             switch work {
             case .resume: leftovers.sleeps.append(instant)
-            case .task, .actor: leftovers.taskSleeps.append(instant)
+            case .sleepWake, .task, .actor, .global: leftovers.taskSleeps.append(instant)
             case .callback: leftovers.scheduledCallbacks.append(instant)
             }
         }
@@ -66,6 +66,8 @@ extension Loop {
     func shutDown() {
         preconditionOnLoopThread("Loop.shutDown()")
         guard lifecycle != .shutDown else { return }
+        let previous = enterThread()
+        defer { leaveThread(restoring: previous) }
         var rounds = 0
         while rounds < 100 {
             rounds += 1
@@ -103,7 +105,7 @@ extension Loop {
         for work in timers.removeAll() {
             switch work {
             case .resume(let continuation): continuation.resume(throwing: CancellationError())
-            case .task, .actor: ready.push(work)
+            case .sleepWake, .task, .actor, .global: ready.push(work)
             case .callback: break
             }
             count += 1

@@ -56,17 +56,24 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
     var awaitedFutures: [ObjectIdentifier: any ShutdownCancellable] = [:]
     /// Virtual-time control: see Loop+VirtualTime.swift.
     var virtualClock = VirtualClockState()
+    /// True while a runtime sleep job runs: its hop to the global executor comes back here.
+    var isRunningSleepWake = false
+    /// Whether work sent to the global executor from this loop's thread runs on the loop instead
+    /// (test loops: see GlobalRouting.swift).
+    var capturesEscapingWork: Bool
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
     /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
     public init(time: TimeMode = .real) throws(LoopError) {
         ownerThread = pthread_self()
         timeMode = time
+        capturesEscapingWork = time == .virtual
         reactor = try Reactor()
         let wakeSignal = reactor.backend.wakeSignal
         inbox = Inbox(wake: { wakeSignal.signal() })
         serialExecutor = LoopSerialExecutor()
         serialExecutor.loop = self
+        installGlobalRouting()
     }
 
     deinit {
@@ -201,12 +208,18 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
     }
 
     @inline(__always)
-    private func run(_ work: Work) {
+    func run(_ work: Work) {
         switch work {
         case .task(let job):
             job.runSynchronously(on: asUnownedTaskExecutor())
         case .actor(let job):
             job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
+        case .sleepWake(let job):
+            isRunningSleepWake = true
+            job.runSynchronously(on: asUnownedTaskExecutor())
+            isRunningSleepWake = false
+        case .global(let job):
+            job.runSynchronously(on: globalConcurrentExecutor.asUnownedTaskExecutor())
         case .callback(let body):
             body()
         case .resume(let continuation):
@@ -282,7 +295,9 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
         }
         lifecycle = .running
         exitRequested = false
+        let previous = enterThread()
         while tick() {}
+        leaveThread(restoring: previous)
         lifecycle = .idle
         let exited = exitRequested
         exitRequested = false

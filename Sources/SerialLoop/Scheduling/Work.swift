@@ -11,6 +11,12 @@ enum Work: @unchecked Sendable {
     case task(UnownedJob)
     /// An actor job that arrived through the loop's `SerialExecutor` role.
     case actor(UnownedJob)
+    /// A runtime sleep job (`Task.sleep` & co., via `SchedulingExecutor`). The runtime's sleep
+    /// wake-up is a tiny task with no executor preference, which would hop to the global executor
+    /// before resuming the sleeper; while it runs, such hops are routed back onto the loop.
+    case sleepWake(UnownedJob)
+    /// A job headed for Swift's global executor that the loop took instead (see `GlobalRouting.swift`).
+    case global(UnownedJob)
     /// A plain callback (`execute`, `schedule(after:)`, reader/writer callbacks, future callbacks).
     case callback(() -> Void)
     /// Resume a `loop.sleep` continuation (a timer's payload; never on the ready queue).

@@ -106,22 +106,22 @@ public struct ScheduledCallback: Sendable {
 @_spi(ExperimentalScheduling)
 extension Loop: SchedulingExecutor {
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
-        scheduleRuntimeJob(.task(UnownedJob(job)), deadline: deadline(for: instant, clock: clock))
+        scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: deadline(for: instant, clock: clock))
     }
 
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
-        scheduleRuntimeJob(.task(UnownedJob(job)), deadline: deadline(after: delay, clock: clock))
+        scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: deadline(after: delay, clock: clock))
     }
 }
 
 @_spi(ExperimentalScheduling)
 extension LoopSerialExecutor: SchedulingExecutor {
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
-        loop.scheduleRuntimeJob(.actor(UnownedJob(job)), deadline: loop.deadline(for: instant, clock: clock))
+        loop.scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: loop.deadline(for: instant, clock: clock))
     }
 
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
-        loop.scheduleRuntimeJob(.actor(UnownedJob(job)), deadline: loop.deadline(after: delay, clock: clock))
+        loop.scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: loop.deadline(after: delay, clock: clock))
     }
 }
 

@@ -1,0 +1,64 @@
+@preconcurrency import Glibc
+import Synchronization
+import Testing
+@testable import SerialLoop
+
+@Suite("Cross-thread entry")
+struct CrossThreadTests {
+    @Test func fourThreadsTimesHundredThousandExecutesNoneLost() async throws {
+        let producers = 4, perProducer = 100_000
+        let (count, perThreadInOrder) = try await withLoop { loop in
+            let total = producers * perProducer
+            let done = loop.makeFuture(of: Void.self)
+            let counter = LoopBox(0)
+            // Each producer's jobs must also arrive in that producer's order.
+            let lastSeen = LoopBox([Int](repeating: -1, count: producers))
+            let ordered = LoopBox(true)
+            let threads = (0..<producers).map { producer in
+                spawnThread {
+                    for i in 0..<perProducer {
+                        loop.execute {
+                            if lastSeen.value[producer] != i - 1 { ordered.value = false }
+                            lastSeen.value[producer] = i
+                            counter.value += 1
+                            if counter.value == total { done.succeed(()) }
+                        }
+                    }
+                }
+            }
+            try await done.value
+            for thread in threads { pthread_join(thread, nil) }
+            return (counter.value, ordered.value)
+        }
+        #expect(count == producers * perProducer)
+        #expect(perThreadInOrder)
+    }
+
+    @Test func stopFromAnotherThreadEndsRun() throws {
+        let thread = try Loop.startThread()
+        let loop = thread.loop
+        let ran = Atomic<Bool>(false)
+        let latch = Latch<Bool>()
+        loop.execute { ran.store(true, ordering: .relaxed); latch.fulfil(true) }
+        #expect(latch.wait())
+        thread.shutdown()          // stop() from this thread, then join
+        let didRun = ran.load(ordering: .relaxed)
+        #expect(didRun)
+    }
+
+    @Test func wakeUpsAreCoalesced() async throws {
+        // Many enqueues while the loop is parked cause far fewer eventfd writes than enqueues.
+        let thread = try Loop.startThread()
+        defer { thread.shutdown() }
+        let loop = thread.loop
+        let done = Latch<Int>()
+        let counter = Mutex(0)
+        for _ in 0..<10_000 {
+            loop.execute {
+                let value = counter.withLock { $0 += 1; return $0 }
+                if value == 10_000 { done.fulfil(value) }
+            }
+        }
+        #expect(done.wait() == 10_000)
+    }
+}

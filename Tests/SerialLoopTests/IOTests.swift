@@ -1,0 +1,204 @@
+@preconcurrency import Glibc
+import Testing
+@testable import SerialLoop
+
+@Suite("Descriptor readiness")
+struct IOTests {
+    @Test func readableAndWritableOnASocketpair() async throws {
+        let echoed = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            defer { try? loop.close(a); try? loop.close(b) }
+            let server = Task(executorPreference: loop) {
+                try await loop.readable(b)
+                let text = readString(b)
+                try await loop.writable(b)
+                writeAll(b, text.uppercased())
+            }
+            try await loop.writable(a)
+            writeAll(a, "hello")
+            try await loop.readable(a)
+            try await server.value
+            return readString(a)
+        }
+        #expect(echoed == "HELLO")
+    }
+
+    @Test func readableOnAPipeAndEndOfFile() async throws {
+        let (text, eof) = try await withLoop { loop in
+            let (readEnd, writeEnd) = makePipe()
+            let reader = Task(executorPreference: loop) { () async throws -> String in
+                try await loop.readable(readEnd)
+                return readString(readEnd)
+            }
+            try await loop.writable(writeEnd)
+            writeAll(writeEnd, "through a pipe")
+            let text = try await reader.value
+            try loop.close(writeEnd)
+            try await loop.readable(readEnd)        // EOF counts as readable
+            let eof = readString(readEnd)
+            try loop.close(readEnd)
+            return (text, eof)
+        }
+        #expect(text == "through a pipe")
+        #expect(eof == "")
+    }
+
+    @Test func readableReturnsOnTheNextTickWhenAlreadyReady() async throws {
+        let ok = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            writeAll(a, "already there")
+            try await loop.readable(b)
+            try await loop.readable(b)              // still readable: level-triggered
+            let ok = readString(b) == "already there"
+            try loop.close(a); try loop.close(b)
+            return ok
+        }
+        #expect(ok)
+    }
+
+    @Test func manyWaitersOnOneDescriptorAllWake() async throws {
+        let woken = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            let count = LoopBox(0)
+            let waiters = (0..<10).map { _ in
+                Task(executorPreference: loop) { try await loop.readable(b); count.value += 1 }
+            }
+            await loop.idleTick()
+            #expect(loop.pendingWaiterCount == 10)
+            writeAll(a, "x")
+            for waiter in waiters { try await waiter.value }
+            try loop.close(a); try loop.close(b)
+            return count.value
+        }
+        #expect(woken == 10)
+    }
+
+    @Test func cancellingAReadinessWaitThrowsAndDeregisters() async throws {
+        let (outcome, waitersAfter) = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            let waiter = Task(executorPreference: loop) { try await loop.readable(b) }
+            await loop.idleTick()
+            #expect(loop.pendingWaiterCount == 1)
+            waiter.cancel()
+            let outcome = await waiter.result
+            let after = loop.pendingWaiterCount
+            try loop.close(a); try loop.close(b)
+            return (outcome, after)
+        }
+        #expect(throws: CancellationError.self) { try outcome.get() }
+        #expect(waitersAfter == 0)
+    }
+
+    @Test func invalidDescriptorIsAnErrorNamingTheOperationAndErrno() async throws {
+        let errors = try await withLoop { loop in
+            var errors: [LoopError] = []
+            for fd: Int32 in [-1, 9999] {
+                do { try await loop.readable(fd) } catch let error as LoopError { errors.append(error) }
+            }
+            do { try await loop.writable(-1) } catch let error as LoopError { errors.append(error) }
+            return errors
+        }
+        #expect(errors.count == 3)
+        #expect(errors.allSatisfy { $0.errno == EBADF })
+        #expect(errors[0].description.hasPrefix("readable(fd: -1): EBADF"))
+        #expect(errors[1].description.hasPrefix("readable(fd: 9999): EBADF"))
+        #expect(errors[2].description.hasPrefix("writable(fd: -1): EBADF"))
+    }
+
+    @Test func closedDescriptorIsAnError() async throws {
+        let error = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            try loop.close(a)
+            defer { try? loop.close(b) }
+            do {
+                try await loop.readable(a)
+                return nil as LoopError?
+            } catch let error as LoopError {
+                return error
+            }
+        }
+        #expect(error?.errno == EBADF)
+    }
+
+    @Test func closingThroughTheLoopWakesWaitersWithAnError() async throws {
+        let outcomes = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            let reader = Task(executorPreference: loop) { try await loop.readable(b) }
+            await loop.idleTick()
+            try loop.close(b)
+            let outcome = await reader.result
+            try loop.close(a)
+            return outcome
+        }
+        #expect(throws: LoopError.self) { try outcomes.get() }
+    }
+
+    @Test func regularFilesAreAlwaysReady() async throws {
+        let ok = try await withLoop { loop in
+            let fd = open("/proc/self/status", O_RDONLY)
+            defer { close(fd) }
+            try await loop.readable(fd)
+            return true
+        }
+        #expect(ok)
+    }
+
+    @Test func noEventsDeliveredForReusedDescriptor() async throws {
+        // fd numbers are reused by the kernel; a registration's generation filters stale events.
+        let ok = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            try loop.addReader(b) {}
+            try loop.close(b)                                   // forgets b, bumps its generation
+            let (c, d) = makeSocketPair()                       // likely reuses b's number
+            let reader = Task(executorPreference: loop) { try await loop.readable(d); return readString(d) }
+            writeAll(c, "fresh")
+            let text = try await reader.value
+            try loop.close(a); try loop.close(c); try loop.close(d)
+            return text == "fresh"
+        }
+        #expect(ok)
+    }
+
+    @Test func readerAndWriterCallbacksRunWhileReadyUntilRemoved() async throws {
+        let (reads, wrote) = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            let done = loop.makeFuture(of: String.self)
+            var received = ""
+            try loop.addReader(b) {
+                received += readString(b)
+                if received.count >= 6 { loop.removeReader(b); done.succeed(received) }
+            }
+            var wrote = 0
+            try loop.addWriter(a) {
+                writeAll(a, "abc")
+                wrote += 1
+                if wrote == 2 { loop.removeWriter(a) }
+            }
+            let text = try await done.value
+            #expect(loop.removeReader(b) == false)
+            try loop.close(a); try loop.close(b)
+            return (text, wrote)
+        }
+        #expect(reads == "abcabc")
+        #expect(wrote == 2)
+    }
+
+    @Test func addReaderOnARegularFileIsRefused() async throws {
+        let error = try await withLoop { loop in
+            let fd = open("/proc/self/status", O_RDONLY)
+            defer { close(fd) }
+            do throws(LoopError) { try loop.addReader(fd) {}; return nil as LoopError? } catch { return error }
+        }
+        #expect(error?.errno == EPERM)
+    }
+}
+
+extension Loop {
+    /// Lets every task spawned so far reach its first suspension: one pass through the ready queue
+    /// and one poll. Exact, not a heuristic: a spawned task's first job is already queued.
+    func idleTick() async {
+        let future = makeFuture(of: Void.self)
+        schedule(after: .zero) { future.succeed(()) }
+        try? await future.value
+    }
+}

@@ -1,0 +1,123 @@
+import Testing
+@testable import SerialLoop
+
+@Suite("Ordering rules")
+struct OrderingTests {
+    @Test func callbacksRunInFIFOOrder() async throws {
+        let order = try await withLoop { loop in
+            let log = LoopBox<[Int]>([])
+            let done = loop.makeFuture(of: [Int].self)
+            for i in 0..<100 { loop.callSoon { log.value.append(i) } }
+            loop.callSoon { done.succeed(log.value) }
+            return try await done.value
+        }
+        #expect(order == Array(0..<100))
+    }
+
+    @Test func workEnqueuedDuringATickWaitsForTheNextTick() async throws {
+        // Tick snapshot: a callback queued by a running callback runs after everything that was
+        // already ready, even though it was queued "in the middle".
+        let order = try await withLoop { loop in
+            let log = LoopBox<[String]>([])
+            let done = loop.makeFuture(of: [String].self)
+            loop.callSoon {
+                log.value.append("a")
+                loop.callSoon { log.value.append("a-child") }
+            }
+            loop.callSoon { log.value.append("b") }
+            loop.callSoon { loop.callSoon { loop.callSoon { done.succeed(log.value) } } }
+            return try await done.value
+        }
+        #expect(order == ["a", "b", "a-child"])
+    }
+
+    @Test func readyWorkDoesNotStarveIO() async throws {
+        // A task that yields forever must not keep a ready descriptor from being delivered.
+        let delivered = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            let spinning = LoopBox(true)
+            let spinner = Task(executorPreference: loop) {
+                while spinning.value { await Task.yield() }
+            }
+            writeAll(a, "x")
+            try await loop.readable(b)
+            spinning.value = false
+            await spinner.value
+            try loop.close(a)
+            try loop.close(b)
+            return true
+        }
+        #expect(delivered)
+    }
+
+    @Test func equalDeadlinesFireInSchedulingOrder() async throws {
+        let order = try await withTestLoop { loop in
+            let log = LoopBox<[Int]>([])
+            let deadline = loop.now.advanced(by: .seconds(1))
+            for i in 0..<50 { loop.schedule(at: deadline) { log.value.append(i) } }
+            try await loop.sleep(until: deadline.advanced(by: .nanoseconds(1)))
+            return log.value
+        }
+        #expect(order == Array(0..<50))
+    }
+
+    @Test func timersFireInDeadlineOrderWhateverTheSchedulingOrder() async throws {
+        let order = try await withTestLoop { loop in
+            let log = LoopBox<[Int]>([])
+            for delay in [5, 1, 4, 2, 3] {
+                loop.schedule(after: .milliseconds(delay)) { log.value.append(delay) }
+            }
+            try await loop.sleep(for: .milliseconds(10))
+            return log.value
+        }
+        #expect(order == [1, 2, 3, 4, 5])
+    }
+
+    @Test func dueTimersAreAllCollectedBeforeAnyRuns() async throws {
+        // Two timers due at the same tick: the first one's callback schedules an immediate
+        // callback; it must run after the second timer, not between.
+        let order = try await withTestLoop { loop in
+            let log = LoopBox<[String]>([])
+            loop.schedule(after: .seconds(1)) {
+                log.value.append("t1")
+                loop.callSoon { log.value.append("t1-soon") }
+            }
+            loop.schedule(after: .seconds(1)) { log.value.append("t2") }
+            try await loop.sleep(for: .seconds(2))
+            return log.value
+        }
+        #expect(order == ["t1", "t2", "t1-soon"])
+    }
+
+    @Test func cancelledTimersNeverFireAndLeaveNothingBehind() async throws {
+        let (fired, pending) = try await withTestLoop { loop in
+            let fired = LoopBox(0)
+            var handles: [ScheduledCallback] = []
+            for i in 0..<1000 {
+                handles.append(loop.schedule(after: .milliseconds(i)) { fired.value += 1 })
+            }
+            for handle in handles where handle.isPending { handle.cancel() }
+            let pending = loop.pendingTimerCount
+            try await loop.sleep(for: .seconds(2))
+            return (fired.value, pending)
+        }
+        #expect(fired == 0)
+        #expect(pending == 0)
+    }
+
+    @Test func timerQueueInvariantsHoldUnderScheduleAndCancel() {
+        var queue = TimerQueue()
+        var ids: [TimerID] = []
+        for i in 0..<2000 { ids.append(queue.schedule(at: Int64((i * 7919) % 1000), .callback {})) }
+        for (index, id) in ids.enumerated() where index % 3 == 0 { _ = queue.cancel(id) }
+        queue.checkInvariants()
+        var last = Int64.min
+        while let (deadline, _) = queue.popDue(now: .max) {
+            #expect(deadline >= last)
+            last = deadline
+        }
+        queue.checkInvariants()
+        #expect(queue.isEmpty)
+        #expect(queue.cancel(ids[1]) == nil, "a fired timer's id is stale")
+    }
+}
