@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// This blocks the calling thread. In async code, use the `async` overload instead, which runs the
 /// loop on a dedicated thread and blocks no cooperative thread.
-public func withLoop<T: Sendable>(_ body: sending @escaping (Loop) async throws -> T) throws -> T {
+public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) throws -> T {
     let loop = try Loop()
     return try loop.runBody(body, cancellation: nil)
 }
@@ -18,20 +18,20 @@ public func withLoop<T: Sendable>(_ body: sending @escaping (Loop) async throws 
 /// Runs `body` on a new loop on a **dedicated thread** and returns its value (or rethrows its
 /// error). No cooperative thread is blocked while it runs. Cancelling the calling task cancels the
 /// body's task.
-public func withLoop<T: Sendable>(_ body: sending @escaping (Loop) async throws -> T) async throws -> T {
+public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) async throws -> T {
     try await runOnDedicatedThread(time: .real, body)
 }
 
 /// `withLoop` on a test loop: virtual time, same as `withLoop` otherwise. When the body finishes
 /// with work still pending on the loop (sleeping tasks, descriptor waiters, timers), the call
 /// throws ``LoopLeftoversError`` listing them — after the body's own error, if it threw.
-public func withTestLoop<T: Sendable>(_ body: sending @escaping (Loop) async throws -> T) throws -> T {
+public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) throws -> T {
     let loop = try Loop(time: .virtual)
     return try loop.runBody(body, cancellation: nil)
 }
 
 /// The async twin of `withTestLoop`: the test loop runs on a dedicated thread.
-public func withTestLoop<T: Sendable>(_ body: sending @escaping (Loop) async throws -> T) async throws -> T {
+public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) async throws -> T {
     try await runOnDedicatedThread(time: .virtual, body)
 }
 
@@ -41,26 +41,48 @@ public struct LoopLeftoversError: Error, CustomStringConvertible {
     public var description: String { "the test loop ended with work still pending: \(leftovers)" }
 }
 
-private func runOnDedicatedThread<T: Sendable>(time: Loop.TimeMode, _ body: sending @escaping (Loop) async throws -> T) async throws -> T {
+private func runOnDedicatedThread<T: Sendable>(time: Loop.TimeMode, _ body: sending (Loop) async throws -> T) async throws -> T {
     let cancellation = BodyCancellation()
-    let transfer = UnsafeTransfer(body)
-    return try await withTaskCancellationHandler {
-        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
-            let thread = spawnThread {
-                continuation.resume(with: Result {
-                    let loop = try Loop(time: time)
-                    return try loop.runBody(transfer.value, cancellation: cancellation)
-                })
+    // The body is used on the loop thread while this task waits for it, and released there before
+    // this task resumes: it does not really escape.
+    return try await withoutActuallyEscaping(body) { body in
+        let handOff = HandOff(body)
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
+                let thread = spawnThread {
+                    let result = runHandedOffBody(handOff, time: time, cancellation: cancellation)
+                    continuation.resume(with: result)
+                }
+                pthread_detach(thread)
             }
-            pthread_detach(thread)
+        } onCancel: {
+            cancellation.cancel()
         }
-    } onCancel: {
-        cancellation.cancel()
     }
 }
 
-/// Carries a `sending` closure to the loop's thread, where it is used exactly once.
-private struct UnsafeTransfer<Value>: @unchecked Sendable {
+/// Runs the body on a new loop on this thread; the body is released when this returns.
+private func runHandedOffBody<T: Sendable>(_ handOff: HandOff<(Loop) async throws -> T>, time: Loop.TimeMode, cancellation: BodyCancellation) -> Result<T, any Error> {
+    let body = handOff.take()
+    return Result {
+        let loop = try Loop(time: time)
+        return try loop.runBody(body, cancellation: cancellation)
+    }
+}
+
+/// Moves a value to another thread exactly once; `take()` leaves nothing behind, so the sender
+/// can rely on the receiver holding the only reference.
+private final class HandOff<Value>: @unchecked Sendable {
+    private var value: Value?
+    init(_ value: Value) { self.value = value }
+    func take() -> Value {
+        defer { value = nil }
+        return value!
+    }
+}
+
+/// Carries a closure to the loop's thread, where it is used exactly once.
+struct UnsafeTransfer<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
 }
@@ -96,8 +118,17 @@ final class BodyCancellation: Sendable {
 
 extension Loop {
     /// Runs `body` as a task preferring this loop, turns the loop until it finishes, shuts down.
-    func runBody<T: Sendable>(_ body: sending @escaping (Loop) async throws -> T, cancellation: BodyCancellation?) throws -> T {
-        let task = Task(executorPreference: self) { try await body(self) }
+    func runBody<T: Sendable>(_ body: (Loop) async throws -> T, cancellation: BodyCancellation?) throws -> T {
+        // The body runs on this thread while the caller is blocked here (sync entry points), or
+        // while the caller awaits the dedicated thread (async ones), and the task that runs it
+        // has finished or been cancelled by shutdown before this returns: it does not escape.
+        try withoutActuallyEscaping(body) { body in
+            try runEscapingBody(UnsafeTransfer(body), cancellation: cancellation)
+        }
+    }
+
+    private func runEscapingBody<T: Sendable>(_ body: UnsafeTransfer<(Loop) async throws -> T>, cancellation: BodyCancellation?) throws -> T {
+        let task = Task(executorPreference: self) { try await body.value(self) }
         if let cancellation, !cancellation.register({ task.cancel() }) {
             task.cancel()
         }
