@@ -42,7 +42,7 @@ extension Loop {
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
             switch work {
             case .resume: leftovers.sleeps.append(instant)
-            case .sleepWake, .task, .actor, .global: leftovers.taskSleeps.append(instant)
+            case .sleepWake, .task, .global: leftovers.taskSleeps.append(instant)
             case .callback: leftovers.scheduledCallbacks.append(instant)
             }
         }
@@ -105,7 +105,7 @@ extension Loop {
         for work in timers.removeAll() {
             switch work {
             case .resume(let continuation): continuation.resume(throwing: CancellationError())
-            case .sleepWake, .task, .actor, .global: ready.push(work)
+            case .sleepWake, .task, .global: ready.push(work)
             case .callback: break
             }
             count += 1

@@ -12,7 +12,7 @@ import Synchronization
 /// Thread-safety: `enqueue`, `execute(_:)`, `stop()`, `now`, `clock`, and every `async` method may be
 /// used from any thread. Methods that return a handle synchronously (`schedule(after:)`,
 /// `addReader`, …) must be called on the loop's thread, and trap with a message otherwise.
-public final class Loop: TaskExecutor, @unchecked Sendable {
+public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// How the loop's clock moves.
     public enum TimeMode: Sendable, Equatable {
         /// Monotonic wall time.
@@ -30,9 +30,6 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
     /// The thread that owns the loop: the only one that runs its jobs and touches loop-thread state.
     let ownerThread: pthread_t
     public let timeMode: TimeMode
-    /// The loop's `SerialExecutor` role (actors). A separate object over the same queue, so actor
-    /// jobs and task jobs arrive through different `enqueue`s and each can run the cheapest way.
-    public let serialExecutor: LoopSerialExecutor
     let inbox: Inbox
 
     // MARK: Cross-thread state (atomics)
@@ -71,8 +68,6 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
         reactor = try Reactor()
         let wakeSignal = reactor.backend.wakeSignal
         inbox = Inbox(wake: { wakeSignal.signal() })
-        serialExecutor = LoopSerialExecutor()
-        serialExecutor.loop = self
         installGlobalRouting()
     }
 
@@ -212,8 +207,6 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
         switch work {
         case .task(let job):
             job.runSynchronously(on: asUnownedTaskExecutor())
-        case .actor(let job):
-            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         case .sleepWake(let job):
             isRunningSleepWake = true
             job.runSynchronously(on: asUnownedTaskExecutor())
@@ -364,7 +357,17 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
     /// The serial executor for actors that should run on this loop:
     /// `nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }`.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
-        UnownedSerialExecutor(ordinary: serialExecutor)
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    /// Code on the loop thread is isolated to the loop: nothing else can run there concurrently.
+    /// This is what lets `actor.assumeIsolated` work in plain callbacks and epoll handlers.
+    public func checkIsolated() {
+        precondition(isOnLoopThread, "expected to be on the SerialLoop thread, but running on another thread")
+    }
+
+    public func isIsolatingCurrentContext() -> Bool? {
+        isOnLoopThread
     }
 
     // MARK: Shutdown
@@ -374,33 +377,6 @@ public final class Loop: TaskExecutor, @unchecked Sendable {
         lifecycle = .shutDown
         isShutDown.store(true, ordering: .sequentiallyConsistent)
         reactor.backend.close()
-    }
-}
-
-/// The loop's `SerialExecutor` role: actors whose `unownedExecutor` is `loop.asUnownedSerialExecutor()`
-/// run here. It shares the loop's ready queue; only the way its jobs are run differs.
-public final class LoopSerialExecutor: SerialExecutor, @unchecked Sendable {
-    /// Set once, right after the loop is created; the loop owns this object.
-    unowned(unsafe) var loop: Loop!
-
-    init() {}
-
-    public func enqueue(_ job: consuming ExecutorJob) {
-        loop.submit(.actor(UnownedJob(job)))
-    }
-
-    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
-        UnownedSerialExecutor(ordinary: self)
-    }
-
-    /// Code on the loop thread is isolated to the loop: nothing else can run there concurrently.
-    /// This is what lets `actor.assumeIsolated` work in plain callbacks and epoll handlers.
-    public func checkIsolated() {
-        precondition(loop.isOnLoopThread, "expected to be on the SerialLoop thread, but running on another thread")
-    }
-
-    public func isIsolatingCurrentContext() -> Bool? {
-        loop.isOnLoopThread
     }
 }
 

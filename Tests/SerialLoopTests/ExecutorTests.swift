@@ -73,7 +73,7 @@ struct ExecutorTests {
         let thread = try Loop.startThread()
         defer { thread.shutdown() }
         let loop = thread.loop
-        #expect(loop.serialExecutor.isIsolatingCurrentContext() == false)
+        #expect(loop.isIsolatingCurrentContext() == false)
         let actor = LoopActor(loop: loop)
         let future = await withTaskExecutorPreference(loop) { () -> LoopFuture<Bool> in
             let future = loop.makeFuture(of: Bool.self)
@@ -82,7 +82,7 @@ struct ExecutorTests {
             loop.callSoon {
                 let ok = actor.assumeIsolated { actor in
                     actor.log.append("assumed")
-                    return loop.serialExecutor.isIsolatingCurrentContext() == true
+                    return loop.isIsolatingCurrentContext() == true
                 }
                 future.succeed(ok)
             }

@@ -114,17 +114,6 @@ extension Loop: SchedulingExecutor {
     }
 }
 
-@_spi(ExperimentalScheduling)
-extension LoopSerialExecutor: SchedulingExecutor {
-    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
-        loop.scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: loop.deadline(for: instant, clock: clock))
-    }
-
-    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
-        loop.scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: loop.deadline(after: delay, clock: clock))
-    }
-}
-
 extension Loop {
     func scheduleRuntimeJob(_ work: Work, deadline: Int64) {
         onLoopThread { _ = self.timers.schedule(at: deadline, work) }
@@ -132,11 +121,13 @@ extension Loop {
 
     /// Converts another clock's instant to a loop deadline.
     ///
-    /// Real loop: `now + (instant - clock.now)`. Test loop: the same, but the runtime computed
-    /// `instant` as `clock.now + d` a few hundred nanoseconds before we read `clock.now`, so the
-    /// remaining delay is `d` minus that jitter. To keep virtual timestamps identical on every run,
-    /// the delay is snapped back: to the whole millisecond when within 100 µs below one, else up to
-    /// the whole microsecond. Use `loop.sleep` or `loop.clock` for exact nanoseconds.
+    /// Real loop: `now + (instant - clock.now)`. Test loop: the runtime computed `instant` as
+    /// `clock.now + d` some time before we read `clock.now` (task creation, a busy or sanitized
+    /// build: measured from under 1 µs to over 100 µs), so the remaining delay is `d` minus real
+    /// jitter. Virtual timestamps must not depend on real time, so on a test loop these delays are
+    /// rounded *up* to the next whole millisecond: a sleep of whole milliseconds keeps its exact
+    /// length (unless the jitter exceeds a millisecond), no sleep is ever shortened, and sub-ms
+    /// sleeps last 1 ms. `loop.sleep` and `loop.clock` sleeps are exact to the nanosecond.
     func deadline<C: Clock>(for instant: C.Instant, clock: C) -> Int64 {
         let remaining: Duration
         if let instant = instant as? ContinuousClock.Instant {
@@ -162,13 +153,8 @@ extension Loop {
         guard timeMode == .virtual else { return nowNanoseconds.saturatingAdd(max(0, delay)) }
         var snapped = max(0, delay)
         if fromRuntime && snapped < Int64.max / 2 {
-            let millisecond: Int64 = 1_000_000, microsecond: Int64 = 1_000
-            let upToMillisecond = (snapped + millisecond - 1) / millisecond * millisecond
-            if upToMillisecond - snapped < 100 * microsecond {
-                snapped = upToMillisecond
-            } else {
-                snapped = (snapped + microsecond - 1) / microsecond * microsecond
-            }
+            let millisecond: Int64 = 1_000_000
+            snapped = (snapped + millisecond - 1) / millisecond * millisecond
         }
         return nowNanoseconds.saturatingAdd(snapped)
     }
