@@ -46,7 +46,34 @@ struct CrossThreadTests {
         #expect(didRun)
     }
 
-    @Test func wakeUpsAreCoalesced() async throws {
+    @Test func redundantWakeUpsAreCoalesced() {
+        let wakes = Atomic<Int>(0)
+        let inbox = Inbox(wake: { wakes.add(1, ordering: .relaxed) })
+        // Loop busy (not parking): enqueues never write the eventfd.
+        for _ in 0..<100 { inbox.push(.callback {}) }
+        #expect(wakes.load(ordering: .relaxed) == 0)
+        var taken: [Work] = []
+        inbox.take(into: &taken)
+        #expect(taken.count == 100)
+        // Loop parked: the first enqueue wakes it, the next 999 ride on that wake-up.
+        #expect(inbox.beginParking())
+        for _ in 0..<1000 { inbox.push(.callback {}) }
+        #expect(wakes.load(ordering: .relaxed) == 1)
+        // After the loop consumed the wake-up and parks again, one more wake-up is sent.
+        inbox.endParking()
+        inbox.wakeConsumed()
+        taken.removeAll()
+        inbox.take(into: &taken)
+        #expect(inbox.beginParking())
+        inbox.push(.callback {})
+        #expect(wakes.load(ordering: .relaxed) == 2)
+        // Work that arrived before parking makes the loop skip the block instead.
+        inbox.endParking()
+        inbox.wakeConsumed()
+        #expect(inbox.beginParking() == false)
+    }
+
+    @Test func manyCrossThreadEnqueuesToAParkedLoopAllRun() async throws {
         // Many enqueues while the loop is parked cause far fewer eventfd writes than enqueues.
         let thread = try Loop.startThread()
         defer { thread.shutdown() }
