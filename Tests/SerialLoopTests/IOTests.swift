@@ -183,6 +183,24 @@ struct IOTests {
         #expect(wrote == 2)
     }
 
+    @Test func interestIsKeptAcrossWaitsAndDroppedWhenNobodyWants() async throws {
+        let (afterWake, afterIdle) = try await withLoop { loop in
+            let (a, b) = makeSocketPair()
+            writeAll(a, "x")
+            try await loop.readable(b)
+            // Woken, but the kernel still watches b: waiting again costs no epoll_ctl.
+            let afterWake = loop.watchedDescriptorCount
+            // b stays readable with nobody waiting: the next poll drops the interest.
+            await loop.idleTick()
+            await loop.idleTick()
+            let afterIdle = loop.watchedDescriptorCount
+            try loop.close(a); try loop.close(b)
+            return (afterWake, afterIdle)
+        }
+        #expect(afterWake == 1)
+        #expect(afterIdle == 0)
+    }
+
     @Test func addReaderOnARegularFileIsRefused() async throws {
         let error = try await withLoop { loop in
             let fd = open("/proc/self/status", O_RDONLY)

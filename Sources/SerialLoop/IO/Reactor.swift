@@ -57,6 +57,8 @@ struct Reactor: ~Copyable {
     private(set) var kernelRegistrationCount = 0
     /// Reused buffer for one poll's events.
     private var scratchEvents: [ReadinessEvent] = []
+    /// Reused buffer for the waiters being woken.
+    private var scratchWaiters: [Waiter] = []
 
     init() throws(LoopError) {
         backend = try PlatformBackend()
@@ -195,35 +197,39 @@ struct Reactor: ~Copyable {
         let fd = Int32(truncatingIfNeeded: event.token & 0xffff_ffff)
         let generation = UInt32(truncatingIfNeeded: event.token >> 32)
         guard fd >= 0, Int(fd) < registrations.count, registrations[Int(fd)].generation == generation else { return }
+        // Decide what nobody wanted *before* waking anyone: a woken waiter usually comes straight
+        // back (read until EAGAIN, wait again), and dropping its interest now would cost two
+        // epoll_ctl calls per wait.
+        let unwanted = registrations[Int(fd)].kernelInterest.subtracting(registrations[Int(fd)].wanted)
         if event.isReadable {
-            let readers = registrations[Int(fd)].readers
-            if !readers.isEmpty {
-                registrations[Int(fd)].readers.removeAll(keepingCapacity: true)
-                waiterCount -= readers.count
-                for waiter in readers { waiter.continuation.resume() }
-            }
+            swap(&registrations[Int(fd)].readers, &scratchWaiters)
+            resumeScratchWaiters()
             if let callback = registrations[Int(fd)].readerCallback { queueCallback(callback) }
         }
         if event.isWritable {
-            let writers = registrations[Int(fd)].writers
-            if !writers.isEmpty {
-                registrations[Int(fd)].writers.removeAll(keepingCapacity: true)
-                waiterCount -= writers.count
-                for waiter in writers { waiter.continuation.resume() }
-            }
+            swap(&registrations[Int(fd)].writers, &scratchWaiters)
+            resumeScratchWaiters()
             if let callback = registrations[Int(fd)].writerCallback { queueCallback(callback) }
         }
-        narrowInterest(fd, sawReadable: event.isReadable, sawWritable: event.isWritable)
+        var narrowed = unwanted
+        if !event.isReadable { narrowed.remove(.read) }
+        if !event.isWritable { narrowed.remove(.write) }
+        if !narrowed.isEmpty { narrowInterest(fd, dropping: narrowed) }
+    }
+
+    /// Resumes the waiters just swapped into the scratch buffer (swapping, rather than copying
+    /// and clearing, keeps both buffers' capacity: waking allocates nothing).
+    private mutating func resumeScratchWaiters() {
+        guard !scratchWaiters.isEmpty else { return }
+        waiterCount -= scratchWaiters.count
+        for waiter in scratchWaiters { waiter.continuation.resume() }
+        scratchWaiters.removeAll(keepingCapacity: true)
     }
 
     /// Lazy narrowing: an event arrived for interest that had no waiter and no callback when it was
     /// delivered. Level-triggered epoll would report it again every poll, so stop watching it.
-    private mutating func narrowInterest(_ fd: Int32, sawReadable: Bool, sawWritable: Bool) {
+    private mutating func narrowInterest(_ fd: Int32, dropping unwanted: Interest) {
         let registration = registrations[Int(fd)]
-        var unwanted = registration.kernelInterest.subtracting(registration.wanted)
-        if !sawReadable { unwanted.remove(.read) }
-        if !sawWritable { unwanted.remove(.write) }
-        guard !unwanted.isEmpty else { return }
         let remaining = registration.kernelInterest.subtracting(unwanted)
         if remaining.isEmpty {
             backend.unregister(fd)
