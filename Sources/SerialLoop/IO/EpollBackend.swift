@@ -32,6 +32,8 @@ struct EpollBackend: PollBackend, ~Copyable {
     private var wakeFD: Int32 { wakeSignal.descriptor }
     /// Kernel output buffer; doubles when a poll fills it, so bursts are drained in fewer calls.
     private var events: UnsafeMutableBufferPointer<epoll_event>
+    /// Cleared the first time `epoll_pwait2` reports ENOSYS (kernels before 5.11, valgrind).
+    private var hasEpollPwait2 = true
 
     init() throws(LoopError) {
         let epollFD = try syscall("epoll_create1(EPOLL_CLOEXEC)") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
@@ -111,18 +113,33 @@ struct EpollBackend: PollBackend, ~Copyable {
     }
 
     /// The blocking wait, under a stable name so profiles read well. Uses `epoll_pwait2` for
-    /// nanosecond timeouts (a timer 100 µs away is not rounded up to a millisecond).
+    /// nanosecond timeouts (a timer 100 µs away is not rounded up to a millisecond); where the
+    /// kernel or a tool (valgrind) lacks it, falls back for good to `epoll_wait`, with the timeout
+    /// rounded *up* to whole milliseconds so timers never fire early.
     @inline(never)
-    private func waitForEvents(timeoutNanoseconds: Int64?) throws(LoopError) -> Int {
+    private mutating func waitForEvents(timeoutNanoseconds: Int64?) throws(LoopError) -> Int {
         let epollFD = self.epollFD, buffer = events.baseAddress!, capacity = Int32(events.count)
-        let result: Int32
-        if let timeoutNanoseconds {
-            var spec = timespec(tv_sec: Int(timeoutNanoseconds / 1_000_000_000), tv_nsec: Int(timeoutNanoseconds % 1_000_000_000))
-            result = try syscall("epoll_pwait2") { epoll_pwait2(epollFD, buffer, capacity, &spec, nil) }
-        } else {
-            result = try syscall("epoll_pwait2") { epoll_pwait2(epollFD, buffer, capacity, nil, nil) }
+        if hasEpollPwait2 {
+            var spec = timespec()
+            if let timeoutNanoseconds {
+                spec = timespec(tv_sec: Int(timeoutNanoseconds / 1_000_000_000), tv_nsec: Int(timeoutNanoseconds % 1_000_000_000))
+            }
+            do {
+                let result = try syscall("epoll_pwait2") {
+                    timeoutNanoseconds == nil
+                        ? epoll_pwait2(epollFD, buffer, capacity, nil, nil)
+                        : epoll_pwait2(epollFD, buffer, capacity, &spec, nil)
+                }
+                return Int(result)
+            } catch where error.errno == ENOSYS {
+                hasEpollPwait2 = false
+            }
         }
-        return Int(result)
+        var milliseconds: Int32 = -1
+        if let timeoutNanoseconds {
+            milliseconds = Int32(clamping: (timeoutNanoseconds + 999_999) / 1_000_000)
+        }
+        return Int(try syscall("epoll_wait") { epoll_wait(epollFD, buffer, capacity, milliseconds) })
     }
 
     func wake() {

@@ -78,7 +78,7 @@ final class PendingSleep: @unchecked Sendable {
         case scheduled(TimerID)
         case cancelled
     }
-    var state = State.notStarted
+    @exclusivity(unchecked) var state = State.notStarted
 }
 
 /// A callback scheduled with ``Loop/schedule(after:_:)``; cancel it to make sure it never runs.
