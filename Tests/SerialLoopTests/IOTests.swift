@@ -106,12 +106,16 @@ struct IOTests {
     }
 
     @Test func closedDescriptorIsAnError() async throws {
+        // Tests run in parallel and the kernel hands out the lowest free number, so a freshly
+        // closed low descriptor may already belong to another test. A high number will not.
         let error = try await withLoop { loop in
             let (a, b) = makeSocketPair()
-            try loop.close(a)
-            defer { try? loop.close(b) }
+            let high: Int32 = 900
+            #expect(dup2(a, high) == high)
+            try loop.close(high)
+            defer { try? loop.close(a); try? loop.close(b) }
             do {
-                try await loop.readable(a)
+                try await loop.readable(high)
                 return nil as LoopError?
             } catch let error as LoopError {
                 return error
