@@ -1,0 +1,159 @@
+"""Runs every benchmark several times, each in a fresh process, and writes RESULTS.md with medians
+and, for every row, the ratio to each peer measured in the same run.
+
+usage: python3 driver.py BINARY --reps R [--smoke] [--out RESULTS.md]
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Operations per run (full mode). Smoke mode divides by 100 (at least 10 ops).
+SIZES = {
+    "yield": 1_000_000,
+    "spawn-await": 300_000,
+    "actor-ping-pong": 1_000_000,
+    "timers-fire": 1_000_000,
+    "schedule-cancel": 1_000_000,
+    "timer-op-1k-pending": 1_000_000,
+    "timer-op-1M-pending": 1_000_000,
+    "task-sleep-100k": 100_000,
+    "socketpair-ping-pong": 200_000,
+    "cross-thread-enqueue": 2_000_000,
+    "memory-per-sleeper": 100_000,
+    "allocations-per-enqueue": 1_000_000,
+    "run-until-complete-sleep0": 200_000,
+    "call_soon": 1_000_000,
+    "call_later(0)": 1_000_000,
+}
+# Executors that are too slow for the full size get fewer operations (per-op figures stay comparable).
+SLOW = {("yield", "NIO"): 20, ("spawn-await", "NIO"): 20}
+# Extra sizes for the same workload, reported as their own rows.
+EXTRA = [("memory-per-sleeper", 1_000_000)]
+
+# The issue's targets: (workload, SerialLoop vs peer, limit, kind). kind "max": ratio <= limit.
+TARGETS = [
+    ("yield", "floor", 1.15, "max"),
+    ("spawn-await", "floor", 1.15, "max"),
+    ("schedule-cancel", "NIO scheduleCallback", 0.5, "max"),
+    ("timers-fire", "NIO scheduleTask", 0.5, "max"),
+    ("timers-fire", "NIO scheduleCallback", 0.5, "max"),
+    ("socketpair-ping-pong", "raw epoll", 1.25, "max"),
+    ("cross-thread-enqueue", "floor", 1.25, "max"),
+]
+
+
+def run(command):
+    output = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    for line in output.stdout.splitlines():
+        if line.startswith("RESULT\t"):
+            _, workload, executor, value, unit = line.split("\t")
+            return workload, executor, float(value), unit
+    sys.exit(f"benchmark failed: {' '.join(command)}\n{output.stdout}\n{output.stderr}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("binary")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", default=os.path.join(HERE, "..", "RESULTS.md"))
+    parser.add_argument("--python-loops", default="asyncio,uvloop")
+    args = parser.parse_args()
+
+    listing = subprocess.run([args.binary, "--list"], capture_output=True, text=True, check=True).stdout
+    jobs = []
+    for line in listing.splitlines():
+        workload, executor, unit = line.split("\t")
+        n = SIZES[workload] // SLOW.get((workload, executor), 1)
+        label = workload
+        jobs.append((label, [args.binary, "--workload", workload, "--executor", executor], n))
+        for extra_workload, extra_n in EXTRA:
+            if extra_workload == workload:
+                jobs.append((f"{workload} (1M)", [args.binary, "--workload", workload, "--executor", executor], extra_n))
+    for loop in filter(None, args.python_loops.split(",")):
+        for workload in ["run-until-complete-sleep0", "call_soon", "call_later(0)"]:
+            jobs.append((workload, [sys.executable, os.path.join(HERE, "talk_benchmarks.py"), "--loop", loop, "--workload", workload], SIZES[workload]))
+
+    results = {}  # (label, executor) -> (values, unit)
+    commands = []
+    for rep in range(args.reps):
+        for label, command, n in jobs:
+            if args.smoke:
+                n = max(10, n // 100)
+            full = command + ["--n", str(n)]
+            if rep == 0:
+                commands.append(" ".join(f"'{part}'" if " " in part or "(" in part else part for part in full))
+            _, executor, value, unit = run(full)
+            results.setdefault((label, executor), ([], unit))[0].append(value)
+            print(f"{label:28} {executor:26} {value:12.2f} {unit}", flush=True)
+
+    medians = {key: statistics.median(values) for key, (values, _) in results.items()}
+    units = {key: unit for key, (_, unit) in results.items()}
+    labels = []
+    for label, _, _ in jobs:
+        if label not in labels:
+            labels.append(label)
+
+    lines = []
+    lines.append("# SerialLoop benchmark results\n")
+    lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except Exception:
+        pass
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    lines.append(f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}; {swift}; Python {platform.python_version()}")
+    lines.append(f"- Mode: {'SMOKE (tiny N, not meaningful)' if args.smoke else 'full'}; {args.reps} repetitions per row, each in a fresh process; figures are medians")
+    lines.append("- Command: `Benchmarks/run.sh` (builds release, runs `python3 Benchmarks/python/driver.py .build/release/SerialLoopBenchmarks --reps 5`)")
+    lines.append("- The machine is shared and noisy: compare ratios within this run, not absolute figures across runs.\n")
+    lines.append("Ratio column: this row's median divided by each peer's median in the same workload (below 1 = faster / smaller).\n")
+    lines.append("| workload | executor | median | unit | ratio to peers |")
+    lines.append("|---|---|---:|---|---|")
+    for label in labels:
+        rows = [(executor, medians[(l, executor)]) for (l, executor) in medians if l == label]
+        for executor, value in rows:
+            ratios = ", ".join(
+                f"{value / other:.2f}× {peer}" for peer, other in rows if peer != executor and other > 0
+            )
+            lines.append(f"| {label} | {executor} | {value:.2f} | {units[(label, executor)]} | {ratios or '—'} |")
+
+    lines.append("\n## Targets (SerialLoop ÷ peer, medians of this run)\n")
+    lines.append("| workload | peer | ratio | target | met |")
+    lines.append("|---|---|---:|---|---|")
+    for workload, peer, limit, _ in TARGETS:
+        ours, theirs = medians.get((workload, "SerialLoop")), medians.get((workload, peer))
+        if ours is None or theirs is None:
+            continue
+        ratio = ours / theirs
+        lines.append(f"| {workload} | {peer} | {ratio:.2f} | ≤ {limit} | {'yes' if ratio <= limit else 'no'} |")
+    small, large = medians.get(("timer-op-1k-pending", "SerialLoop")), medians.get(("timer-op-1M-pending", "SerialLoop"))
+    if small and large:
+        lines.append(f"| timer op, 1M vs 1k pending | itself | {large / small:.2f} | ≤ 2 | {'yes' if large / small <= 2 else 'no'} |")
+    allocations = medians.get(("allocations-per-enqueue", "SerialLoop"))
+    if allocations is not None:
+        lines.append(f"| allocations per same-thread enqueue | — | {allocations:.4f} | 0 | {'yes' if allocations == 0 else 'no'} |")
+
+    lines.append("\n## Commands (first repetition)\n")
+    lines.append("```")
+    lines.extend(commands)
+    lines.append("```")
+    notes = os.path.join(HERE, "..", "NOTES.md")
+    if os.path.exists(notes):
+        lines.append("")
+        with open(notes) as f:
+            lines.append(f.read())
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {os.path.abspath(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
