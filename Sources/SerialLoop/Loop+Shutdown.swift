@@ -63,22 +63,27 @@ extension Loop {
     ///    dropped without running.
     /// Work that keeps coming back after that is abandoned with a warning on stderr. Then the epoll
     /// and eventfd descriptors are closed; later enqueues are dropped with a warning.
-    func shutDown() {
+    /// - Returns: the deadlines of the `Task.sleep`s that were still live (not cancelled) when
+    ///   shutdown woke them: what a test loop reports as leftover task sleeps.
+    @discardableResult
+    func shutDown() -> [LoopClock.Instant] {
         preconditionOnLoopThread("Loop.shutDown()")
-        guard lifecycle != .shutDown else { return }
+        guard lifecycle != .shutDown else { return [] }
         let previous = enterThread()
         defer { leaveThread(restoring: previous) }
+        var liveTaskSleeps: [LoopClock.Instant] = []
         var rounds = 0
         while rounds < 100 {
             rounds += 1
             drainWithoutBlocking()
-            if cancelSuspensions() == 0 && ready.isEmpty && !inbox.mayHaveWork { break }
+            if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork { break }
         }
         let abandoned = ready.count + timers.count + reactor.waiterCount
         if abandoned > 0 {
             fputs("SerialLoop: shutdown abandoned \(abandoned) job(s)/waiter(s) that kept rescheduling after cancellation\n", stderr)
         }
         markShutDown()
+        return liveTaskSleeps
     }
 
     /// Runs ready work until there is none (bounded), polling I/O without blocking.
@@ -96,16 +101,20 @@ extension Loop {
     }
 
     /// Step 2 and 3 of shutdown. Returns how many suspensions it ended.
-    private func cancelSuspensions() -> Int {
+    private func cancelSuspensions(liveTaskSleeps: inout [LoopClock.Instant]) -> Int {
         var count = 0
         for waiter in reactor.removeAllWaiters() {
             waiter.continuation.resume(throwing: CancellationError())
             count += 1
         }
-        for work in timers.removeAll() {
+        for (deadline, work) in timers.removeAll() {
             switch work {
             case .resume(let continuation): continuation.resume(throwing: CancellationError())
-            case .sleepWake, .task, .global: ready.push(work)
+            case .sleepWake:
+                if wakeRuntimeSleepResumedASleeper(work) {
+                    liveTaskSleeps.append(LoopClock.Instant(nanosecondsSinceOrigin: deadline))
+                }
+            case .task, .global: ready.push(work)
             case .callback: break
             }
             count += 1
@@ -121,6 +130,24 @@ extension Loop {
             count += 1
         }
         return count
+    }
+}
+
+extension Loop {
+    /// Runs a runtime sleep's wake-up now and tells whether it resumed a sleeping task.
+    ///
+    /// The runtime gives no way to see that a `Task.sleep` was cancelled: its wake-up job stays in
+    /// the timer queue until its deadline. But a cancelled sleep's wake-up resumes nobody, while a
+    /// live one resumes its sleeper, whose job lands on the ready queue. So, with the ready queue
+    /// empty, wake it and look. (Its hop to the global executor is routed back here first.)
+    fileprivate func wakeRuntimeSleepResumedASleeper(_ work: Work) -> Bool {
+        guard ready.isEmpty else {
+            ready.push(work)
+            return true
+        }
+        run(work)
+        while ready.nextIsGlobalJob { run(ready.pop()) }
+        return !ready.isEmpty
     }
 }
 

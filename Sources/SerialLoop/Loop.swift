@@ -57,6 +57,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var awaitedFutures: [ObjectIdentifier: any ShutdownCancellable] = [:]
     /// Virtual-time control: see Loop+VirtualTime.swift.
     @exclusivity(unchecked) var virtualClock = VirtualClockState()
+    /// CLOCK_MONOTONIC when the current job started (test loops only; see `virtualDeadline`).
+    @exclusivity(unchecked) var jobStartNanoseconds: Int64 = 0
     /// True while a runtime sleep job runs: its hop to the global executor comes back here.
     @exclusivity(unchecked) var isRunningSleepWake = false
     /// Whether work sent to the global executor from this loop's thread runs on the loop instead
@@ -208,6 +210,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     @inline(__always)
     func run(_ work: Work) {
+        if timeMode == .virtual { jobStartNanoseconds = monotonicNanoseconds() }
         switch work {
         case .task(let job):
             job.runSynchronously(on: asUnownedTaskExecutor())

@@ -133,8 +133,10 @@ extension Loop {
             task.cancel()
         }
         let outcome: Result<T, any Error> = Result { try run(until: task) }
-        let leftovers = timeMode == .virtual ? self.leftovers() : LoopLeftovers()
-        shutDown()
+        var leftovers = timeMode == .virtual ? self.leftovers() : LoopLeftovers()
+        // Task.sleep timers may belong to cancelled sleeps; shutdown tells the live ones apart.
+        let liveTaskSleeps = shutDown()
+        if timeMode == .virtual { leftovers.taskSleeps = liveTaskSleeps }
         let value = try outcome.get()
         if !leftovers.isEmpty { throw LoopLeftoversError(leftovers: leftovers) }
         return value

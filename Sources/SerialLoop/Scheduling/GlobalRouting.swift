@@ -12,7 +12,10 @@ import CSerialLoopShims
 //    thread goes to the global executor (SE-0417) and races the virtual clock. A test loop
 //    (`capturesEscapingWork`, on by default in virtual time) runs such jobs on its own thread
 //    instead, in FIFO order with everything else, so tests that use libraries which spawn
-//    unstructured tasks stay deterministic.
+//    unstructured tasks stay deterministic. Limit: such a task has no executor preference, so a
+//    `Task.sleep` *inside* it is scheduled by the global executor on real time (Swift 6.3's
+//    global executor schedules delayed jobs without a hook we can take); it resumes on the loop
+//    only if the waking thread is a loop thread. Give such code an executor preference or a clock.
 //
 // The hook is `swift_task_enqueueGlobal_hook`, installed once per process. It only diverts
 // enqueues made *on a thread that is running a loop*, and only in the two cases above; every

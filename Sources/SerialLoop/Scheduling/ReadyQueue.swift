@@ -30,6 +30,12 @@ struct ReadyQueue: ~Copyable {
         count += 1
     }
 
+    /// Whether the next item is a job diverted from the global executor.
+    var nextIsGlobalJob: Bool {
+        guard count > 0, case .global = storage[head] else { return false }
+        return true
+    }
+
     /// - Precondition: the queue is not empty.
     @inline(__always)
     mutating func pop() -> Work {

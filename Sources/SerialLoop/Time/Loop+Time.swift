@@ -121,13 +121,7 @@ extension Loop {
 
     /// Converts another clock's instant to a loop deadline.
     ///
-    /// Real loop: `now + (instant - clock.now)`. Test loop: the runtime computed `instant` as
-    /// `clock.now + d` some time before we read `clock.now` (task creation, a busy or sanitized
-    /// build: measured from under 1 µs to over 100 µs), so the remaining delay is `d` minus real
-    /// jitter. Virtual timestamps must not depend on real time, so on a test loop these delays are
-    /// rounded *up* to the next whole millisecond: a sleep of whole milliseconds keeps its exact
-    /// length (unless the jitter exceeds a millisecond), no sleep is ever shortened, and sub-ms
-    /// sleeps last 1 ms. `loop.sleep` and `loop.clock` sleeps are exact to the nanosecond.
+    /// Real loop: `now + (instant - clock.now)`. Test loop: see ``virtualDeadline(remainingNanoseconds:)``.
     func deadline<C: Clock>(for instant: C.Instant, clock: C) -> Int64 {
         let remaining: Duration
         if let instant = instant as? ContinuousClock.Instant {
@@ -141,21 +135,43 @@ extension Loop {
         } else {
             remaining = .zero
         }
-        return deadline(afterNanoseconds: remaining.saturatingNanoseconds, fromRuntime: true)
+        if timeMode == .virtual { return virtualDeadline(remainingNanoseconds: remaining.saturatingNanoseconds) }
+        return nowNanoseconds.saturatingAdd(max(0, remaining.saturatingNanoseconds))
     }
 
     func deadline<C: Clock>(after delay: C.Duration, clock: C) -> Int64 {
         let nanoseconds = (delay as? Duration)?.saturatingNanoseconds ?? 0
-        return deadline(afterNanoseconds: nanoseconds, fromRuntime: false)
+        return nowNanoseconds.saturatingAdd(max(0, nanoseconds))
     }
 
-    private func deadline(afterNanoseconds delay: Int64, fromRuntime: Bool) -> Int64 {
-        guard timeMode == .virtual else { return nowNanoseconds.saturatingAdd(max(0, delay)) }
-        var snapped = max(0, delay)
-        if fromRuntime && snapped < Int64.max / 2 {
-            let millisecond: Int64 = 1_000_000
-            snapped = (snapped + millisecond - 1) / millisecond * millisecond
+    /// The virtual deadline for a runtime sleep whose absolute real-clock deadline is
+    /// `remaining` nanoseconds away now.
+    ///
+    /// The runtime turned `Task.sleep(for: d)` into "real now + d" at some point during the current
+    /// job, so `d` lies between `remaining` (it only shrank since) and `remaining` plus the real time
+    /// this job has run so far — and close to the upper end, because a sleep is normally computed
+    /// right after the job resumed, while the lower end also absorbs the runtime's own work (and any
+    /// preemption: 3 ms seen on a loaded machine). Real time varies run to run, so the loop takes
+    /// the roundest duration in that interval nearest its upper end — whole hours, minutes, seconds,
+    /// 100 ms, … down to 10 ns — which recovers `d` whenever it is written in such units (every
+    /// sleep in practice) and makes virtual timestamps identical on every run. `loop.sleep` and
+    /// `loop.clock` sleeps need none of this: they are exact.
+    func virtualDeadline(remainingNanoseconds remaining: Int64) -> Int64 {
+        let elapsedInJob = max(0, monotonicNanoseconds() - jobStartNanoseconds)
+        let delay = Self.roundestDuration(from: remaining, to: remaining.saturatingAdd(elapsedInJob))
+        return nowNanoseconds.saturatingAdd(delay)
+    }
+
+    /// The largest multiple of the coarsest unit that lies in `lower...upper` (nanoseconds).
+    static func roundestDuration(from lower: Int64, to upper: Int64) -> Int64 {
+        if upper <= 0 || lower <= 0 { return 0 }      // zero is the roundest of all
+        guard upper < Int64.max / 2 else { return upper }
+        let units: [Int64] = [3_600_000_000_000, 60_000_000_000, 1_000_000_000, 100_000_000, 10_000_000,
+                              1_000_000, 100_000, 10_000, 1_000, 100, 10]
+        for unit in units {
+            let candidate = upper / unit * unit
+            if candidate >= lower && candidate > 0 { return candidate }
         }
-        return nowNanoseconds.saturatingAdd(snapped)
+        return max(0, upper)
     }
 }

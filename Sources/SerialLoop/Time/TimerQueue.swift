@@ -83,10 +83,10 @@ struct TimerQueue {
     }
 
     /// Removes and returns every pending timer in firing order (used at shutdown).
-    mutating func removeAll() -> [Work] {
-        var result: [Work] = []
+    mutating func removeAll() -> [(deadline: Int64, work: Work)] {
+        var result: [(deadline: Int64, work: Work)] = []
         result.reserveCapacity(heap.count)
-        while !heap.isEmpty { result.append(remove(at: 0)) }
+        while let first = heap.first { result.append((first.deadline, remove(at: 0))) }
         return result
     }
 
