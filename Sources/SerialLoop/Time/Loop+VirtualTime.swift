@@ -7,7 +7,7 @@ struct VirtualClockState {
     /// Whether the clock jumps to the next deadline by itself when the loop is idle.
     var autoAdvance = true
     /// Real time the loop waits for I/O in flight before it lets virtual time jump.
-    var ioQuietPeriodNanoseconds: Int64 = 20_000_000
+    var ioQuietPeriodNanoseconds: Int64 = 250_000_000
 }
 
 extension Loop {
@@ -96,7 +96,7 @@ extension Loop {
     }
 
     /// How long (real time) a test loop waits for in-flight I/O before letting virtual time jump
-    /// (default 20 ms). Raise it when the other side of a socket is slow (a child process, a
+    /// (default 250 ms). Raise it when the other side of a socket is slow (a child process, a
     /// loaded CI machine). Loop thread only.
     public var ioQuietPeriod: Duration {
         get { preconditionOnLoopThread("Loop.ioQuietPeriod"); return .nanoseconds(virtualClock.ioQuietPeriodNanoseconds) }
