@@ -321,7 +321,12 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
             outcome.result = result
             self.exitRequested = true
         }
-        guard runTicks(operation: "run(until:)"), let result = outcome.result else {
+        let exited = runTicks(operation: "run(until:)")
+        if let stall = virtualClock.stallReport {
+            virtualClock.stallReport = nil
+            throw LoopError(operation: "run(until:)", reason: stall)
+        }
+        guard exited, let result = outcome.result else {
             throw LoopError(operation: "run(until:)", reason: "stop() was called before the task completed")
         }
         return try result.get()

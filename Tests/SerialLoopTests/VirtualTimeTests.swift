@@ -257,3 +257,21 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Test loop: stalls")
+struct StallTests {
+    @Test func aStalledTestLoopThrowsInsteadOfHanging() async throws {
+        do {
+            try await withTestLoop { loop in
+                loop.stallTimeout = .milliseconds(50)
+                // Nothing will ever resume this: no timer, no descriptor, no other thread.
+                let never = loop.makeFuture(of: Void.self)
+                try await never.value
+            }
+            Issue.record("expected a stall error")
+        } catch let error as LoopError {
+            #expect(error.reason.contains("the test loop stalled"))
+            #expect(error.reason.contains("awaiting an uncompleted LoopFuture"))
+        }
+    }
+}

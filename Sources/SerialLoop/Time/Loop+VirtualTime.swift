@@ -8,6 +8,11 @@ struct VirtualClockState {
     var autoAdvance = true
     /// Real time the loop waits for I/O in flight before it lets virtual time jump.
     var ioQuietPeriodNanoseconds: Int64 = 250_000_000
+    /// Real time a test loop waits, with nothing scheduled that could ever move it, before it
+    /// declares a stall (instead of hanging the test forever).
+    var stallTimeoutNanoseconds: Int64 = 30_000_000_000
+    /// Set when a stall was declared; `run(until:)` then throws a `LoopError` describing it.
+    var stallReport: String? = nil
 }
 
 extension Loop {
@@ -20,7 +25,9 @@ extension Loop {
     ///    descriptor or a reader/writer callback is installed (I/O in flight, e.g. the other end of a
     ///    socketpair on another thread), the loop first waits up to `ioQuietPeriod` of *real* time
     ///    for it; any readiness or cross-thread wake-up cancels the jump.
-    /// 5. Otherwise nothing can move time: wait (for real) for other threads or I/O.
+    /// 5. Otherwise nothing can move time: wait (for real) for other threads or I/O — at most
+    ///    `stallTimeout`; then the loop declares a stall rather than hang: `run(until:)` (and so
+    ///    `withTestLoop`) throws a `LoopError` listing what the loop was still waiting on.
     func idleOnVirtualTime() {
         if reactor.hasKernelInterest && poll(timeoutNanoseconds: 0) > 0 { return }
         if !ready.isEmpty || inbox.mayHaveWork { return }
@@ -49,7 +56,10 @@ extension Loop {
             setVirtualNow(max(now, next))
             return
         }
-        parkAndPoll(timeoutNanoseconds: nil)
+        if parkAndPoll(timeoutNanoseconds: virtualClock.stallTimeoutNanoseconds) == 0 && ready.isEmpty && !inbox.mayHaveWork {
+            virtualClock.stallReport = "the test loop stalled: nothing was ready and nothing could move virtual time for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time (pending: \(leftovers())); the body awaits something only another thread could complete"
+            exitRequested = true
+        }
     }
 
     private func setVirtualNow(_ nanoseconds: Int64) {
@@ -93,6 +103,13 @@ extension Loop {
     public var autoAdvancesTime: Bool {
         get { preconditionOnLoopThread("Loop.autoAdvancesTime"); return virtualClock.autoAdvance }
         set { preconditionOnLoopThread("Loop.autoAdvancesTime"); virtualClock.autoAdvance = newValue }
+    }
+
+    /// How long (real time) a test loop waits, with nothing scheduled that could move it, before it
+    /// declares a stall and `withTestLoop` throws (default 30 s). Loop thread only.
+    public var stallTimeout: Duration {
+        get { preconditionOnLoopThread("Loop.stallTimeout"); return .nanoseconds(virtualClock.stallTimeoutNanoseconds) }
+        set { preconditionOnLoopThread("Loop.stallTimeout"); virtualClock.stallTimeoutNanoseconds = max(0, newValue.saturatingNanoseconds) }
     }
 
     /// How long (real time) a test loop waits for in-flight I/O before letting virtual time jump
