@@ -1,0 +1,312 @@
+@preconcurrency import Glibc
+import CSerialLoopShims
+
+// A thin TCP layer over the loop's readiness API
+//
+// Every socket here is non-blocking. An operation first tries its system call; only on `EAGAIN` does
+// the task suspend in `loop.readable(fd)` / `loop.writable(fd)` and try again — so a read that can
+// be served at once costs one syscall and no trip through epoll. Readiness is level-triggered and
+// may be spurious, which the retry loop absorbs.
+//
+// Rules of use
+// - Use a socket from tasks on its loop (`withLoop` bodies, `Task(executorPreference: loop)`,
+//   task-group children there, actors on the loop). Every operation checks this.
+// - One reader and one writer at a time per connection (a reader task and a writer task may run
+//   side by side). Several concurrent `accept()` calls on one listener are fine.
+// - Close with `close()`: it goes through `loop.close(fd)`, so tasks suspended in a read, write or
+//   accept on the socket wake with a `LoopError` instead of hanging, and the reactor forgets the
+//   descriptor before its number can be reused. A socket dropped without `close()` is closed the
+//   same way by its deinit.
+// - Errors are `LoopError`s naming the call and the descriptor, e.g.
+//   `connect(to: 127.0.0.1:1, fd: 9): ECONNREFUSED (Connection refused)`.
+// - Writes use `MSG_NOSIGNAL`: a peer that went away is `EPIPE`, never a `SIGPIPE` that kills the process.
+
+/// A TCP socket listening on an IPv4 address.
+///
+/// ```swift
+/// let listener = try TCPListener(on: loop, address: .loopback(port: 0))
+/// print("listening on \(listener.address)")
+/// while true {
+///     let connection = try await listener.accept()
+///     Task(executorPreference: loop) { try await serve(connection) }
+/// }
+/// ```
+public final class TCPListener: @unchecked Sendable {
+    /// The loop the socket is registered with.
+    public let loop: Loop
+    /// The descriptor; it stays readable after `close()`, for error messages. Loop thread only.
+    public let fd: Int32
+    /// The address actually bound: with port 0, the port the kernel chose.
+    public let address: SocketAddress
+    /// Whether `close()` ran. Loop thread only.
+    public private(set) var isClosed = false
+
+    /// Creates a socket, binds it to `address` (with `SO_REUSEADDR`) and listens.
+    ///
+    /// - Parameter backlog: the kernel's queue of connections not yet accepted (capped by
+    ///   `net.core.somaxconn`).
+    /// - Throws: ``LoopError`` naming `socket`, `bind` (e.g. `EADDRINUSE`) or `listen` and the errno;
+    ///   `EINVAL` when the host is not an IPv4 literal.
+    /// - Precondition: called on the loop's thread.
+    public init(on loop: Loop, address: SocketAddress = .loopback(), backlog: Int32 = 1024) throws(LoopError) {
+        loop.preconditionOnLoopThread("TCPListener.init(on:address:)")
+        let sockaddr = try address.sockaddr(for: "bind(to: \(address))")
+        let fd = try makeTCPSocket("socket() for listening on \(address)")
+        do throws(LoopError) {
+            var one: Int32 = 1
+            _ = try syscall("setsockopt(fd: \(fd), SO_REUSEADDR)") {
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
+            _ = try syscall("bind(to: \(address), fd: \(fd))") { withSockaddr(sockaddr) { bind(fd, $0, $1) } }
+            _ = try syscall("listen(fd: \(fd), backlog: \(backlog))") { Glibc.listen(fd, backlog) }
+            self.address = try socketAddress(of: fd, "getsockname", getsockname)
+        } catch {
+            Glibc.close(fd)     // never seen by the loop: a plain close is right
+            throw error
+        }
+        self.loop = loop
+        self.fd = fd
+    }
+
+    /// Waits for the next incoming connection and returns it (non-blocking, `TCP_NODELAY` set).
+    ///
+    /// Connections that were reset before they could be accepted are skipped.
+    /// - Throws: ``LoopError`` naming `accept` and the errno (e.g. `EMFILE` when out of descriptors),
+    ///   or naming `readable` when the listener is closed while waiting; `CancellationError` when
+    ///   the task is cancelled.
+    public func accept() async throws -> TCPConnection {
+        while true {
+            try checkOpen("accept")
+            // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
+            // does not declare it (it needs _GNU_SOURCE in the C shim).
+            let connection = Glibc.accept(fd, nil, nil)
+            if connection >= 0 {
+                let accepted = TCPConnection(loop: loop, fd: connection)   // closes it if we throw below
+                _ = try syscall("fcntl(fd: \(connection), F_SETFL, O_NONBLOCK)") {
+                    fcntl(connection, F_SETFL, fcntl(connection, F_GETFL) | O_NONBLOCK)
+                }
+                _ = try syscall("fcntl(fd: \(connection), F_SETFD, FD_CLOEXEC)") { fcntl(connection, F_SETFD, FD_CLOEXEC) }
+                setNoDelay(connection)
+                return accepted
+            }
+            switch c_serial_loop_errno() {
+            case EAGAIN, EWOULDBLOCK: try await loop.readable(fd)
+            case EINTR, ECONNABORTED, EPROTO: continue
+            case let code: throw LoopError(operation: "accept(fd: \(fd))", errno: code)
+            }
+        }
+    }
+
+    /// Stops listening: closes the socket through the loop, so tasks waiting in ``accept()`` wake
+    /// with a ``LoopError``. Idempotent.
+    /// - Throws: ``LoopError`` naming `close` if the kernel refuses.
+    public func close() throws(LoopError) {
+        loop.preconditionOnLoopThread("TCPListener.close()")
+        guard !isClosed else { return }
+        isClosed = true
+        try loop.close(fd)
+    }
+
+    private func checkOpen(_ operation: String) throws(LoopError) {
+        loop.preconditionOnLoopThread("TCPListener.\(operation)()")
+        if isClosed { throw LoopError(operation: "\(operation)(fd: \(fd))", errno: EBADF) }
+    }
+
+    deinit {
+        if !isClosed { closeThroughLoop(loop, fd) }
+    }
+}
+
+/// A connected TCP stream: read, write, half-close, close.
+///
+/// ```swift
+/// let connection = try await TCPConnection.connect(to: .loopback(port: 8080), on: loop)
+/// defer { try? connection.close() }
+/// try await connection.write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+/// var response: [UInt8] = []
+/// while case let chunk = try await connection.read(upToCount: 65536), !chunk.isEmpty {
+///     response += chunk
+/// }
+/// ```
+public final class TCPConnection: @unchecked Sendable {
+    /// The loop the socket is registered with.
+    public let loop: Loop
+    /// The descriptor; it stays readable after `close()`, for error messages. Loop thread only.
+    public let fd: Int32
+    /// Whether `close()` ran. Loop thread only.
+    public private(set) var isClosed = false
+
+    init(loop: Loop, fd: Int32) {
+        self.loop = loop
+        self.fd = fd
+    }
+
+    /// Connects to `address` without blocking the loop (`TCP_NODELAY` set on the new socket).
+    ///
+    /// - Throws: ``LoopError`` naming `connect(to:)` and the errno — `ECONNREFUSED` when nothing
+    ///   listens, `EINVAL` when the host is not an IPv4 literal; `CancellationError` when the task is
+    ///   cancelled (the half-open socket is closed).
+    /// - Precondition: called on the loop's thread.
+    public static func connect(to address: SocketAddress, on loop: Loop) async throws -> TCPConnection {
+        loop.preconditionOnLoopThread("TCPConnection.connect(to:on:)")
+        let sockaddr = try address.sockaddr(for: "connect(to: \(address))")
+        let fd = try makeTCPSocket("socket() for connecting to \(address)")
+        let connection = TCPConnection(loop: loop, fd: fd)   // closes fd through the loop on failure
+        while true {
+            if withSockaddr(sockaddr, { Glibc.connect(fd, $0, $1) }) == 0 { break }
+            let code = c_serial_loop_errno()
+            if code == EINTR { continue }
+            guard code == EINPROGRESS else { throw LoopError(operation: "connect(to: \(address), fd: \(fd))", errno: code) }
+            // The outcome arrives as writability; SO_ERROR says which.
+            try await loop.writable(fd)
+            var pending: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            _ = try syscall("getsockopt(fd: \(fd), SO_ERROR)") { getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &length) }
+            if pending != 0 { throw LoopError(operation: "connect(to: \(address), fd: \(fd))", errno: pending) }
+            break
+        }
+        setNoDelay(fd)
+        return connection
+    }
+
+    /// Reads what has arrived, up to `buffer.count` bytes, waiting until at least one byte (or
+    /// end-of-file) is there. Returns the count; `0` means the peer closed its side.
+    ///
+    /// - Precondition: `buffer` stays valid until the call returns; called on the loop's thread.
+    /// - Throws: ``LoopError`` naming `read` and the errno (e.g. `ECONNRESET`), or naming
+    ///   `readable` when the connection is closed while waiting; `CancellationError`.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
+        while true {
+            try checkOpen("read")
+            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if count >= 0 { return count }
+            try await waitOrThrow(c_serial_loop_errno(), "read", readable: true)
+        }
+    }
+
+    /// Reads what has arrived, up to `maxCount` bytes (at least one: waits for data). An empty
+    /// array means end-of-file. The same errors as ``read(into:)``.
+    public func read(upToCount maxCount: Int) async throws -> [UInt8] {
+        precondition(maxCount > 0, "TCPConnection.read(upToCount:) needs a positive count, got \(maxCount)")
+        while true {
+            try checkOpen("read")
+            var code: Int32 = 0
+            let bytes = [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, initialized in
+                let count = Glibc.read(fd, buffer.baseAddress, maxCount)
+                if count < 0 { code = c_serial_loop_errno() }
+                initialized = max(count, 0)
+            }
+            if code == 0 { return bytes }
+            try await waitOrThrow(code, "read", readable: true)
+        }
+    }
+
+    /// Writes all of `bytes`, waiting for the socket to drain as often as needed.
+    ///
+    /// - Throws: ``LoopError`` naming `write` and the errno (`EPIPE` or `ECONNRESET` when the
+    ///   peer went away), or naming `writable` when the connection is closed while waiting;
+    ///   `CancellationError` (part of the bytes may have been sent).
+    public func write(_ bytes: [UInt8]) async throws {
+        var offset = 0
+        while offset < bytes.count {
+            try checkOpen("write")
+            let sent = bytes.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if sent >= 0 {
+                offset += sent
+            } else {
+                try await waitOrThrow(c_serial_loop_errno(), "write", readable: false)
+            }
+        }
+    }
+
+    /// Writes the UTF-8 bytes of `text` (see ``write(_:)-([UInt8])``).
+    public func write(_ text: String) async throws {
+        try await write(Array(text.utf8))
+    }
+
+    /// Half-closes the connection: the peer reads end-of-file, while this side can still read.
+    /// - Throws: ``LoopError`` naming `shutdown`.
+    public func shutdownWrite() throws(LoopError) {
+        try checkOpen("shutdownWrite")
+        _ = try syscall("shutdown(fd: \(fd), SHUT_WR)") { shutdown(fd, Int32(SHUT_WR)) }
+    }
+
+    /// This end's address.
+    public var localAddress: SocketAddress {
+        get throws(LoopError) {
+            try checkOpen("localAddress")
+            return try socketAddress(of: fd, "getsockname", getsockname)
+        }
+    }
+
+    /// The peer's address.
+    public var peerAddress: SocketAddress {
+        get throws(LoopError) {
+            try checkOpen("peerAddress")
+            return try socketAddress(of: fd, "getpeername", getpeername)
+        }
+    }
+
+    /// Closes the connection through the loop: tasks suspended in a read or write on it wake with
+    /// a ``LoopError``. Idempotent.
+    /// - Throws: ``LoopError`` naming `close` if the kernel refuses.
+    public func close() throws(LoopError) {
+        loop.preconditionOnLoopThread("TCPConnection.close()")
+        guard !isClosed else { return }
+        isClosed = true
+        try loop.close(fd)
+    }
+
+    private func checkOpen(_ operation: String) throws(LoopError) {
+        loop.preconditionOnLoopThread("TCPConnection.\(operation)")
+        if isClosed { throw LoopError(operation: "\(operation)(fd: \(fd))", errno: EBADF) }
+    }
+
+    /// `EAGAIN`: wait for readiness; `EINTR`: return to retry; anything else: throw, naming the call.
+    private func waitOrThrow(_ code: Int32, _ operation: String, readable: Bool) async throws {
+        switch code {
+        case EAGAIN, EWOULDBLOCK:
+            if readable { try await loop.readable(fd) } else { try await loop.writable(fd) }
+        case EINTR:
+            return
+        default:
+            throw LoopError(operation: "\(operation)(fd: \(fd))", errno: code)
+        }
+    }
+
+    deinit {
+        if !isClosed { closeThroughLoop(loop, fd) }
+    }
+}
+
+// MARK: Helpers
+
+/// A new non-blocking, close-on-exec IPv4 TCP socket.
+private func makeTCPSocket(_ operation: @autoclosure () -> String) throws(LoopError) -> Int32 {
+    try syscall(operation()) { socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0) }
+}
+
+/// Small writes (an HTTP response, an RPC) go out at once instead of waiting for Nagle's timer.
+/// Best effort: a socket that refuses still works.
+private func setNoDelay(_ fd: Int32) {
+    var one: Int32 = 1
+    _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+}
+
+private func withSockaddr<R>(_ address: sockaddr_in, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    withUnsafePointer(to: address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+}
+
+/// Closes a socket that was dropped without `close()`, through its loop so the reactor forgets it
+/// (a plain `close(2)` would let a reused descriptor number inherit stale registrations).
+private func closeThroughLoop(_ loop: Loop, _ fd: Int32) {
+    if loop.isOnLoopThread {
+        try? loop.close(fd)
+    } else {
+        loop.execute { try? loop.close(fd) }
+    }
+}
