@@ -1,3 +1,4 @@
+@preconcurrency import Glibc
 import Testing
 @testable import SerialLoop
 
@@ -48,7 +49,7 @@ struct FutureTests {
             let future = loop.makeFuture(of: Int.self)
             let thread = spawnThread { future.succeed(99) }
             let value = try await future.value
-            _ = thread
+            pthread_join(thread, nil)
             return (value, loop.isOnLoopThread)
         }
         #expect(value == 99)

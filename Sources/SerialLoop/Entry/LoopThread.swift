@@ -7,7 +7,7 @@ import Synchronization
 public final class LoopThread: Sendable {
     public let loop: Loop
     private let thread: pthread_t
-    private let joined = Mutex(false)
+    private let joined = Lock(false)
 
     fileprivate init(loop: Loop, thread: pthread_t) {
         self.loop = loop

@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import CSerialLoopShims
 import Synchronization
 
 /// Runs `body` on a new loop on the **current thread** and returns its value (or rethrows its error).
@@ -11,6 +12,7 @@ import Synchronization
 /// This blocks the calling thread. In async code, use the `async` overload instead, which runs the
 /// loop on a dedicated thread and blocks no cooperative thread.
 public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) throws -> T {
+    preconditionNoLoopRunning("withLoop")
     let loop = try Loop()
     return try loop.runBody(body, cancellation: nil)
 }
@@ -26,6 +28,7 @@ public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) asyn
 /// with work still pending on the loop (sleeping tasks, descriptor waiters, timers), the call
 /// throws ``LoopLeftoversError`` listing them — after the body's own error, if it threw.
 public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) throws -> T {
+    preconditionNoLoopRunning("withTestLoop")
     let loop = try Loop(time: .virtual)
     return try loop.runBody(body, cancellation: nil)
 }
@@ -33,6 +36,13 @@ public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) 
 /// The async twin of `withTestLoop`: the test loop runs on a dedicated thread.
 public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) async throws -> T {
     try await runOnDedicatedThread(time: .virtual, body)
+}
+
+/// The sync entry points run a loop on the calling thread. Called from inside a loop (a task or
+/// callback on a loop thread) that would freeze the outer loop until the inner body returns —
+/// asyncio refuses the same ("asyncio.run() cannot be called from a running event loop").
+private func preconditionNoLoopRunning(_ name: String) {
+    precondition(c_serial_loop_current_loop() == nil, "\(name) called on a thread that is already running a loop, which would block that loop until the body returns; use the async \(name) (own thread), or run the work on the current loop")
 }
 
 /// Thrown by `withTestLoop` when the body left work pending on the loop.
@@ -94,7 +104,7 @@ final class BodyCancellation: Sendable {
         case running(cancelBody: @Sendable () -> Void)
         case cancelled
     }
-    private let state = Mutex(State.waiting)
+    private let state = Lock(State.waiting)
 
     /// Any thread. `Task.cancel()` is thread-safe, so the body is cancelled directly.
     func cancel() {

@@ -158,13 +158,13 @@ struct EpollBackend: PollBackend, ~Copyable {
 /// never writes into a descriptor number the process has since reused. The lock is taken only when
 /// a wake-up is actually sent (coalesced by the inbox), never on the loop's own path.
 final class WakeSignal: Sendable {
-    private let state: Mutex<Int32>
+    private let state: Lock<Int32>
     /// Valid until `close()`; read by the loop thread only.
     let descriptor: Int32
 
     init(descriptor: Int32) {
         self.descriptor = descriptor
-        state = Mutex(descriptor)
+        state = Lock(descriptor)
     }
 
     func signal() {

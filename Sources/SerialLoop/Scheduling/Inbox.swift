@@ -8,7 +8,7 @@ import Synchronization
 /// `hasWork`, and producers publish `hasWork` *before* they read `isParking` (both sequentially
 /// consistent), so at least one side always sees the other: no lost wake-up.
 final class Inbox: Sendable {
-    private let items = Mutex<[Work]>([])
+    private let items = Lock<[Work]>([])
     /// Set by producers after appending; cleared by the loop when it takes the items.
     private let hasWork = Atomic<Bool>(false)
     /// Set by the loop while it may block in `epoll_wait`.
