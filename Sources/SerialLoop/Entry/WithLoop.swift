@@ -91,6 +91,13 @@ private final class HandOff<Value>: @unchecked Sendable {
     }
 }
 
+extension Result {
+    func failure() -> Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
+
 /// Carries a closure to the loop's thread, where it is used exactly once.
 struct UnsafeTransfer<Value>: @unchecked Sendable {
     let value: Value
@@ -138,7 +145,11 @@ extension Loop {
     }
 
     private func runEscapingBody<T: Sendable>(_ body: UnsafeTransfer<(Loop) async throws -> T>, cancellation: BodyCancellation?) throws -> T {
-        let task = Task(executorPreference: self) { try await body.value(self) }
+        let finished = OutcomeBox<Void>()
+        let task = Task(executorPreference: self) {
+            defer { finished.result = .success(()) }
+            return try await body.value(self)
+        }
         if let cancellation, !cancellation.register({ task.cancel() }) {
             task.cancel()
         }
@@ -147,6 +158,18 @@ extension Loop {
         // Task.sleep timers may belong to cancelled sleeps; shutdown tells the live ones apart.
         let liveTaskSleeps = shutDown()
         if timeMode == .virtual { leftovers.taskSleeps = liveTaskSleeps }
+        // The body must be gone before the caller's closure may be released (it was only borrowed).
+        // A body that never finished (a stall, a stop) is awaiting something no cancellation
+        // reaches; say what, rather than trap inside withoutActuallyEscaping.
+        if finished.result == nil {
+            let reason = (try? outcome.get()).map { _ in "" } ?? "\((outcome.failure()).map { "\($0)" } ?? "")"
+            fatalError("""
+                SerialLoop: the body of withLoop/withTestLoop never finished, even after the loop \
+                cancelled everything it could (\(reason)). If this runs on the main thread, the body \
+                may be waiting for the main actor, which this blocking call occupies: use the async \
+                overload, or pass the closure literal directly instead of a main-actor-isolated variable.
+                """)
+        }
         let value = try outcome.get()
         if !leftovers.isEmpty { throw LoopLeftoversError(leftovers: leftovers) }
         return value
