@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Reliability jobs: the test suite under ThreadSanitizer and AddressSanitizer, and a leak check
+# (LeakSanitizer, part of ASan on Linux) of a program that creates, runs and tears down 10,000 loops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== ThreadSanitizer: swift test --sanitize=thread"
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    swift test --sanitize=thread --scratch-path .build-tsan
+
+echo "== AddressSanitizer: swift test --sanitize=address"
+ASAN_OPTIONS="detect_leaks=0" swift test --sanitize=address --scratch-path .build-asan
+
+echo "== LeakSanitizer: 10,000 loops created, run and torn down"
+swift build --sanitize=address --scratch-path .build-asan --product serial-loop-leak-check
+ASAN_OPTIONS="detect_leaks=1" LSAN_OPTIONS="suppressions=$(pwd)/.ci/lsan.supp,print_suppressions=0" \
+    .build-asan/debug/serial-loop-leak-check 10000
+echo "== reliability jobs passed"
