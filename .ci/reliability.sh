@@ -13,6 +13,5 @@ ASAN_OPTIONS="detect_leaks=0" swift test --sanitize=address --scratch-path .buil
 
 echo "== LeakSanitizer: 10,000 loops created, run and torn down"
 swift build --sanitize=address --scratch-path .build-asan --product serial-loop-leak-check
-ASAN_OPTIONS="detect_leaks=1" LSAN_OPTIONS="suppressions=$(pwd)/.ci/lsan.supp,print_suppressions=0" \
-    .build-asan/debug/serial-loop-leak-check 10000
+ASAN_OPTIONS="detect_leaks=1" .build-asan/debug/serial-loop-leak-check 10000
 echo "== reliability jobs passed"
