@@ -17,6 +17,8 @@ public struct HTTPRequestParser {
     private var scanned = 0
     /// The current request's head, once parsed, while its body is still arriving.
     private var pending: (request: HTTPRequest, bodyLength: Int)?
+    /// The pending request sent `Expect: 100-continue` and has not been told to go on yet.
+    private var expectsContinue = false
 
     public init() {}
 
@@ -48,7 +50,10 @@ public struct HTTPRequestParser {
             let head = String(decoding: buffer[start..<headEnd], as: UTF8.self)
             start = headEnd + 4
             scanned = start
-            pending = try parseHead(head)
+            let (request, bodyLength) = try parseHead(head)
+            pending = (request, bodyLength)
+            expectsContinue = bodyLength > 0 && request.minorVersion >= 1
+                && request.header("Expect")?.lowercased() == "100-continue"
         }
         guard let (request, bodyLength) = pending, buffer.count - start >= bodyLength else { return nil }
         var complete = request
@@ -56,7 +61,16 @@ public struct HTTPRequestParser {
         start += bodyLength
         scanned = start
         pending = nil
+        expectsContinue = false
         return complete
+    }
+
+    /// Whether the request whose body is still arriving asked for `100 Continue` (RFC 9110
+    /// §10.1.1) and has not had it: returns `true` once, then `false`. Clients such as curl wait
+    /// for it (a second, by default) before sending a large body.
+    public mutating func takeContinueRequest() -> Bool {
+        defer { expectsContinue = false }
+        return expectsContinue && pending != nil
     }
 
     /// Index of the `\r\n\r\n` ending the head, searching only bytes not searched before.

@@ -2,7 +2,7 @@
 import SerialLoop
 
 /// A small HTTP/1.1 server on SerialLoop's socket layer: one task per connection on the loop,
-/// keep-alive, pipelining, `Content-Length` bodies, and an idle timeout so a client that stops
+/// keep-alive, pipelining, `Content-Length` bodies, `Expect: 100-continue`, and an idle timeout so a client that stops
 /// sending cannot hold a connection forever (a slow client that keeps sending is served).
 ///
 /// ```swift
@@ -70,6 +70,9 @@ public final class HTTPServer: @unchecked Sendable {
                     requestsServed += 1
                     if !keepAlive { return }
                 }
+                if parser.takeContinueRequest() {
+                    try await connection.write("HTTP/1.1 100 Continue\r\n\r\n")
+                }
                 let count = try await readWithIdleTimeout(connection, into: scratch)
                 if count == 0 { return }            // the client closed its side
                 parser.append(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
@@ -85,11 +88,24 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// A read that gives up when nothing arrives for `idleTimeout`: a loop timer closes the
     /// connection, which wakes the read with an error.
+    ///
+    /// The `armed` flag is belt and braces: SerialLoop (at the time of writing) still runs a
+    /// scheduled callback that is cancelled in the same tick that collected it as due, which would
+    /// close a connection whose read had just succeeded — mid-response.
     private func readWithIdleTimeout(_ connection: TCPConnection, into scratch: UnsafeMutableRawBufferPointer) async throws -> Int {
-        let timer = loop.schedule(after: idleTimeout) { try? connection.close() }
-        defer { timer.cancel() }
+        let armed = IdleTimer()
+        let timer = loop.schedule(after: idleTimeout) { if armed.isArmed { try? connection.close() } }
+        defer {
+            armed.isArmed = false
+            timer.cancel()
+        }
         return try await connection.read(into: scratch)
     }
+}
+
+/// Whether an idle timeout still applies. Loop thread only.
+private final class IdleTimer {
+    var isArmed = true
 }
 
 func logError(_ message: String) {
