@@ -27,12 +27,19 @@ SIZES = {
     "cross-thread-enqueue": 2_000_000,
     "memory-per-sleeper": 100_000,
     "allocations-per-enqueue": 1_000_000,
+    "allocations-per-yield": 1_000_000,
     "run-until-complete-sleep0": 200_000,
     "call_soon": 1_000_000,
     "call_later(0)": 1_000_000,
 }
 # Executors that are too slow for the full size get fewer operations (per-op figures stay comparable).
-SLOW = {("yield", "NIO"): 20, ("spawn-await", "NIO"): 20}
+# NIO's yield and spawn-await hop through the global pool; NIO cancels a timer with a linear search.
+SLOW = {
+    ("yield", "NIO"): 20,
+    ("spawn-await", "NIO"): 20,
+    ("timer-op-1k-pending", "NIO scheduleCallback"): 10,
+    ("timer-op-1M-pending", "NIO scheduleCallback"): 2000,
+}
 # Extra sizes for the same workload, reported as their own rows.
 EXTRA = [("memory-per-sleeper", 1_000_000)]
 
@@ -112,7 +119,8 @@ def main():
     swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     lines.append(f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}; {swift}; Python {platform.python_version()}")
     lines.append(f"- Mode: {'SMOKE (tiny N, not meaningful)' if args.smoke else 'full'}; {args.reps} repetitions per row, each in a fresh process; figures are medians")
-    lines.append("- Command: `Benchmarks/run.sh` (builds release, runs `python3 Benchmarks/python/driver.py .build/release/SerialLoopBenchmarks --reps 5`)")
+    invocation = " ".join(["python3", "python/driver.py"] + sys.argv[1:])
+    lines.append(f"- Command: `Benchmarks/run.sh{' --smoke' if args.smoke else ''}` (in `Benchmarks/`: `swift build -c release`, then `{invocation}`)")
     lines.append("- The machine is shared and noisy: compare ratios within this run, not absolute figures across runs.\n")
     lines.append("Ratio column: this row's median divided by each peer's median in the same workload (below 1 = faster / smaller).\n")
     lines.append("| workload | executor | median | unit | ratio to peers |")
@@ -139,7 +147,11 @@ def main():
         lines.append(f"| timer op, 1M vs 1k pending | itself | {large / small:.2f} | ≤ 2 | {'yes' if large / small <= 2 else 'no'} |")
     allocations = medians.get(("allocations-per-enqueue", "SerialLoop"))
     if allocations is not None:
-        lines.append(f"| allocations per same-thread enqueue | — | {allocations:.4f} | 0 | {'yes' if allocations == 0 else 'no'} |")
+        lines.append(f"| allocations per same-thread `execute` | — | {allocations:.4f} | 0 | {'yes' if allocations == 0 else 'no'} |")
+    ours, floor = medians.get(("allocations-per-yield", "SerialLoop")), medians.get(("allocations-per-yield", "floor"))
+    if ours is not None and floor is not None:
+        extra = ours - floor
+        lines.append(f"| allocations per same-thread job enqueue (per yield, above the floor's) | floor | {extra:+.4f} | 0 | {'yes' if extra <= 0.0005 else 'no'} |")
 
     lines.append("\n## Commands (first repetition)\n")
     lines.append("```")

@@ -1,82 +1,93 @@
 @preconcurrency import Glibc
 import Synchronization
 
-/// The floor: the least a single-threaded Swift executor can do. One object in both roles, a plain
-/// array as the ready queue, no locks on the same-thread path, every job run `on:` itself as task
-/// executor. Cross-thread work goes through a mutex-protected list and a condition variable.
-/// No timers, no I/O: it is the lower bound for queueing and running jobs, nothing more.
+/// The floor: the least a single-threaded Swift executor can do, and so the lower bound the Swift
+/// runtime allows for queueing and running jobs on one thread.
+///
+/// - One object in both executor roles; every job runs `on:` it as task executor.
+/// - Same-thread enqueue: a thread check and a push onto a power-of-two ring buffer. No lock, no
+///   atomic, no allocation once the ring has grown.
+/// - Cross-thread work: a mutex-guarded array swapped out whole by the floor thread, an atomic
+///   "has work" hint so the floor thread only takes the lock when there is something to take, and a
+///   condition variable signalled only when the floor thread is parked (wake-ups coalesced).
+/// - No timers, no I/O, no fairness: the inbox is only looked at when the ready queue is empty.
 final class Floor: TaskExecutor, SerialExecutor, @unchecked Sendable {
-    private var queue: [UnownedJob] = []
-    private var head = 0
-    private let owner = pthread_self()
-    private var callbacks: [() -> Void] = []
-    private let inbox = Mutex<[@Sendable () -> Void]>([])
-    private let hasInbox = Atomic<Bool>(false)
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    /// Floor thread only.
+    private var ready = JobRing()
+    /// Floor thread only: the batch taken from the inbox, kept to reuse its capacity.
+    private var batch: [@Sendable () -> Void] = []
+    /// Floor thread only. Set by a job or callback to make `run()` return.
     var finished = false
+    private let owner = pthread_self()
+
+    /// Guarded by `mutex`.
+    private var inbox: [@Sendable () -> Void] = []
+    /// Guarded by `mutex`: the floor thread is (about to be) blocked in `pthread_cond_wait`.
+    private var isParked = false
+    /// Set by producers after appending, cleared by the floor thread when it takes the inbox.
+    private let hasWork = Atomic<Bool>(false)
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        pthread_cond_destroy(condition)
+        mutex.deallocate()
+        condition.deallocate()
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
         if pthread_equal(pthread_self(), owner) != 0 {
-            queue.append(UnownedJob(job))
+            ready.push(job)
         } else {
-            let unowned = UnownedJob(job)
-            executeFromAnyThread { [unowned self] in self.queue.append(unowned) }
+            executeFromAnyThread { [unowned self] in self.ready.push(job) }
         }
     }
 
-    /// Same-thread callback (call_soon).
-    func execute(_ callback: @escaping () -> Void) { callbacks.append(callback) }
-
-    /// Cross-thread callback: locked list + wake.
+    /// Cross-thread callback: append under the lock, signal only a parked floor thread.
     func executeFromAnyThread(_ callback: @escaping @Sendable () -> Void) {
-        inbox.withLock { $0.append(callback) }
-        hasInbox.store(true, ordering: .sequentiallyConsistent)
-        pthread_mutex_lock(&mutex)
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
+        pthread_mutex_lock(mutex)
+        inbox.append(callback)
+        let mustWake = isParked
+        isParked = false
+        pthread_mutex_unlock(mutex)
+        hasWork.store(true, ordering: .releasing)
+        if mustWake { pthread_cond_signal(condition) }
     }
 
     func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
     func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
     func checkIsolated() { precondition(pthread_equal(pthread_self(), owner) != 0) }
+    func isIsolatingCurrentContext() -> Bool? { pthread_equal(pthread_self(), owner) != 0 }
 
-    /// Runs jobs until `finished` is set.
+    /// Runs jobs until `finished` is set. Blocks in the condition variable when there is nothing to do.
     func run() {
         while !finished {
-            if head < queue.count {
-                let job = queue[head]
-                head += 1
+            if let job = ready.pop() {
                 job.runSynchronously(on: asUnownedTaskExecutor())
                 continue
             }
-            if !callbacks.isEmpty {
-                let batch = callbacks
-                callbacks.removeAll(keepingCapacity: true)
-                for callback in batch { callback() }
-                continue
-            }
-            queue.removeAll(keepingCapacity: true)
-            head = 0
-            if hasInbox.load(ordering: .sequentiallyConsistent) {
-                hasInbox.store(false, ordering: .sequentiallyConsistent)
-                let batch = inbox.withLock { items in
-                    defer { items.removeAll(keepingCapacity: true) }
-                    return items
+            let mayHaveWork = hasWork.load(ordering: .acquiring)
+            pthread_mutex_lock(mutex)
+            if !mayHaveWork {
+                // Park. The empty check is under the lock, so a producer either appended before it
+                // (no wait) or sees `isParked` afterwards and signals.
+                while inbox.isEmpty {
+                    isParked = true
+                    pthread_cond_wait(condition, mutex)
                 }
-                for callback in batch { callback() }
-                continue
             }
-            pthread_mutex_lock(&mutex)
-            if !hasInbox.load(ordering: .sequentiallyConsistent) && !finished {
-                pthread_cond_wait(&condition, &mutex)
-            }
-            pthread_mutex_unlock(&mutex)
+            hasWork.store(false, ordering: .relaxed)
+            swap(&inbox, &batch)
+            pthread_mutex_unlock(mutex)
+            for callback in batch { callback() }
+            batch.removeAll(keepingCapacity: true)
         }
     }
 
@@ -90,5 +101,48 @@ final class Floor: TaskExecutor, SerialExecutor, @unchecked Sendable {
         }
         floor.run()
         return try box.value!.get()
+    }
+}
+
+/// A growable power-of-two ring buffer of jobs (the floor's ready queue). Not thread-safe.
+struct JobRing: ~Copyable {
+    private var storage: UnsafeMutablePointer<UnownedJob>
+    private var mask: Int
+    private var head = 0
+    private var count = 0
+
+    init(capacity: Int = 1024) {
+        storage = .allocate(capacity: capacity)
+        mask = capacity - 1
+    }
+
+    deinit { storage.deallocate() }
+
+    @inline(__always)
+    mutating func push(_ job: UnownedJob) {
+        if count == mask + 1 { grow() }
+        (storage + ((head + count) & mask)).initialize(to: job)
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func pop() -> UnownedJob? {
+        guard count > 0 else { return nil }
+        let job = (storage + head).move()
+        head = (head + 1) & mask
+        count -= 1
+        return job
+    }
+
+    private mutating func grow() {
+        let capacity = mask + 1
+        let bigger = UnsafeMutablePointer<UnownedJob>.allocate(capacity: capacity * 2)
+        let firstRun = capacity - head
+        bigger.moveInitialize(from: storage + head, count: firstRun)
+        (bigger + firstRun).moveInitialize(from: storage, count: head)
+        storage.deallocate()
+        storage = bigger
+        mask = capacity * 2 - 1
+        head = 0
     }
 }

@@ -2,11 +2,11 @@
 import Dispatch
 
 /// One benchmark: runs `n` operations on one executor and returns the figure to report.
-struct Benchmark {
+struct Benchmark: Sendable {
     let workload: String
     let executor: String
     let unit: String
-    let run: (Int) throws -> Double
+    let run: @Sendable (Int) throws -> Double
 }
 
 /// Wall-clock nanoseconds since `start`.
@@ -77,4 +77,20 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
 private final class ThreadBody {
     let body: @Sendable () -> Void
     init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}
+
+/// A one-shot "done" signal from any thread to a waiting thread (no spinning: the waiter sleeps,
+/// so it does not take a core from the threads being measured).
+final class Completion: Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    func signal() { semaphore.signal() }
+    func wait() { semaphore.wait() }
+}
+
+/// A one-shot hand-off between threads.
+final class Latch<Value: Sendable>: @unchecked Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    private var value: Value?
+    func fulfil(_ value: Value) { self.value = value; semaphore.signal() }
+    func wait() -> Value { semaphore.wait(); return value! }
 }

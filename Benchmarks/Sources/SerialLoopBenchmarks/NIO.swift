@@ -1,6 +1,5 @@
 import NIOCore
 import NIOPosix
-import SerialLoop
 
 /// SwiftNIO's event loop: one `SelectableEventLoop` thread, used as a serial executor for actors
 /// (NIO 2.101 has no `TaskExecutor` conformance) and through its own `execute`/`scheduleTask`.
@@ -11,40 +10,6 @@ let nioLoop = nioGroup.next()
 @globalActor actor NIOActor {
     static let shared = NIOActor()
     nonisolated var unownedExecutor: UnownedSerialExecutor { nioLoop.executor.asUnownedSerialExecutor() }
-}
-
-/// Actors pinned to a given serial executor (SerialLoop, the floor, NIO).
-actor Ponger {
-    let executor: UnownedSerialExecutor
-    init(_ executor: UnownedSerialExecutor) { self.executor = executor }
-    nonisolated var unownedExecutor: UnownedSerialExecutor { executor }
-    private var count = 0
-    @inline(never) func ping() -> Int { count += 1; return count }
-}
-
-actor Pinger {
-    let executor: UnownedSerialExecutor
-    init(_ executor: UnownedSerialExecutor) { self.executor = executor }
-    nonisolated var unownedExecutor: UnownedSerialExecutor { executor }
-    func run(_ n: Int, against other: Ponger) async -> Int {
-        var total = 0
-        for _ in 0..<n { total += await other.ping() }
-        return total
-    }
-}
-
-/// The same pair as default actors, for Swift's global executor.
-actor DefaultPonger {
-    private var count = 0
-    @inline(never) func ping() -> Int { count += 1; return count }
-}
-
-actor DefaultPinger {
-    func run(_ n: Int, against other: DefaultPonger) async -> Int {
-        var total = 0
-        for _ in 0..<n { total += await other.ping() }
-        return total
-    }
 }
 
 /// Runs `body` on NIO's loop thread (as an NIOActor task) and waits for it from this thread.
@@ -85,4 +50,18 @@ actor NIOWorker {
         for _ in 0..<n { await Task.yield() }
         return nanoseconds(since: start) / Double(n)
     }
+}
+
+/// On NIO's loop thread: runs `setUp`, then `operation(i)` for `i` in `0..<n`; returns wall-clock
+/// nanoseconds per operation (set-up excluded).
+func onNIOThreadTimed(_ n: Int, setUp: @escaping @Sendable () -> Void = {}, _ operation: @escaping @Sendable (Int) -> Void) throws -> Double {
+    let result = Shared(0.0)
+    try onNIOThread { promise in
+        setUp()
+        let start = ContinuousClock.now
+        for i in 0..<n { operation(i) }
+        result.value = nanoseconds(since: start) / Double(n)
+        promise.succeed(())
+    }
+    return result.value
 }

@@ -3,6 +3,9 @@
 // Prints one line: RESULT<TAB>workload<TAB>executor<TAB>value<TAB>unit
 @preconcurrency import Glibc
 
+/// Every benchmark, one list per workload family (Workloads/*.swift).
+let benchmarks = taskBenchmarks + timerBenchmarks + ioBenchmarks + crossThreadBenchmarks + memoryBenchmarks + talkBenchmarks
+
 let arguments = CommandLine.arguments
 func argument(_ name: String) -> String? {
     guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }

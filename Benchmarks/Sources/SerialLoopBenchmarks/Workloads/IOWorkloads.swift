@@ -1,0 +1,99 @@
+@preconcurrency import Glibc
+import NIOCore
+import NIOPosix
+import SerialLoop
+
+// Descriptor readiness: socketpair ping-pong, one byte each way per round trip, all on one thread.
+
+let ioBenchmarks: [Benchmark] = [
+    // Two tasks on the loop: one writes and awaits `readable`, the other echoes.
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop", unit: "ns/round-trip") { n in
+        try withLoop { loop in
+            let (a, b) = socketPair()
+            let echo = Task(executorPreference: loop) {
+                var byte: UInt8 = 0
+                for _ in 0..<n {
+                    try await loop.readable(b)
+                    _ = read(b, &byte, 1)
+                    _ = write(b, &byte, 1)
+                }
+            }
+            var byte: UInt8 = 1
+            let start = ContinuousClock.now
+            for _ in 0..<n {
+                _ = write(a, &byte, 1)
+                try await loop.readable(a)
+                _ = read(a, &byte, 1)
+            }
+            let result = nanoseconds(since: start) / Double(n)
+            try await echo.value
+            try loop.close(a)
+            try loop.close(b)
+            return result
+        }
+    },
+    Benchmark(workload: "socketpair-ping-pong", executor: "raw epoll", unit: "ns/round-trip") { n in
+        rawEpollPingPong(n)
+    },
+    // NIO has no public readiness API without a channel; its natural equivalent is two channels on
+    // one loop (NIOPipeBootstrap over the socketpair ends), one echoing, one counting round trips.
+    Benchmark(workload: "socketpair-ping-pong", executor: "NIO channel", unit: "ns/round-trip") { n in
+        let (a, b) = socketPair()
+        let finished = nioLoop.makePromise(of: Double.self)
+        let echo = try NIOPipeBootstrap(group: nioGroup)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(EchoHandler()) }
+            }
+            .takingOwnershipOfDescriptor(inputOutput: b).wait()
+        let pinger = try NIOPipeBootstrap(group: nioGroup)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(PingHandler(rounds: n, finished: finished))
+                }
+            }
+            .takingOwnershipOfDescriptor(inputOutput: a).wait()
+        let result = try finished.futureResult.wait()
+        try pinger.close().wait()
+        try echo.close().wait()
+        return result
+    },
+]
+
+/// Writes back every byte it reads.
+final class EchoHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(data, promise: nil)
+    }
+}
+
+/// Sends one byte when active, and another each time one comes back, `rounds` times.
+final class PingHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let rounds: Int
+    private let finished: EventLoopPromise<Double>
+    private var done = 0
+    private var start = ContinuousClock.now
+
+    init(rounds: Int, finished: EventLoopPromise<Double>) {
+        self.rounds = rounds
+        self.finished = finished
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start = .now
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(integer: UInt8(1))), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        done += 1
+        if done == rounds {
+            finished.succeed(nanoseconds(since: start) / Double(rounds))
+        } else {
+            context.writeAndFlush(data, promise: nil)
+        }
+    }
+}
