@@ -8,13 +8,15 @@ struct VirtualTimeTests {
         let wallStart = ContinuousClock.now
         let elapsed = try await withTestLoop { loop in
             let start = loop.now
-            for _ in 0..<3600 { try await Task.sleep(for: .seconds(1)) }
+            for _ in 0..<60 { try await Task.sleep(for: .seconds(60)) }
             return start.duration(to: loop.now)
         }
         let wall = wallStart.duration(to: .now)
-        print("an hour of Task.sleep(for: .seconds(1)) × 3600 took \(wall) of wall time")
+        print("an hour of Task.sleep (60 × 1 min) took \(wall) of wall time")
         #expect(elapsed == .seconds(3600))
-        #expect(wall < .seconds(1))
+        // Not a performance assertion: real sleeping would take an hour; anything near a second
+        // (a loaded CI machine) still proves the sleeps were virtual.
+        #expect(wall < .seconds(5))
     }
 
     @Test func advanceFiresExactlyTheDueTimersInOrder() async throws {
