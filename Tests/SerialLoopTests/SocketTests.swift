@@ -282,6 +282,67 @@ struct SocketTests {
         #expect(total == (0..<64).map { ($0 % 10) * 11 }.reduce(0, +))
         #expect(accepted == 64)
     }
+    /// Real sockets on virtual time: an hour-long read timeout (a loop timer that closes the
+    /// connection) fires at exactly +3600 s of loop time, in milliseconds of real time.
+    @Test func readTimeoutOnATestLoopFiresAtTheVirtualDeadline() async throws {
+        let realStart = ContinuousClock.now
+        let (error, waited) = try await withTestLoop { loop in
+            let listener = try TCPListener(on: loop)
+            defer { try? listener.close() }
+            let client = try await TCPConnection.connect(to: listener.address, on: loop)
+            let server = try await listener.accept()
+            defer { try? client.close() }
+            let start = loop.now
+            let timeout = loop.schedule(after: .seconds(3600)) { try? server.close() }
+            defer { timeout.cancel() }
+            do {
+                _ = try await server.read(upToCount: 16)          // the client never writes
+                return (nil as LoopError?, start.duration(to: loop.now))
+            } catch let error as LoopError {
+                return (error, start.duration(to: loop.now))
+            }
+        }
+        #expect(error?.operation.hasPrefix("readable(fd:") == true)
+        #expect(waited == .seconds(3600))
+        #expect(realStart.duration(to: .now) < .seconds(10))
+    }
+
+    /// The README's "HTTP server example", verbatim apart from the port (0) and the bound on
+    /// connections, served to a client on the same loop.
+    @Test func readmeHTTPServerExampleAnswersARequest() async throws {
+        let response = try await withLoop { loop in
+            let listener = try TCPListener(on: loop, address: .loopback(port: 0))
+            let server = Task(executorPreference: loop) {
+                await withDiscardingTaskGroup { group in
+                    for _ in 0..<1 {
+                        guard let connection = try? await listener.accept() else { break }
+                        group.addTask { try? await respond(to: connection) }   // one child task per connection
+                    }
+                }
+            }
+            let client = try await TCPConnection.connect(to: listener.address, on: loop)
+            defer { try? client.close() }
+            try await client.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            var response: [UInt8] = []
+            while case let chunk = try await client.read(upToCount: 4096), !chunk.isEmpty { response += chunk }
+            await server.value
+            try listener.close()
+            return String(decoding: response, as: UTF8.self)
+        }
+        #expect(response == "HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, world!\n")
+    }
+}
+
+// From the README's "HTTP server example".
+private func respond(to connection: TCPConnection) async throws {
+    defer { try? connection.close() }
+    var head: [UInt8] = []
+    while head.firstRange(of: Array("\r\n\r\n".utf8)) == nil {    // read up to the end of the request head
+        let chunk = try await connection.read(upToCount: 4096)
+        if chunk.isEmpty { return }                                // the client went away
+        head += chunk
+    }
+    try await connection.write("HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nHello, world!\n")
 }
 
 /// Returns once `count` tasks are suspended in `readable`/`writable` on `loop` (each pass lets
