@@ -5,6 +5,8 @@ let package = Package(
     name: "SerialLoop",
     products: [
         .library(name: "SerialLoop", targets: ["SerialLoop"]),
+        // The `.testLoop` Swift Testing trait. Testing ships with the toolchain: no package dependency.
+        .library(name: "SerialLoopTesting", targets: ["SerialLoopTesting"]),
         .executable(name: "serial-loop-demo", targets: ["SerialLoopDemo"]),
         .executable(name: "serial-loop-leak-check", targets: ["SerialLoopLeakCheck"]),
     ],
@@ -15,7 +17,8 @@ let package = Package(
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),
         // Many loops created, run and torn down, for the leak check in .ci/reliability.sh.
         .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop"]),
-        .testTarget(name: "SerialLoopTests", dependencies: ["SerialLoop"]),
+        .target(name: "SerialLoopTesting", dependencies: ["SerialLoop"]),
+        .testTarget(name: "SerialLoopTests", dependencies: ["SerialLoop", "SerialLoopTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

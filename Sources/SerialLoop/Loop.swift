@@ -197,6 +197,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     func drainInbox() {
         guard inbox.mayHaveWork else { return }
         inbox.take(into: &inboxBuffer)
+        if timeMode == .virtual && !inboxBuffer.isEmpty { noteCrossThreadArrival() }
         for work in inboxBuffer { ready.push(work) }
         inboxBuffer.removeAll(keepingCapacity: true)
     }

@@ -116,6 +116,12 @@ extension Loop: SchedulingExecutor {
 
 extension Loop {
     func scheduleRuntimeJob(_ work: Work, deadline: Int64) {
+        if timeMode == .virtual && isOnLoopThread {
+            // The runtime calls this inside the sleeping task's job: remember that task, so a test
+            // loop can tell a cancelled sleep's leftover job from a live one (Loop+VirtualTime.swift).
+            noteRuntimeSleep(timers.schedule(at: deadline, work))
+            return
+        }
         onLoopThread { _ = self.timers.schedule(at: deadline, work) }
     }
 

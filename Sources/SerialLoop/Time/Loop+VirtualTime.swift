@@ -1,3 +1,30 @@
+import Synchronization
+
+// The test loop's clock, in one place.
+//
+// Virtual time moves only at step 5 of a tick, when nothing is ready (`idleOnVirtualTime`), and then
+// straight to a deadline: so an hour of sleeps costs as many ticks as there are wake-ups, and the
+// timestamps a test observes depend only on the program, not on the machine. What may stop a jump:
+//
+// - I/O in flight. A descriptor waiter or a reader/writer callback means another thread or process
+//   may be about to answer; a jump now would fire the test's timeout early. The loop waits up to
+//   `ioQuietPeriod` of *real* time for readiness first.
+// - Cross-thread activity. Work arriving from another thread (a continuation resumed by a helper
+//   thread, `execute` from a callback, another loop answering) shows that off-loop work is in
+//   progress; the loop does not jump until `ioQuietPeriod` of real time has passed since the last
+//   such arrival. Each arrival restarts that quiet period.
+// - A time hold (`holdTime()` / `holdingTime { }`): the test says "work I started elsewhere will
+//   come back; do not jump until I release". Exact, where the two rules above are heuristics.
+// - Dead sleeps are not reasons to stop. When a task sleeping in plain `Task.sleep` is cancelled,
+//   the runtime resumes it at once but leaves its wake-up job in our timer queue (there is no API
+//   to withdraw it). The loop records which task each runtime sleep belongs to (the runtime
+//   schedules the sleep from inside that task's job) and, before a jump, sets aside every sleep at
+//   the head of the queue whose task is cancelled, so the clock goes to the next *live* deadline.
+//   Their jobs still run (dropping them would leak the runtime's sleep task), once the clock has
+//   passed their deadlines, where running them is a no-op. A cancelled task's sleep can never be
+//   live: cancellation resumes every sleep of the task, and a new sleep in a cancelled task throws
+//   at once.
+
 /// Virtual-time control for test loops. Loop thread only.
 struct VirtualClockState {
     /// Tasks waiting in `runUntilIdle()`.
@@ -6,26 +33,39 @@ struct VirtualClockState {
     var advanceRequest: (target: Int64, continuation: UnsafeContinuation<Void, Never>)? = nil
     /// Whether the clock jumps to the next deadline by itself when the loop is idle.
     var autoAdvance = true
-    /// Real time the loop waits for I/O in flight before it lets virtual time jump.
+    /// Active `TimeHold`s; while positive the clock does not jump by itself. (It may dip below zero
+    /// for a moment when a hold taken on another thread is released on the loop thread first.)
+    var holdCount = 0
+    /// Real time the loop waits after I/O in flight or cross-thread activity before it lets virtual
+    /// time jump.
     var ioQuietPeriodNanoseconds: Int64 = 250_000_000
+    /// CLOCK_MONOTONIC when work last arrived from another thread (0: never).
+    var lastCrossThreadArrivalNanoseconds: Int64 = 0
     /// Real time a test loop waits, with nothing scheduled that could ever move it, before it
     /// declares a stall (instead of hanging the test forever).
     var stallTimeoutNanoseconds: Int64 = 30_000_000_000
     /// Set when a stall was declared; `run(until:)` then throws a `LoopError` describing it.
     var stallReport: String? = nil
+    /// The task that started each pending runtime sleep (`Task.sleep` & co.). Storing an
+    /// `UnsafeCurrentTask` retains the task (its only stored property is a strong reference), and
+    /// `isCancelled` is among the APIs the standard library documents as safe from any context.
+    /// Entries of sleeps that already fired are swept lazily (see `noteRuntimeSleep`).
+    var runtimeSleepOwners: [TimerID: UnsafeCurrentTask] = [:]
 }
 
 extension Loop {
     /// What a test loop does at step 5 of a tick when no work is ready. The rule, in order:
     /// 1. I/O that is ready now is work: poll without blocking first.
     /// 2. Tasks waiting in `runUntilIdle()` resume (time does not move).
-    /// 3. An `advance(to:)` in progress moves the clock to the next deadline within its target, or
-    ///    to the target itself and resumes its caller.
-    /// 4. With auto-advance, the clock jumps to the next deadline — but if a task waits on a
-    ///    descriptor or a reader/writer callback is installed (I/O in flight, e.g. the other end of a
-    ///    socketpair on another thread), the loop first waits up to `ioQuietPeriod` of *real* time
-    ///    for it; any readiness or cross-thread wake-up cancels the jump.
-    /// 5. Otherwise nothing can move time: wait (for real) for other threads or I/O — at most
+    /// 3. Runtime sleeps of cancelled tasks at the head of the timer queue are set aside: they are
+    ///    not deadlines anyone waits for.
+    /// 4. An `advance(to:)` in progress moves the clock to the next deadline within its target, or
+    ///    to the target itself and resumes its caller. (Explicit: holds and quiet periods do not
+    ///    apply.)
+    /// 5. With auto-advance and no time hold, the clock jumps to the next deadline — after the quiet
+    ///    period, if I/O is in flight or work came from another thread recently; anything arriving
+    ///    meanwhile cancels the jump (and restarts the quiet period).
+    /// 6. Otherwise nothing can move time: wait (for real) for other threads or I/O — at most
     ///    `stallTimeout`; then the loop declares a stall rather than hang: `run(until:)` (and so
     ///    `withTestLoop`) throws a `LoopError` listing what the loop was still waiting on.
     func idleOnVirtualTime() {
@@ -37,6 +77,8 @@ extension Loop {
             for waiter in waiters { waiter.resume() }
             return
         }
+        let deadSleeps = setAsideDeadRuntimeSleeps()
+        defer { reinstate(deadSleeps) }
         let now = virtualNanoseconds.load(ordering: .relaxed)
         if let request = virtualClock.advanceRequest {
             if let next = timers.nextDeadline, next <= request.target {
@@ -48,18 +90,40 @@ extension Loop {
             }
             return
         }
-        if virtualClock.autoAdvance, let next = timers.nextDeadline {
-            if reactor.waiterCount > 0 || reactor.callbackCount > 0 {
-                if parkAndPoll(timeoutNanoseconds: virtualClock.ioQuietPeriodNanoseconds) > 0 { return }
+        if virtualClock.autoAdvance && virtualClock.holdCount <= 0, let next = timers.nextDeadline {
+            if let quiet = remainingQuietPeriod() {
+                if parkAndPoll(timeoutNanoseconds: quiet) > 0 { return }
                 if !ready.isEmpty || inbox.mayHaveWork { return }
             }
             setVirtualNow(max(now, next))
             return
         }
         if parkAndPoll(timeoutNanoseconds: virtualClock.stallTimeoutNanoseconds) == 0 && ready.isEmpty && !inbox.mayHaveWork {
-            virtualClock.stallReport = "the test loop stalled: nothing was ready and nothing could move virtual time for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time (pending: \(leftovers())); the body awaits something only another thread could complete"
+            virtualClock.stallReport = "the test loop stalled: nothing was ready and nothing could move virtual time for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time (\(whyTimeCannotMove()); pending: \(leftovers())); the body awaits something only another thread could complete"
             exitRequested = true
         }
+    }
+
+    /// How long to wait (real time) before a jump, or `nil` to jump now.
+    private func remainingQuietPeriod() -> Int64? {
+        let quiet = virtualClock.ioQuietPeriodNanoseconds
+        if quiet <= 0 { return nil }
+        if reactor.waiterCount > 0 || reactor.callbackCount > 0 { return quiet }
+        let last = virtualClock.lastCrossThreadArrivalNanoseconds
+        guard last != 0 else { return nil }
+        let since = monotonicNanoseconds() - last
+        return since < quiet ? quiet - since : nil
+    }
+
+    private func whyTimeCannotMove() -> String {
+        if virtualClock.holdCount > 0 { return "time is held by \(virtualClock.holdCount) TimeHold(s)" }
+        if !virtualClock.autoAdvance { return "autoAdvancesTime is off and no advance(by:) is running" }
+        return "no live timer"
+    }
+
+    /// Work arrived from another thread (called by the tick's inbox drain on test loops).
+    func noteCrossThreadArrival() {
+        virtualClock.lastCrossThreadArrivalNanoseconds = monotonicNanoseconds()
     }
 
     private func setVirtualNow(_ nanoseconds: Int64) {
@@ -69,6 +133,39 @@ extension Loop {
     private func preconditionVirtual(_ operation: String) {
         precondition(timeMode == .virtual, "Loop.\(operation) needs a test loop (virtual time); this loop runs on real time")
     }
+
+    // MARK: Runtime sleeps of cancelled tasks
+
+    /// Records the current task as the owner of the runtime sleep `id`. Loop thread, test loops.
+    /// - Complexity: amortised O(1): fired sleeps' entries are swept when the table has grown to
+    ///   twice the pending timers.
+    func noteRuntimeSleep(_ id: TimerID) {
+        guard let owner = withUnsafeCurrentTask(body: { $0 }) else { return }
+        if virtualClock.runtimeSleepOwners.count >= 2 * timers.count + 64 {
+            virtualClock.runtimeSleepOwners = virtualClock.runtimeSleepOwners.filter { timers.contains($0.key) }
+        }
+        virtualClock.runtimeSleepOwners[id] = owner
+    }
+
+    /// Removes, from the head of the timer queue, every runtime sleep whose task is cancelled.
+    private func setAsideDeadRuntimeSleeps() -> [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)] {
+        var dead: [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)] = []
+        while let (deadline, id) = timers.first, let owner = virtualClock.runtimeSleepOwners[id], owner.isCancelled {
+            virtualClock.runtimeSleepOwners[id] = nil
+            dead.append((deadline, timers.cancel(id)!, owner))
+        }
+        return dead
+    }
+
+    /// Puts set-aside sleeps back with their own deadlines: those the clock has passed fire on the
+    /// next tick (a no-op for a cancelled sleep), the others wait, still known to be dead.
+    private func reinstate(_ dead: [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)]) {
+        for (deadline, work, owner) in dead {
+            virtualClock.runtimeSleepOwners[timers.schedule(at: deadline, work)] = owner
+        }
+    }
+
+    // MARK: Stepping
 
     /// Suspends until the loop is idle: no ready work, no due timer, no ready I/O — without moving
     /// the clock. Exact quiescence, no yield counting. Test loops only.
@@ -87,7 +184,7 @@ extension Loop {
     }
 
     /// Moves virtual time forward to `deadline` (see ``advance(by:)``). A deadline in the past
-    /// only runs the loop until idle.
+    /// only runs the loop until idle. Time holds and quiet periods do not delay an explicit advance.
     public func advance(to deadline: LoopClock.Instant) async {
         preconditionVirtual("advance(to:)")
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
@@ -97,6 +194,41 @@ extension Loop {
             }
         }
     }
+
+    // MARK: Holding time
+
+    /// Stops the clock from jumping by itself until the returned hold is released — for a test that
+    /// started work the loop cannot see (a helper thread, a child process, Dispatch) and that will
+    /// come back. ``advance(by:)`` still moves time. Holds nest (a count).
+    ///
+    /// On the loop thread the hold takes effect at once; from another thread, on the loop's next
+    /// tick. Release it with ``TimeHold/release()`` (any thread, idempotent) or use
+    /// ``holdingTime(isolation:_:)``. A loop that stays idle while held declares a stall after
+    /// ``stallTimeout``. Test loops only.
+    public func holdTime() -> TimeHold {
+        preconditionVirtual("holdTime()")
+        onLoopThread { self.virtualClock.holdCount += 1 }
+        return TimeHold(loop: self)
+    }
+
+    /// Runs `body` with the clock held (see ``holdTime()``): no automatic jump happens until it
+    /// returns or throws.
+    public func holdingTime<T, E: Error>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: () async throws(E) -> T
+    ) async throws(E) -> T {
+        let hold = holdTime()
+        defer { hold.release() }
+        return try await body()
+    }
+
+    /// Whether a ``TimeHold`` is active. Loop thread only.
+    public var isTimeHeld: Bool {
+        preconditionOnLoopThread("Loop.isTimeHeld")
+        return virtualClock.holdCount > 0
+    }
+
+    // MARK: Settings
 
     /// Whether a test loop's clock jumps to the next deadline by itself when idle (default `true`).
     /// Turn it off to drive time only with ``advance(by:)`` / ``advance(to:)``. Loop thread only.
@@ -112,11 +244,30 @@ extension Loop {
         set { preconditionOnLoopThread("Loop.stallTimeout"); virtualClock.stallTimeoutNanoseconds = max(0, newValue.saturatingNanoseconds) }
     }
 
-    /// How long (real time) a test loop waits for in-flight I/O before letting virtual time jump
-    /// (default 250 ms). Raise it when the other side of a socket is slow (a child process, a
-    /// loaded CI machine). Loop thread only.
+    /// How long (real time) a test loop waits before letting virtual time jump while I/O is in
+    /// flight (a task waits on a descriptor, or a reader/writer callback is installed), and after
+    /// the last work that arrived from another thread (default 250 ms). Raise it when the other
+    /// side is slow (a child process, a loaded CI machine); `.zero` turns both waits off.
+    /// Loop thread only.
     public var ioQuietPeriod: Duration {
         get { preconditionOnLoopThread("Loop.ioQuietPeriod"); return .nanoseconds(virtualClock.ioQuietPeriodNanoseconds) }
         set { preconditionOnLoopThread("Loop.ioQuietPeriod"); virtualClock.ioQuietPeriodNanoseconds = max(0, newValue.saturatingNanoseconds) }
+    }
+}
+
+/// Keeps a test loop's clock from jumping by itself until released (see ``Loop/holdTime()``).
+public final class TimeHold: Sendable {
+    private let loop: Loop
+    private let isReleased = Atomic<Bool>(false)
+
+    init(loop: Loop) {
+        self.loop = loop
+    }
+
+    /// Ends the hold. Any thread; releasing twice is harmless.
+    public func release() {
+        guard !isReleased.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let loop = self.loop
+        loop.onLoopThread { loop.virtualClock.holdCount -= 1 }
     }
 }

@@ -45,6 +45,12 @@ struct TimerQueue {
     /// The earliest deadline, if any timer is pending.
     var nextDeadline: Int64? { heap.first?.deadline }
 
+    /// The earliest timer (deadline and ID), without removing it.
+    var first: (deadline: Int64, id: TimerID)? {
+        guard let entry = heap.first else { return nil }
+        return (entry.deadline, TimerID(slot: entry.slot, generation: slots[Int(entry.slot)].generation))
+    }
+
     mutating func schedule(at deadline: Int64, _ work: Work) -> TimerID {
         let slot: UInt32
         if let reused = freeSlots.popLast() {

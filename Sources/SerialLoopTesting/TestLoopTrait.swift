@@ -1,0 +1,84 @@
+import SerialLoop
+import Testing
+
+/// Runs each test it is applied to on its own test loop (virtual time, see `withTestLoop`):
+///
+/// ```swift
+/// import SerialLoopTesting
+///
+/// @Test(.testLoop) func retriesWithBackoff() async throws {
+///     let loop = TestLoop.current
+///     let start = loop.now
+///     try await fetchWithRetry(attempts: 4, backoff: .seconds(1))   // plain Task.sleep inside
+///     #expect(start.duration(to: loop.now) == .seconds(7))
+/// }
+/// ```
+///
+/// The test function runs inside the loop's body task, so it and everything it awaits in
+/// structured form (nonisolated async functions, `async let`, task groups, actors on the loop)
+/// runs on the loop's thread, and `Task.sleep` there is virtual. Each test case gets a fresh loop
+/// on a dedicated thread (the async `withTestLoop`): tests stay parallel, and no thread of Swift
+/// Testing's small cooperative pool is blocked. Leftovers and stalls fail the test with the
+/// loop's error. On a suite, the trait applies to every test in it (one loop per test case).
+///
+/// A test isolated to a global actor (`@MainActor`) runs its body on that actor, not on the loop;
+/// the trait then only provides `TestLoop.current` for explicit use (`Task(executorPreference:)`).
+public struct TestLoopTrait: TestTrait, SuiteTrait, TestScoping {
+    /// Applied to a suite, each test (case) in it gets its own loop.
+    public var isRecursive: Bool { true }
+
+    let autoAdvancesTime: Bool
+    let ioQuietPeriod: Duration?
+    let stallTimeout: Duration?
+
+    /// No scope for the suite itself: loops are per test case.
+    public func scopeProvider(for test: Test, testCase: Test.Case?) -> Self? {
+        testCase == nil ? nil : self
+    }
+
+    public func provideScope(
+        for test: Test,
+        testCase: Test.Case?,
+        performing function: @Sendable () async throws -> Void
+    ) async throws {
+        try await withTestLoop { loop in
+            loop.autoAdvancesTime = autoAdvancesTime
+            if let ioQuietPeriod { loop.ioQuietPeriod = ioQuietPeriod }
+            if let stallTimeout { loop.stallTimeout = stallTimeout }
+            try await TestLoop.$loop.withValue(loop) {
+                try await function()
+            }
+        }
+    }
+}
+
+extension Trait where Self == TestLoopTrait {
+    /// Runs the test on its own test loop with the default settings.
+    public static var testLoop: Self { testLoop() }
+
+    /// Runs the test on its own test loop.
+    /// - Parameters:
+    ///   - autoAdvancesTime: `false` to move time only with `advance(by:)` / `advance(to:)`.
+    ///   - ioQuietPeriod: real time to wait for in-flight I/O or cross-thread work before a jump.
+    ///   - stallTimeout: real time after which a loop that nothing can move fails the test.
+    public static func testLoop(autoAdvancesTime: Bool = true, ioQuietPeriod: Duration? = nil, stallTimeout: Duration? = nil) -> Self {
+        TestLoopTrait(autoAdvancesTime: autoAdvancesTime, ioQuietPeriod: ioQuietPeriod, stallTimeout: stallTimeout)
+    }
+}
+
+/// Access to the loop of a test running under ``TestLoopTrait``.
+public enum TestLoop {
+    @TaskLocal static var loop: Loop?
+
+    /// The test loop of the current test (`@Test(.testLoop)`), inherited by its child tasks.
+    /// - Precondition: called from a test (or a task it started) that has the `.testLoop` trait.
+    public static var current: Loop {
+        guard let loop else {
+            preconditionFailure("TestLoop.current used outside a test with the .testLoop trait (or in a task that does not inherit its task-locals, e.g. Task.detached)")
+        }
+        return loop
+    }
+
+    /// The current test's loop, or `nil` outside a `.testLoop` test.
+    public static var currentIfAny: Loop? { loop }
+}
