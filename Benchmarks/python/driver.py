@@ -28,6 +28,7 @@ SIZES = {
     "memory-per-sleeper": 100_000,
     "allocations-per-enqueue": 1_000_000,
     "allocations-per-yield": 1_000_000,
+    "allocations-per-round-trip": 100_000,
     "run-until-complete-sleep0": 200_000,
     "call_soon": 1_000_000,
     "call_later(0)": 1_000_000,

@@ -83,7 +83,19 @@ let memoryBenchmarks: [Benchmark] = [
     Benchmark(workload: "allocations-per-yield", executor: "default", unit: "allocs/yield") { n in
         try onDefaultExecutor { await allocationsPerYield(n) }
     },
+    // MARK: heap allocations per socketpair round trip (2 × `readable` + resume); raw epoll makes none
+    Benchmark(workload: "allocations-per-round-trip", executor: "SerialLoop", unit: "allocs/round-trip") { n in
+        try withLoop { loop in try await serialLoopPingPong(loop, n, measure: allocationsPerRound) }
+    },
 ]
+
+func allocationsPerRound(_ n: Int, _ body: () async throws -> Void) async throws -> Double {
+    bench_reset_allocation_count()
+    bench_count_allocations(1)
+    try await body()
+    bench_count_allocations(0)
+    return Double(bench_allocation_count()) / Double(n)
+}
 
 func allocationsPerYield(_ n: Int) async -> Double {
     for _ in 0..<1000 { await Task.yield() }    // warm-up: queues at their working size
