@@ -152,18 +152,19 @@ public final class TCPConnection: @unchecked Sendable {
         let sockaddr = try address.sockaddr(for: "connect(to: \(address))")
         let fd = try makeTCPSocket("socket() for connecting to \(address)")
         let connection = TCPConnection(loop: loop, fd: fd)   // closes fd through the loop on failure
-        while true {
-            if withSockaddr(sockaddr, { Glibc.connect(fd, $0, $1) }) == 0 { break }
+        if withSockaddr(sockaddr, { Glibc.connect(fd, $0, $1) }) != 0 {
             let code = c_serial_loop_errno()
-            if code == EINTR { continue }
-            guard code == EINPROGRESS else { throw LoopError(operation: "connect(to: \(address), fd: \(fd))", errno: code) }
+            // EINTR: the connection still proceeds in the background, exactly as with EINPROGRESS
+            // (calling connect again would only say EALREADY).
+            guard code == EINPROGRESS || code == EINTR else {
+                throw LoopError(operation: "connect(to: \(address), fd: \(fd))", errno: code)
+            }
             // The outcome arrives as writability; SO_ERROR says which.
             try await loop.writable(fd)
             var pending: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
             _ = try syscall("getsockopt(fd: \(fd), SO_ERROR)") { getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &length) }
             if pending != 0 { throw LoopError(operation: "connect(to: \(address), fd: \(fd))", errno: pending) }
-            break
         }
         setNoDelay(fd)
         return connection
