@@ -146,13 +146,19 @@ scenario "SwiftNIO futures awaited from loop tasks" 60 "$BIN/scenarios" nio-futu
 scenario "child process stdout through loop.readable" 60 "$BIN/scenarios" child-process
 
 # ---- 6. wrk: the SerialLoop server against SwiftNIO, one thread each ------------------------------
-start_server NIO_PORT "$BIN/nio-http-server" || exit 1
+# Each server for wrk is a fresh process pinned to CPU 0, and wrk to CPU 1 (when taskset exists and
+# there are 2+ cores), so the two do not fight over one core.
+PIN_SERVER=(); PIN_WRK=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then PIN_SERVER=(taskset -c 0); PIN_WRK=(taskset -c 1); fi
+start_server WRK_LOOP_PORT "${PIN_SERVER[@]}" "$BIN/serial-loop-http-server" || exit 1
+start_server NIO_PORT "${PIN_SERVER[@]}" "$BIN/nio-http-server" || exit 1
+WRK="${PIN_WRK[*]} wrk"
 
 # run_wrk NAME PORT: warm up, measure, append "name|req/s|avg|p50|p99|requests|errors" to $WORK/wrk.
 run_wrk() {
     local name=$1 port=$2 out="$WORK/wrk-$1.txt"
-    wrk -t1 -c50 -d1s "http://127.0.0.1:$port/" > /dev/null 2>&1
-    wrk -t1 -c50 -d5s --latency "http://127.0.0.1:$port/" > "$out" 2>&1
+    $WRK -t1 -c50 -d1s "http://127.0.0.1:$port/" > /dev/null 2>&1
+    $WRK -t1 -c50 -d5s --latency "http://127.0.0.1:$port/" > "$out" 2>&1
     cat "$out"
     local rps avg p50 p99 requests errors
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -171,7 +177,7 @@ wrk_scenario() {
     # alone can flatter either server. Both rounds are reported.
     for round in 1 2; do
         echo "-- round $round: SerialLoop HTTP server (serial-loop-http-server, one loop thread)"
-        run_wrk "SerialLoop (LoopHTTP on TCPConnection), round $round" "$LOOP_PORT" || status=1
+        run_wrk "SerialLoop (LoopHTTP on TCPConnection), round $round" "$WRK_LOOP_PORT" || status=1
         echo "-- round $round: SwiftNIO HTTP/1 server (nio-http-server, one event-loop thread)"
         run_wrk "SwiftNIO 2.101 (NIOHTTP1, 1 event loop), round $round" "$NIO_PORT" || status=1
     done
@@ -186,7 +192,7 @@ wrk_scenario() {
     return $status
 }
 export -f run_wrk wrk_scenario
-export WORK LOOP_PORT NIO_PORT
+export WORK WRK_LOOP_PORT NIO_PORT WRK
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 scenario "wrk -t1 -c50 -d5s GET /: SerialLoop server vs SwiftNIO (one thread each, $CONFIG build)" 90 bash -c wrk_scenario
 
@@ -196,8 +202,12 @@ if [ "$CONFIG" = release ] && [ -s "$WORK/wrk" ]; then
         echo
         echo "Written by \`IntegrationTests/run.sh\` (release build) on $(date -u '+%Y-%m-%d %H:%M UTC'),"
         echo "$(nproc) cores ($(uname -m), $(uname -r)), $(swift --version 2>/dev/null | head -1)."
-        echo "\`wrk -t1 -c50 -d5s --latency http://127.0.0.1:PORT/\` after a 1 s warm-up; wrk shares the two cores"
-        echo "with the server; two alternating rounds (load average before: $LOAD_BEFORE)."
+        echo "\`wrk -t1 -c50 -d5s --latency http://127.0.0.1:PORT/\` after a 1 s warm-up, two alternating rounds;"
+        if [ ${#PIN_SERVER[@]} -gt 0 ]; then
+            echo "server pinned to CPU 0 and wrk to CPU 1 with taskset (load average before: $LOAD_BEFORE)."
+        else
+            echo "server and wrk share the cores (no taskset; load average before: $LOAD_BEFORE)."
+        fi
         echo "Both servers answer \`GET /\` with the same 14-byte body and keep-alive."
         echo
         echo "| server | requests/s | latency avg | p50 | p99 | requests in 5 s | errors |"
