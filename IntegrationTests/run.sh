@@ -144,6 +144,7 @@ scenario "fan-out: 50 concurrent requests from one loop to nginx (256 KiB static
 scenario "swift-async-algorithms on loop.clock (real and virtual time)" 60 "$BIN/scenarios" algorithms
 scenario "SwiftNIO futures awaited from loop tasks" 60 "$BIN/scenarios" nio-futures
 scenario "child process stdout through loop.readable" 60 "$BIN/scenarios" child-process
+scenario "HTTP server + 50 clients on one test loop: a virtual minute in milliseconds" 60 "$BIN/scenarios" virtual-time-http
 
 # ---- 6. wrk: the SerialLoop server against SwiftNIO, one thread each ------------------------------
 # Each server for wrk is a fresh process pinned to CPU 0, and wrk to CPU 1 (when taskset exists and
