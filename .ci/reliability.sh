@@ -5,11 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== ThreadSanitizer: swift test --sanitize=thread"
-TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+SERIALLOOP_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
     swift test --sanitize=thread --scratch-path .build-tsan
 
 echo "== AddressSanitizer: swift test --sanitize=address"
-ASAN_OPTIONS="detect_leaks=0" swift test --sanitize=address --scratch-path .build-asan
+SERIALLOOP_SANITIZER=address ASAN_OPTIONS="detect_leaks=0" swift test --sanitize=address --scratch-path .build-asan
 
 echo "== LeakSanitizer: 10,000 loops created, run and torn down"
 swift build --sanitize=address --scratch-path .build-asan --product serial-loop-leak-check

@@ -46,3 +46,9 @@ actor LoopActor {
         return loop.isOnLoopThread
     }
 }
+
+/// Set by `.ci/reliability.sh` for the sanitizer runs. Tests whose subject is real-time behaviour
+/// (wall-clock bounds, recovering plain `Task.sleep` durations from real-clock jitter) cannot hold
+/// under a sanitizer's 5–20× slowdown; those jobs check memory and data races, the normal run
+/// checks timing.
+let underSanitizer = getenv("SERIALLOOP_SANITIZER") != nil

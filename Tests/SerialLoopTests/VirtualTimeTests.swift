@@ -4,7 +4,8 @@ import Testing
 
 @Suite("Test loop: virtual time")
 struct VirtualTimeTests {
-    @Test func anHourOfTaskSleepTakesMicroseconds() async throws {
+    @Test(.disabled(if: underSanitizer, "real-time bounds do not hold under a sanitizer's slowdown"))
+    func anHourOfTaskSleepTakesMicroseconds() async throws {
         let wallStart = ContinuousClock.now
         let elapsed = try await withTestLoop { loop in
             let start = loop.now
@@ -237,7 +238,8 @@ struct DeterminismTests {
         }
     }
 
-    @Test func aRandomizedScenarioProducesTheSameTraceTwice() async throws {
+    @Test(.disabled(if: underSanitizer, "plain Task.sleep recovery assumes unsanitized timing"))
+    func aRandomizedScenarioProducesTheSameTraceTwice() async throws {
         let seed = UInt64.random(in: 0...UInt64.max)
         print("DeterminismTests seed: \(seed) (replay by passing it to scenario(seed:))")
         let first = try await Self.scenario(seed: seed)
