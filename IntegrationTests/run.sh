@@ -218,7 +218,7 @@ if [ "$CONFIG" = release ] && [ -s "$WORK/wrk" ]; then
         done < "$WORK/wrk"
         echo
         echo "The SerialLoop server is \`IntegrationTests/Sources/SerialLoopHTTPServer\` (LoopHTTP over"
-        echo "\`TCPListener\`/\`TCPConnection\`: one task per connection, an idle timer re-armed around every read)."
+        echo "\`TCPListener\`/\`TCPConnection\`: one task per connection, one idle timer per connection)."
         echo "The NIO server is \`IntegrationTests/Sources/NIOHTTPServer\` (\`configureHTTPServerPipeline\`,"
         echo "\`MultiThreadedEventLoopGroup(numberOfThreads: 1)\`)."
     } > "$HERE/WRK-RESULTS.md"

@@ -56,7 +56,9 @@ public final class HTTPServer: @unchecked Sendable {
 
     private func serve(_ connection: TCPConnection) async {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        let idle = IdleWatch(loop: loop, connection: connection, timeout: idleTimeout)
         defer {
+            idle.stop()
             scratch.deallocate()
             try? connection.close()
         }
@@ -73,7 +75,9 @@ public final class HTTPServer: @unchecked Sendable {
                 if parser.takeContinueRequest() {
                     try await connection.write("HTTP/1.1 100 Continue\r\n\r\n")
                 }
-                let count = try await readWithIdleTimeout(connection, into: scratch)
+                idle.startReading()
+                let count = try await connection.read(into: scratch)
+                idle.isReading = false
                 if count == 0 { return }            // the client closed its side
                 parser.append(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
             }
@@ -85,27 +89,58 @@ public final class HTTPServer: @unchecked Sendable {
             if !connection.isClosed { logError("connection fd \(connection.fd): \(error)") }
         }
     }
-
-    /// A read that gives up when nothing arrives for `idleTimeout`: a loop timer closes the
-    /// connection, which wakes the read with an error.
-    ///
-    /// The `armed` flag is belt and braces: SerialLoop (at the time of writing) still runs a
-    /// scheduled callback that is cancelled in the same tick that collected it as due, which would
-    /// close a connection whose read had just succeeded — mid-response.
-    private func readWithIdleTimeout(_ connection: TCPConnection, into scratch: UnsafeMutableRawBufferPointer) async throws -> Int {
-        let armed = IdleTimer()
-        let timer = loop.schedule(after: idleTimeout) { if armed.isArmed { try? connection.close() } }
-        defer {
-            armed.isArmed = false
-            timer.cancel()
-        }
-        return try await connection.read(into: scratch)
-    }
 }
 
-/// Whether an idle timeout still applies. Loop thread only.
-private final class IdleTimer {
-    var isArmed = true
+/// Closes a connection that has waited `timeout` for request bytes with none arriving (measured
+/// from the start of each read); the read it waits in then fails. Time spent writing a response (to a slow reader) does not count.
+///
+/// One timer per connection, not one per read: a read only records the time; when the timer
+/// fires it re-arms itself for the connection's real idle deadline, or closes it. (This also
+/// sidesteps cancelling timers on the hot path.) Loop thread only.
+private final class IdleWatch {
+    let loop: Loop
+    let connection: TCPConnection
+    let timeout: Duration
+    private var lastActivity: LoopClock.Instant
+    var isReading = false
+    private var timer: ScheduledCallback?
+
+    init(loop: Loop, connection: TCPConnection, timeout: Duration) {
+        self.loop = loop
+        self.connection = connection
+        self.timeout = timeout
+        self.lastActivity = loop.now
+        arm(at: lastActivity.advanced(by: timeout))
+    }
+
+    /// The idle clock starts when the server begins to wait for bytes.
+    func startReading() {
+        lastActivity = loop.now
+        isReading = true
+    }
+
+    private func arm(at deadline: LoopClock.Instant) {
+        timer = loop.schedule(at: deadline) { [weak self] in self?.fire() }
+    }
+
+    private func fire() {
+        timer = nil
+        guard isReading else {                      // writing a response: check again later
+            arm(at: loop.now.advanced(by: timeout))
+            return
+        }
+        let deadline = lastActivity.advanced(by: timeout)
+        if loop.now >= deadline {
+            try? connection.close()
+        } else {
+            arm(at: deadline)
+        }
+    }
+
+    func stop() {
+        timer?.cancel()
+        timer = nil
+    }
 }
 
 func logError(_ message: String) {
