@@ -222,7 +222,7 @@ public final class TCPConnection: @unchecked Sendable {
         }
     }
 
-    /// Writes the UTF-8 bytes of `text` (see ``write(_:)-([UInt8])``).
+    /// Writes the UTF-8 bytes of `text`; see the `[UInt8]` overload.
     public func write(_ text: String) async throws {
         try await write(Array(text.utf8))
     }
