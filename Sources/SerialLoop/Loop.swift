@@ -211,7 +211,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     @inline(__always)
     func run(_ work: Work) {
-        if timeMode == .virtual { jobStartNanoseconds = monotonicNanoseconds() }
+        if timeMode == .virtual { noteJobStart() }
         switch work {
         case .task(let job):
             job.runSynchronously(on: asUnownedTaskExecutor())

@@ -153,36 +153,36 @@ struct TestLoopClockRuleTests {
     }
 
     @Test func crossThreadArrivalsRestartTheQuietPeriod() async throws {
-        // A helper thread streams five messages 10 ms apart into the loop (no descriptor involved).
-        // After the first, every arrival restarts the quiet period (1 s of real time), so the 5 s
-        // virtual timeout cannot fire while the stream is still flowing.
+        // A helper thread sends five messages 10 ms apart into the loop (`execute`, no descriptor
+        // involved). Every arrival restarts the quiet period (1 s of real time), so the 5 s virtual
+        // timeout cannot fire while the messages keep coming.
         let (received, elapsed) = try await withTestLoop { loop in
             loop.ioQuietPeriod = .seconds(1)
-            let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
+            let received = LoopBox<[Int]>([])
+            let first = loop.makeFuture(of: Void.self)
+            let all = loop.makeFuture(of: Void.self)
             let thread = spawnThread {
                 for message in 0..<5 {
                     if message > 0 { usleep(10_000) }                 // the producer works
-                    continuation.yield(message)
+                    loop.execute {
+                        received.value.append(message)
+                        if message == 0 { first.succeed(()) }
+                        if message == 4 { all.succeed(()) }
+                    }
                 }
-                continuation.finish()
             }
             pthread_detach(thread)
+            try await first.value
             let start = loop.now
-            var iterator = stream.makeAsyncIterator()
-            var received = [await iterator.next()!]
-            let rest = try await withThrowingTaskGroup(of: [Int]?.self) { group in
-                group.addTask { try await Task.sleep(for: .seconds(5)); return nil }
-                group.addTask {
-                    var rest: [Int] = []
-                    for await message in stream { rest.append(message) }
-                    return rest
-                }
+            let complete = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { try await Task.sleep(for: .seconds(5)); return false }
+                group.addTask { try await all.value; return true }
                 let first = try await group.next()!
                 group.cancelAll()
                 return first
             }
-            received += rest ?? []
-            return (received, start.duration(to: loop.now))
+            #expect(complete)
+            return (received.value, start.duration(to: loop.now))
         }
         #expect(received == [0, 1, 2, 3, 4])
         #expect(elapsed == .zero)
@@ -257,4 +257,43 @@ private func answerFromAnotherThreadWatchingTheClock(of loop: Loop) async {
         }
         pthread_detach(thread)
     }
+}
+
+@Suite("Test loop: Task.sleep durations")
+struct TaskSleepDurationTests {
+    /// Spins for `duration` of real CPU time (work the job does before it sleeps).
+    private func spin(for duration: Duration) {
+        let end = ContinuousClock.now.advanced(by: duration)
+        while ContinuousClock.now < end {}
+    }
+
+    @Test func aTaskSleepAfterCPUWorkInTheSameJobKeepsItsDuration() async throws {
+        let elapsed = try await withTestLoop { loop in
+            var elapsed: [Duration] = []
+            for requested in [17, 893, 5] {
+                let start = loop.now
+                spin(for: .milliseconds(5))
+                try await Task.sleep(for: .milliseconds(requested))
+                elapsed.append(start.duration(to: loop.now))
+            }
+            return elapsed
+        }
+        #expect(elapsed == [.milliseconds(17), .milliseconds(893), .milliseconds(5)])
+    }
+
+    @Test func aTaskSleepAfterTheThreadWasOffTheCPUKeepsItsDuration() async throws {
+        // Blocking (or being preempted) before the sleep must not lengthen it.
+        let elapsed = try await withTestLoop { loop in
+            var elapsed: [Duration] = []
+            for requested in [17, 250, 3] {
+                let start = loop.now
+                usleep(3_333)                                      // off the CPU before the sleep
+                try await Task.sleep(for: .milliseconds(requested))
+                elapsed.append(start.duration(to: loop.now))
+            }
+            return elapsed
+        }
+        #expect(elapsed == [.milliseconds(17), .milliseconds(250), .milliseconds(3)])
+    }
+
 }

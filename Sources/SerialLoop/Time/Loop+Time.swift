@@ -151,31 +151,12 @@ extension Loop {
     }
 
     /// The virtual deadline for a runtime sleep whose absolute real-clock deadline is
-    /// `remaining` nanoseconds away now.
-    ///
-    /// The runtime turned `Task.sleep(for: d)` into "real now + d" at some point during the current
-    /// job, so `d` lies between `remaining` (it only shrank since) and `remaining` plus the real time
-    /// this job has run so far — and close to the upper end, because a sleep is normally computed
-    /// right after the job resumed, while the lower end also absorbs the runtime's own work (and any
-    /// preemption: 3 ms seen on a loaded machine). Real time varies run to run, so the loop takes
-    /// the roundest duration within 200 µs below the upper end — whole hours, minutes, seconds,
-    /// 100 ms, … down to 10 ns — which recovers `d` whenever it is written in such units (every
-    /// sleep in practice) and makes virtual timestamps identical on every run. `loop.sleep` and
-    /// `loop.clock` sleeps need none of this: they are exact.
+    /// `remaining` nanoseconds away now: now plus the duration recovered by
+    /// ``recoveredSleepDuration(remainingNanoseconds:)`` (Loop+VirtualTime.swift, which explains
+    /// how). `loop.sleep` and `loop.clock` sleeps need none of this: they are exact.
     func virtualDeadline(remainingNanoseconds remaining: Int64) -> Int64 {
-        let elapsedInJob = max(0, monotonicNanoseconds() - jobStartNanoseconds)
-        let upper = remaining.saturatingAdd(elapsedInJob)
-        // Search only just below the upper end: a gap between the runtime's clock read and ours
-        // (task creation, preemption: 3 ms seen under CI load) would otherwise widen the window
-        // until a rounder, wrong value (890 ms for 893 ms) fell inside it.
-        let lower = max(remaining, upper.saturatingAdd(-Self.sleepJitterWindow))
-        let delay = Self.roundestDuration(from: lower, to: upper)
-        return nowNanoseconds.saturatingAdd(delay)
+        nowNanoseconds.saturatingAdd(recoveredSleepDuration(remainingNanoseconds: remaining))
     }
-
-    /// How far below the upper end of a runtime sleep's window its real duration is looked for:
-    /// the real time between a job's start and its `Task.sleep` call, normally microseconds.
-    static let sleepJitterWindow: Int64 = 200_000
 
     /// The largest multiple of the coarsest unit that lies in `lower...upper` (nanoseconds).
     static func roundestDuration(from lower: Int64, to upper: Int64) -> Int64 {

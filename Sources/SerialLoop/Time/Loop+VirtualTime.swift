@@ -1,3 +1,4 @@
+@preconcurrency import Glibc
 import Synchronization
 
 // The test loop's clock, in one place.
@@ -51,6 +52,9 @@ struct VirtualClockState {
     /// `isCancelled` is among the APIs the standard library documents as safe from any context.
     /// Entries of sleeps that already fired are swept lazily (see `noteRuntimeSleep`).
     var runtimeSleepOwners: [TimerID: UnsafeCurrentTask] = [:]
+    /// The loop thread's CPU time when the current job started (with `Loop.jobStartNanoseconds`,
+    /// its wall time): see `recoveredSleepDuration`.
+    var jobStartCPUNanoseconds: Int64 = 0
 }
 
 extension Loop {
@@ -165,6 +169,83 @@ extension Loop {
         }
     }
 
+    // MARK: Recovering Task.sleep durations
+
+    /// Marks the start of a job on a test loop (wall and CPU time of the loop thread).
+    func noteJobStart() {
+        jobStartNanoseconds = monotonicNanoseconds()
+        virtualClock.jobStartCPUNanoseconds = threadCPUNanoseconds()
+    }
+
+    /// The CPU time a runtime sleep's own code path may take between reading the real clock and
+    /// reaching the loop (task creation, cancellation record, our conversion). Usually well under
+    /// 10 µs, but a first call (lazy binding, metadata) in a debug or sanitizer build was seen
+    /// above 100 µs. It bounds how fine a duration can be recovered after a long job.
+    static let sleepPathCPUBound: Int64 = 500_000
+
+    /// A job this short (CPU time) is mostly the sleep path itself.
+    static let shortJobCPU: Int64 = 50_000
+
+    /// The duration `d` of a plain `Task.sleep(for: d)` (or `ContinuousClock`/`SuspendingClock`
+    /// sleep) that reached a test loop with its real deadline `remaining` nanoseconds away.
+    ///
+    /// The runtime read the real clock at some instant T during the current job and hands us
+    /// "T + d"; we see it at N, so `d = remaining + (N - T)`. The gap N - T is the sleep's own code
+    /// path — a few hundred nanoseconds of CPU — plus any preemption that fell inside it. What ran
+    /// before T (the job's own work, a blocking call, preemption) does not matter, which is why the
+    /// window is not simply "since the job started": 5 ms of work before `Task.sleep(for: 17 ms)`
+    /// must still give 17 ms. The loop measures the job's wall time and the thread's CPU time; their
+    /// difference P is the time the thread was off the CPU, somewhere in the job. Two hypotheses:
+    /// - P fell before T: `d` is in `remaining ... remaining + min(cpu, bound)`;
+    /// - P fell between T and N: `d` is in the same window shifted by P (weighed only for a job of
+    ///   at most `shortJobCPU` of CPU time: in a longer one, P almost surely fell before T).
+    /// In each window the loop takes the roundest duration (whole hours, minutes, seconds, 100 ms,
+    /// … down to 10 ns; the smallest multiple of the coarsest unit that fits), and keeps the rounder
+    /// of the two (the first on a tie). Durations written in round units — every sleep in practice —
+    /// are recovered exactly, whatever the machine's load, so virtual timestamps are identical on
+    /// every run: whole milliseconds always (a window at most `sleepPathCPUBound` wide holds one);
+    /// finer durations usually, but a cold first call or a preemption inside the sleep path can
+    /// round them. What cannot be told apart: the thread being preempted inside the few-µs sleep
+    /// path of a long job (rare: that path is a tiny share of the job). `loop.sleep` and `loop.clock` are exact and have neither limit.
+    func recoveredSleepDuration(remainingNanoseconds remaining: Int64) -> Int64 {
+        let wall = max(0, monotonicNanoseconds() - jobStartNanoseconds)
+        let cpu = max(0, threadCPUNanoseconds() - virtualClock.jobStartCPUNanoseconds)
+        let width = max(2_000, min(cpu, Self.sleepPathCPUBound))
+        let offCPU = max(0, wall - cpu)
+        let beforeT = Self.roundestDuration(nearestAbove: remaining, upTo: remaining.saturatingAdd(width))
+        // Off-CPU time lands in the sleep path (T to N) with a chance of roughly its share of the
+        // job's CPU time: worth weighing only for a short job; after a long one it fell before T.
+        guard offCPU > width, cpu <= Self.shortJobCPU else { return beforeT }
+        let shifted = remaining.saturatingAdd(offCPU)
+        let insideGap = Self.roundestDuration(nearestAbove: shifted, upTo: shifted.saturatingAdd(width))
+        return Self.roundness(of: insideGap) > Self.roundness(of: beforeT) ? insideGap : beforeT
+    }
+
+    /// The smallest multiple of the coarsest unit that lies in `lower...upper` (nanoseconds): the
+    /// gap N - T is usually the shortest the window allows, so among equally round candidates the
+    /// one nearest `lower` is the likeliest.
+    static func roundestDuration(nearestAbove lower: Int64, upTo upper: Int64) -> Int64 {
+        if lower <= 0 { return 0 }                    // zero is the roundest of all
+        guard upper < Int64.max / 2 else { return upper }
+        for unit in roundUnits {
+            let candidate = (lower + unit - 1) / unit * unit
+            if candidate <= upper { return candidate }
+        }
+        return lower
+    }
+
+    /// Units a written duration is likely to be a whole multiple of, coarsest first.
+    static let roundUnits: [Int64] = [3_600_000_000_000, 60_000_000_000, 1_000_000_000, 100_000_000, 10_000_000,
+                                      1_000_000, 100_000, 10_000, 1_000, 100, 10]
+
+    /// How round a duration is: the index of the coarsest unit it is a multiple of, counted from
+    /// the finest (10 ns) up; zero is roundest of all.
+    static func roundness(of nanoseconds: Int64) -> Int {
+        if nanoseconds == 0 { return Int.max }
+        guard let coarsest = roundUnits.firstIndex(where: { nanoseconds % $0 == 0 }) else { return 0 }
+        return roundUnits.count - coarsest
+    }
+
     // MARK: Stepping
 
     /// Suspends until the loop is idle: no ready work, no due timer, no ready I/O — without moving
@@ -270,4 +351,11 @@ public final class TimeHold: Sendable {
         let loop = self.loop
         loop.onLoopThread { loop.virtualClock.holdCount -= 1 }
     }
+}
+
+/// CPU time consumed by the calling thread (CLOCK_THREAD_CPUTIME_ID), in nanoseconds.
+func threadCPUNanoseconds() -> Int64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec)
+    return Int64(spec.tv_sec) &* 1_000_000_000 &+ Int64(spec.tv_nsec)
 }
