@@ -7,6 +7,7 @@ import argparse
 import datetime
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,46 @@ TARGETS = [
 ]
 
 
+# Instruction counts (valgrind callgrind, user space, all threads): deterministic, so they settle
+# "within x of the floor" questions that wall-clock medians on a noisy 2-core VM cannot.
+# (workload, executors, small n, large n): per-op figure = (Ir(large) - Ir(small)) / (large - small).
+INSTRUCTIONS = [
+    ("yield", ["SerialLoop", "floor"], 20_000, 120_000),
+    ("spawn-await", ["SerialLoop", "floor"], 20_000, 120_000),
+    ("actor-ping-pong", ["SerialLoop", "floor"], 20_000, 120_000),
+    ("schedule-cancel", ["SerialLoop", "NIO scheduleCallback"], 20_000, 120_000),
+    ("socketpair-ping-pong", ["SerialLoop", "raw epoll"], 5_000, 25_000),
+]
+
+
+def instructions(binary, workload, executor, n):
+    output = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", binary,
+         "--workload", workload, "--executor", executor, "--n", str(n)],
+        capture_output=True, text=True, timeout=900)
+    for line in output.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split("Collected :")[1].split()[0])
+    sys.exit(f"callgrind failed: {workload} {executor}\n{output.stderr[-2000:]}")
+
+
+def instruction_rows(binary):
+    """Returns [(workload, executor, instructions per op)], or [] without valgrind."""
+    if shutil.which("valgrind") is None or shutil.which("strip") is None:
+        print("valgrind or strip missing: instruction counts skipped")
+        return []
+    # valgrind cannot read the debug info Swift emits: count on a copy without it.
+    stripped = os.path.join(os.path.dirname(os.path.abspath(binary)), "SerialLoopBenchmarks-stripped")
+    subprocess.run(["strip", "--strip-debug", "-o", stripped, binary], check=True)
+    rows = []
+    for workload, executors, small, large in INSTRUCTIONS:
+        for executor in executors:
+            per_op = (instructions(stripped, workload, executor, large) - instructions(stripped, workload, executor, small)) / (large - small)
+            rows.append((workload, executor, per_op))
+            print(f"{workload:28} {executor:26} {per_op:12.0f} instructions/op (callgrind)", flush=True)
+    return rows
+
+
 def run(command):
     output = subprocess.run(command, capture_output=True, text=True, timeout=900)
     for line in output.stdout.splitlines():
@@ -65,6 +106,11 @@ def run(command):
     sys.exit(f"benchmark failed: {' '.join(command)}\n{output.stdout}\n{output.stderr}")
 
 
+def ratio(value, other):
+    r = value / other
+    return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
@@ -72,6 +118,7 @@ def main():
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "..", "RESULTS.md"))
     parser.add_argument("--python-loops", default="asyncio,uvloop")
+    parser.add_argument("--no-instructions", action="store_true", help="skip the callgrind instruction counts")
     args = parser.parse_args()
 
     listing = subprocess.run([args.binary, "--list"], capture_output=True, text=True, check=True).stdout
@@ -100,6 +147,8 @@ def main():
             _, executor, value, unit = run(full)
             results.setdefault((label, executor), ([], unit))[0].append(value)
             print(f"{label:28} {executor:26} {value:12.2f} {unit}", flush=True)
+
+    counted = [] if args.smoke or args.no_instructions else instruction_rows(args.binary)
 
     medians = {key: statistics.median(values) for key, (values, _) in results.items()}
     units = {key: unit for key, (_, unit) in results.items()}
@@ -130,9 +179,20 @@ def main():
         rows = [(executor, medians[(l, executor)]) for (l, executor) in medians if l == label]
         for executor, value in rows:
             ratios = ", ".join(
-                f"{value / other:.2f}× {peer}" for peer, other in rows if peer != executor and other > 0
+                f"{ratio(value, other)}× {peer}" for peer, other in rows if peer != executor and other > 0
             )
             lines.append(f"| {label} | {executor} | {value:.2f} | {units[(label, executor)]} | {ratios or '—'} |")
+
+    if counted:
+        lines.append("\n## Instructions per operation (callgrind, user space, deterministic)\n")
+        lines.append("Counted under valgrind (`--tool=callgrind`) as the difference between two sizes, so start-up")
+        lines.append("cancels. Kernel work (syscalls) is not counted, and valgrind serialises threads: this is the")
+        lines.append("noise-free view of what each executor asks the CPU to do, not a time.\n")
+        lines.append("| workload | executor | instructions/op | ratio to peers |")
+        lines.append("|---|---|---:|---|")
+        for workload, executor, per_op in counted:
+            peers = ", ".join(f"{ratio(per_op, other)}× {peer}" for w, peer, other in counted if w == workload and peer != executor)
+            lines.append(f"| {workload} | {executor} | {per_op:.0f} | {peers} |")
 
     lines.append("\n## Targets (SerialLoop ÷ peer, medians of this run)\n")
     lines.append("| workload | peer | ratio | target | met |")
@@ -141,8 +201,12 @@ def main():
         ours, theirs = medians.get((workload, "SerialLoop")), medians.get((workload, peer))
         if ours is None or theirs is None:
             continue
-        ratio = ours / theirs
-        lines.append(f"| {workload} | {peer} | {ratio:.2f} | ≤ {limit} | {'yes' if ratio <= limit else 'no'} |")
+        measured = ours / theirs
+        lines.append(f"| {workload} | {peer} | {measured:.2f} | ≤ {limit} | {'yes' if measured <= limit else 'no'} |")
+        counts = {executor: per_op for w, executor, per_op in counted if w == workload}
+        if "SerialLoop" in counts and peer in counts:
+            r = counts["SerialLoop"] / counts[peer]
+            lines.append(f"| {workload} (instructions) | {peer} | {r:.2f} | ≤ {limit} | {'yes' if r <= limit else 'no'} |")
     small, large = medians.get(("timer-op-1k-pending", "SerialLoop")), medians.get(("timer-op-1M-pending", "SerialLoop"))
     if small and large:
         lines.append(f"| timer op, 1M vs 1k pending | itself | {large / small:.2f} | ≤ 2 | {'yes' if large / small <= 2 else 'no'} |")

@@ -11,19 +11,21 @@ import Synchronization
 ///   "has work" hint so the floor thread only takes the lock when there is something to take, and a
 ///   condition variable signalled only when the floor thread is parked (wake-ups coalesced).
 /// - No timers, no I/O, no fairness: the inbox is only looked at when the ready queue is empty.
+/// - Its stored state is `@exclusivity(unchecked)`: otherwise every push and pop of the ring (a
+///   mutating access to a class property) pays a dynamic exclusivity check (`swift_beginAccess`).
 final class Floor: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Floor thread only.
-    private var ready = JobRing()
+    @exclusivity(unchecked) private var ready = JobRing()
     /// Floor thread only: the batch taken from the inbox, kept to reuse its capacity.
-    private var batch: [@Sendable () -> Void] = []
+    @exclusivity(unchecked) private var batch: [@Sendable () -> Void] = []
     /// Floor thread only. Set by a job or callback to make `run()` return.
-    var finished = false
+    @exclusivity(unchecked) var finished = false
     private let owner = pthread_self()
 
     /// Guarded by `mutex`.
-    private var inbox: [@Sendable () -> Void] = []
+    @exclusivity(unchecked) private var inbox: [@Sendable () -> Void] = []
     /// Guarded by `mutex`: the floor thread is (about to be) blocked in `pthread_cond_wait`.
-    private var isParked = false
+    @exclusivity(unchecked) private var isParked = false
     /// Set by producers after appending, cleared by the floor thread when it takes the inbox.
     private let hasWork = Atomic<Bool>(false)
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
