@@ -32,17 +32,20 @@ struct DeterminismReplayTests {
                     for (step, value) in plan.enumerated() {
                         let amount = Int(value >> 8 % 5000)
                         let tag = "t\(index).\(step)"
+                        // Runtime sleeps (Task.sleep, ContinuousClock, SuspendingClock) are recovered from
+                        // real-clock deadlines, exactly for round values whatever the load: whole
+                        // 10 ms here (1 ms values flaked about once in 50 runs on a loaded machine).
                         switch value % 10 {
                         case 0: try await loop.sleep(for: .microseconds(amount * 97))
-                        case 1: try await Task.sleep(for: .milliseconds(amount))
-                        case 2: try await ContinuousClock().sleep(for: .milliseconds(amount % 300))
-                        case 3: try await Task.sleep(for: .milliseconds(amount % 700), clock: .suspending)
+                        case 1: try await Task.sleep(for: .milliseconds(amount / 10 * 10))
+                        case 2: try await ContinuousClock().sleep(for: .milliseconds(amount % 300 / 10 * 10))
+                        case 3: try await Task.sleep(for: .milliseconds(amount % 700 / 10 * 10), clock: .suspending)
                         case 4: await Task.yield()
                         case 5: await log("\(tag) tally \(await tally.bump())")
                         case 6:
                             let sum = try await withThrowingTaskGroup(of: Int.self) { group in
                                 for child in 0..<3 {
-                                    group.addTask { try await Task.sleep(for: .milliseconds(child * 10 + amount % 50)); return child }
+                                    group.addTask { try await Task.sleep(for: .milliseconds(child * 10 + amount % 50 / 10 * 10)); return child }
                                 }
                                 return try await group.reduce(0, +)
                             }
