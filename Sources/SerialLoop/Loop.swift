@@ -75,6 +75,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         let wakeSignal = reactor.backend.wakeSignal
         inbox = Inbox(wake: { wakeSignal.signal() })
         installGlobalRouting()
+        if time == .virtual { Loop.warmUpRuntimeSleepPaths() }
     }
 
     deinit {

@@ -177,6 +177,31 @@ extension Loop {
         virtualClock.jobStartCPUNanoseconds = threadCPUNanoseconds()
     }
 
+    /// Runs every runtime sleep path once, on a throwaway real-time loop on this thread, the first
+    /// time a test loop is created in the process. A cold first `Task.sleep` spends milliseconds
+    /// of CPU (lazy binding, metadata) between the runtime's clock read and the loop — more than
+    /// `sleepPathCPUBound` — and its duration would be recovered a few milliseconds short (seen:
+    /// `Task.sleep(for: .seconds(3))` as 2.997 s, about once in ten suite runs). Warm, that path
+    /// costs microseconds.
+    static func warmUpRuntimeSleepPaths() {
+        _ = runtimeSleepPathsWarmed
+    }
+
+    private static let runtimeSleepPathsWarmed: Bool = {
+        guard let loop = try? Loop() else { return false }
+        let warmUp = Task<Void, any Error>(executorPreference: loop) {
+            try await Task.sleep(for: .zero)
+            try await Task.sleep(nanoseconds: 0)
+            try await Task.sleep(until: .now, clock: .continuous)
+            try await Task.sleep(for: .zero, clock: .suspending)
+            try await ContinuousClock().sleep(for: .zero)
+            try await SuspendingClock().sleep(for: .zero)
+        }
+        _ = try? loop.run(until: warmUp)
+        loop.shutDown()
+        return true
+    }()
+
     /// The CPU time a runtime sleep's own code path may take between reading the real clock and
     /// reaching the loop (task creation, cancellation record, our conversion). Usually well under
     /// 10 µs, but a first call (lazy binding, metadata) in a debug or sanitizer build was seen
