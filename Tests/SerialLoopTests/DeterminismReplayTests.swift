@@ -80,7 +80,8 @@ struct DeterminismReplayTests {
         }
     }
 
-    @Test func aRandomizedScenarioReplaysExactly() async throws {
+    @Test(.disabled(if: underSanitizer, "plain Task.sleep recovery assumes unsanitized timing"))
+    func aRandomizedScenarioReplaysExactly() async throws {
         let seed = ProcessInfoSeed.value ?? UInt64.random(in: 0...UInt64.max)
         print("DeterminismReplayTests seed: \(seed) (replay with SERIAL_LOOP_SEED=\(seed))")
         let first = try await Self.trace(seed: seed)
