@@ -1,3 +1,4 @@
+import Testing
 @preconcurrency import Glibc
 @testable import SerialLoop
 
@@ -52,3 +53,13 @@ actor LoopActor {
 /// under a sanitizer's 5–20× slowdown; those jobs check memory and data races, the normal run
 /// checks timing.
 let underSanitizer = getenv("SERIALLOOP_SANITIZER") != nil
+
+extension Trait where Self == ConditionTrait {
+    /// For tests that assert exact virtual durations of *plain* `Task.sleep` / `ContinuousClock` /
+    /// `SuspendingClock` sleeps on a test loop: those durations are recovered from real-clock
+    /// timing (see `Loop.recoveredSleepDuration`), which a sanitizer's slowdown distorts by
+    /// milliseconds. They run in the normal job; `loop.sleep` and `loop.clock` tests run everywhere.
+    static var exactPlainTaskSleeps: Self {
+        .disabled(if: underSanitizer, "exact plain Task.sleep durations come from real-clock timing, which a sanitizer's slowdown distorts")
+    }
+}

@@ -28,7 +28,7 @@ struct TestLoopClockRuleTests {
         #expect(wall < .seconds(5), "the sleeps were real, not virtual")
     }
 
-    @Test func cancellingATaskSleepDoesNotMoveTheClockToItsDeadline() async throws {
+    @Test(.exactPlainTaskSleeps) func cancellingATaskSleepDoesNotMoveTheClockToItsDeadline() async throws {
         // The runtime leaves a cancelled Task.sleep's wake-up job in the loop's timer queue. With
         // nothing else scheduled, an auto-advancing loop must not jump to that dead deadline while
         // the body waits for another thread.
@@ -49,7 +49,7 @@ struct TestLoopClockRuleTests {
         #expect(afterSleep == .seconds(2))
     }
 
-    @Test func cancelledTaskSleepsInATimeoutLoopNeverSetTheClock() async throws {
+    @Test(.exactPlainTaskSleeps) func cancelledTaskSleepsInATimeoutLoopNeverSetTheClock() async throws {
         // The classic timeout race, 50 times: the work (1 s) wins, the 30.3 s Task.sleep timeout is
         // cancelled, leaving dead wake-up jobs at 30.3 s, 31.3 s, … 79.3 s. Then the body waits for
         // another thread: the clock must stay at exactly 50 s, not jump to 50.3 s.
@@ -74,7 +74,7 @@ struct TestLoopClockRuleTests {
         #expect(afterForeignWork == .seconds(50))
     }
 
-    @Test func advanceStepsOverCancelledTaskSleeps() async throws {
+    @Test(.exactPlainTaskSleeps) func advanceStepsOverCancelledTaskSleeps() async throws {
         let fired = try await withTestLoop { loop in
             loop.autoAdvancesTime = false
             let fired = LoopBox<[Duration]>([])
@@ -269,7 +269,7 @@ struct TaskSleepDurationTests {
         while ContinuousClock.now < end {}
     }
 
-    @Test func aTaskSleepAfterCPUWorkInTheSameJobKeepsItsDuration() async throws {
+    @Test(.exactPlainTaskSleeps) func aTaskSleepAfterCPUWorkInTheSameJobKeepsItsDuration() async throws {
         let elapsed = try await withTestLoop { loop in
             var elapsed: [Duration] = []
             for requested in [17, 893, 5] {
@@ -283,7 +283,7 @@ struct TaskSleepDurationTests {
         #expect(elapsed == [.milliseconds(17), .milliseconds(893), .milliseconds(5)])
     }
 
-    @Test func aTaskSleepAfterTheThreadWasOffTheCPUKeepsItsDuration() async throws {
+    @Test(.exactPlainTaskSleeps) func aTaskSleepAfterTheThreadWasOffTheCPUKeepsItsDuration() async throws {
         // Blocking (or being preempted) before the sleep must not lengthen it.
         let elapsed = try await withTestLoop { loop in
             var elapsed: [Duration] = []

@@ -33,7 +33,7 @@ struct TimeTests {
         #expect(lateness.allSatisfy { $0 >= .zero })
     }
 
-    @Test func taskSleepLandsOnTheLoopsTimers() async throws {
+    @Test(.exactPlainTaskSleeps) func taskSleepLandsOnTheLoopsTimers() async throws {
         let (pending, deadline, start) = try await withTestLoop { loop in
             let sleeper = Task(executorPreference: loop) { try await Task.sleep(for: .seconds(100)) }
             await loop.runUntilIdle()
@@ -45,7 +45,7 @@ struct TimeTests {
         #expect(deadline == start.advanced(by: .seconds(100)))
     }
 
-    @Test(arguments: ["continuous", "suspending", "loopClock"])
+    @Test(.exactPlainTaskSleeps, arguments: ["continuous", "suspending", "loopClock"])
     func everyClockSleepsOnVirtualTime(clockName: String) async throws {
         let (elapsed, wall) = try await withTestLoop { loop in
             let wallStart = ContinuousClock.now

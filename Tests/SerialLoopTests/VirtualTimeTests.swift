@@ -100,7 +100,7 @@ struct VirtualTimeTests {
         #expect(value == 42)
     }
 
-    @Test func liveTaskSleepsAreReportedAsLeftovers() async throws {
+    @Test(.exactPlainTaskSleeps) func liveTaskSleepsAreReportedAsLeftovers() async throws {
         do {
             try await withTestLoop { loop in
                 Task(executorPreference: loop) { try await Task.sleep(for: .seconds(30)) }
