@@ -43,7 +43,7 @@ extension Loop {
             switch work {
             case .resume: leftovers.sleeps.append(instant)
             case .sleepWake, .task, .global: leftovers.taskSleeps.append(instant)
-            case .callback: leftovers.scheduledCallbacks.append(instant)
+            case .callback, .timerCallback: leftovers.scheduledCallbacks.append(instant)
             }
         }
         leftovers.descriptorWaits = reactor.waitingDescriptors()
@@ -115,7 +115,7 @@ extension Loop {
                     liveTaskSleeps.append(LoopClock.Instant(nanosecondsSinceOrigin: deadline))
                 }
             case .task, .global: ready.push(work)
-            case .callback: break
+            case .callback, .timerCallback: break
             }
             count += 1
         }

@@ -59,6 +59,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var virtualClock = VirtualClockState()
     /// CLOCK_MONOTONIC when the current job started (test loops only; see `virtualDeadline`).
     @exclusivity(unchecked) var jobStartNanoseconds: Int64 = 0
+    /// Callbacks whose timer fired but which have not run yet: cancelling one removes it here.
+    @exclusivity(unchecked) var firedCallbacks = Set<TimerID>()
     /// True while a runtime sleep job runs: its hop to the global executor comes back here.
     @exclusivity(unchecked) var isRunningSleepWake = false
     /// Whether work sent to the global executor from this loop's thread runs on the loop instead
@@ -187,9 +189,13 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Puts a fired timer's work on the ready queue. Resuming a continuation only enqueues its task.
     @inline(__always)
     func activate(_ work: Work) {
-        if case .resume(let continuation) = work {
+        switch work {
+        case .resume(let continuation):
             continuation.resume()
-        } else {
+        case .timerCallback(let id, _):
+            firedCallbacks.insert(id)
+            ready.push(work)
+        default:
             ready.push(work)
         }
     }
@@ -224,6 +230,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
             job.runSynchronously(on: globalConcurrentExecutor.asUnownedTaskExecutor())
         case .callback(let body):
             body()
+        case .timerCallback(let id, let body):
+            if firedCallbacks.remove(id) != nil { body() }
         case .resume(let continuation):
             continuation.resume()
         }

@@ -105,6 +105,25 @@ struct OrderingTests {
         #expect(pending == 0)
     }
 
+    @Test func aCallbackCancelledByAnotherDueInTheSameTickNeverRuns() async throws {
+        // Due timers are collected before any runs; cancelling one that was already collected
+        // must still keep it from running (found by the HTTP server's idle timer).
+        let log = try await withTestLoop { loop in
+            let log = LoopBox<[String]>([])
+            var second: ScheduledCallback?
+            loop.schedule(after: .milliseconds(10)) {
+                log.value.append("first")
+                #expect(second?.isPending == true)
+                second?.cancel()
+                #expect(second?.isPending == false)
+            }
+            second = loop.schedule(after: .milliseconds(10)) { log.value.append("second") }
+            try await loop.sleep(for: .milliseconds(20))
+            return log.value
+        }
+        #expect(log == ["first"])
+    }
+
     @Test func timerQueueInvariantsHoldUnderScheduleAndCancel() {
         var queue = TimerQueue()
         var ids: [TimerID] = []

@@ -17,6 +17,10 @@ enum Work: @unchecked Sendable {
     case sleepWake(UnownedJob)
     /// A job headed for Swift's global executor that the loop took instead (see `GlobalRouting.swift`).
     case global(UnownedJob)
+    /// A `schedule(after:)`/`schedule(at:)` callback whose timer fired. It runs only if it was not
+    /// cancelled in between: due timers are collected before any of their work runs, so a callback
+    /// of the same tick may cancel it after it left the timer queue.
+    case timerCallback(TimerID, () -> Void)
     /// A plain callback (`execute`, `schedule(after:)`, reader/writer callbacks, future callbacks).
     case callback(() -> Void)
     /// Resume a `loop.sleep` continuation (a timer's payload; never on the ready queue).

@@ -58,6 +58,16 @@ func errnoName(_ code: Int32) -> String {
     case EADDRINUSE: "EADDRINUSE"
     case ENOTSOCK: "ENOTSOCK"
     case ELOOP: "ELOOP"
+    case ETIMEDOUT: "ETIMEDOUT"
+    case EINPROGRESS: "EINPROGRESS"
+    case EALREADY: "EALREADY"
+    case ECONNABORTED: "ECONNABORTED"
+    case ENETUNREACH: "ENETUNREACH"
+    case EHOSTUNREACH: "EHOSTUNREACH"
+    case ENOTCONN: "ENOTCONN"
+    case EISCONN: "EISCONN"
+    case EACCES: "EACCES"
+    case ENOSYS: "ENOSYS"
     default: "errno \(code)"
     }
 }

@@ -54,7 +54,9 @@ extension Loop {
     @discardableResult
     public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void) -> ScheduledCallback {
         preconditionOnLoopThread("Loop.schedule(at:)")
-        return ScheduledCallback(loop: self, id: timers.schedule(at: deadline.nanosecondsSinceOrigin, .callback(callback)))
+        let id = timers.reserveID()
+        timers.schedule(at: deadline.nanosecondsSinceOrigin, .timerCallback(id, callback), id: id)
+        return ScheduledCallback(loop: self, id: id)
     }
 
     /// How many timers are pending (sleeps, scheduled callbacks, `Task.sleep`s). Loop thread only.
@@ -89,13 +91,15 @@ public struct ScheduledCallback: Sendable {
     /// Removes the callback if it has not run yet (O(log n), nothing left behind). Any thread:
     /// from another thread the removal happens on the loop's next tick.
     public func cancel() {
-        loop.onLoopThread { _ = self.loop.timers.cancel(self.id) }
+        loop.onLoopThread {
+            if self.loop.timers.cancel(self.id) == nil { self.loop.firedCallbacks.remove(self.id) }
+        }
     }
 
     /// Whether the callback is still waiting to run. Loop thread only.
     public var isPending: Bool {
         loop.preconditionOnLoopThread("ScheduledCallback.isPending")
-        return loop.timers.contains(id)
+        return loop.timers.contains(id) || loop.firedCallbacks.contains(id)
     }
 }
 

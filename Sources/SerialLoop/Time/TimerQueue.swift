@@ -51,7 +51,16 @@ struct TimerQueue {
         return (entry.deadline, TimerID(slot: entry.slot, generation: slots[Int(entry.slot)].generation))
     }
 
+    @discardableResult
     mutating func schedule(at deadline: Int64, _ work: Work) -> TimerID {
+        let id = reserveID()
+        schedule(at: deadline, work, id: id)
+        return id
+    }
+
+    /// Takes a slot for a timer about to be scheduled, so its work can carry its own ID.
+    /// - Precondition: followed at once by `schedule(at:_:id:)` with the returned ID.
+    mutating func reserveID() -> TimerID {
         let slot: UInt32
         if let reused = freeSlots.popLast() {
             slot = reused
@@ -59,13 +68,17 @@ struct TimerQueue {
             slot = UInt32(slots.count)
             slots.append(Slot())
         }
+        return TimerID(slot: slot, generation: slots[Int(slot)].generation)
+    }
+
+    mutating func schedule(at deadline: Int64, _ work: Work, id: TimerID) {
+        let slot = id.slot
         let position = heap.count
         heap.append(Entry(deadline: deadline, sequence: nextSequence, slot: slot))
         nextSequence &+= 1
         slots[Int(slot)].heapIndex = Int32(position)
         slots[Int(slot)].work = work
         siftUp(position)
-        return TimerID(slot: slot, generation: slots[Int(slot)].generation)
     }
 
     /// Removes a pending timer and returns its work, or `nil` if it already fired or was cancelled.
