@@ -16,7 +16,11 @@ extension Loop {
         let sleep = PendingSleep()
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                onLoopThread { self.startSleep(sleep, deadline: deadline.nanosecondsSinceOrigin, continuation) }
+                if isOnLoopThread {
+                    startSleep(sleep, deadline: deadline.nanosecondsSinceOrigin, continuation)
+                } else {
+                    submit(.callback { self.startSleep(sleep, deadline: deadline.nanosecondsSinceOrigin, continuation) })
+                }
             }
         } onCancel: {
             onLoopThread { self.cancelSleep(sleep) }
