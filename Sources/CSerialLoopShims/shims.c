@@ -8,11 +8,12 @@ extern swift_enqueue_global_hook_t swift_task_enqueueGlobal_hook;
 
 static _Atomic(c_serial_loop_global_router_t) installed_router;
 static _Thread_local void *current_loop;
+static _Thread_local bool passing_through;
 
 __attribute__((swiftcall))
 static void c_serial_loop_enqueue_global(void *job, swift_enqueue_global_original_t original) {
     c_serial_loop_global_router_t router = atomic_load_explicit(&installed_router, memory_order_acquire);
-    if (current_loop != NULL && router != NULL && router(job)) {
+    if (current_loop != NULL && !passing_through && router != NULL && router(job)) {
         return;
     }
     original(job);
@@ -27,3 +28,4 @@ void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router) {
 
 void *c_serial_loop_current_loop(void) { return current_loop; }
 void c_serial_loop_set_current_loop(void *loop) { current_loop = loop; }
+void c_serial_loop_set_passing_through(bool value) { passing_through = value; }

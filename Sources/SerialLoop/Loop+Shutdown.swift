@@ -43,11 +43,11 @@ extension Loop {
             switch work {
             case .resume: leftovers.sleeps.append(instant)
             case .sleepWake, .task, .global: leftovers.taskSleeps.append(instant)
-            case .callback, .timerCallback: leftovers.scheduledCallbacks.append(instant)
+            case .callback, .timerCallback, .suspension: leftovers.scheduledCallbacks.append(instant)
             }
         }
         leftovers.descriptorWaits = reactor.waitingDescriptors()
-        leftovers.futureAwaiters = awaitedFutures.values.reduce(0) { $0 + (($1 as? any AwaiterCounting)?.awaiterCount ?? 0) }
+        leftovers.futureAwaiters = pendingAwaits.values.reduce(0) { $0 + (($1 as? any AwaiterCounting)?.awaiterCount ?? 0) }
         return leftovers
     }
 
@@ -57,12 +57,17 @@ extension Loop {
     /// What happens to work still pending, in rounds until nothing is left (at most 100 rounds):
     /// 1. ready work runs (without blocking, without moving time);
     /// 2. every task suspended on the loop — `loop.sleep`, `readable`/`writable`, `future.value`,
-    ///    `runUntilIdle`/`advance` — is resumed with `CancellationError`, so it unwinds normally;
+    ///    `gather`, `runUntilIdle`/`advance` — is resumed: tasks of the loop with
+    ///    `CancellationError`, so they unwind normally; foreign tasks (they suspended from another
+    ///    thread) with ``LoopError/loopHasShutDown(_:)``;
     /// 3. `Task.sleep`s of tasks on the loop are woken early (the runtime gives no way to cancel
     ///    them from here, and dropping their jobs would leak the tasks); scheduled callbacks are
     ///    dropped without running.
-    /// Work that keeps coming back after that is abandoned with a warning on stderr. Then the epoll
-    /// and eventfd descriptors are closed; later enqueues are dropped with a warning.
+    /// Then the loop is marked shut down and its inbox closed: waits that other threads requested
+    /// meanwhile are rejected (their callers fail with the shutdown error), and so is every later
+    /// one (see Suspension.swift). Work that kept coming back for 100 rounds is abandoned with a
+    /// warning on stderr — but every suspended caller is still resumed. Last, the epoll and
+    /// eventfd descriptors are closed.
     /// - Returns: the deadlines of the `Task.sleep`s that were still live (not cancelled) when
     ///   shutdown woke them: what a test loop reports as leftover task sleeps.
     @discardableResult
@@ -78,11 +83,23 @@ extension Loop {
             drainWithoutBlocking()
             if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork { break }
         }
-        let abandoned = ready.count + timers.count + reactor.waiterCount
-        if abandoned > 0 {
-            fputs("SerialLoop: shutdown abandoned \(abandoned) job(s)/waiter(s) that kept rescheduling after cancellation\n", stderr)
+        lifecycle = .shutDown
+        isShutDown.store(true, ordering: .sequentiallyConsistent)
+        var abandonedJobs = ready.count
+        for work in inbox.close() {
+            switch work {
+            case .suspension(let start): start(false)
+            case .task, .global, .sleepWake: abandonedJobs += 1
+            case .callback, .timerCallback, .resume: break
+            }
         }
-        markShutDown()
+        // Whatever kept rescheduling is not run again, but no suspended caller is left behind.
+        let abandonedWaits = timers.count + reactor.waiterCount
+        _ = cancelSuspensions(liveTaskSleeps: &liveTaskSleeps)
+        if abandonedJobs + abandonedWaits > 0 {
+            fputs("SerialLoop: shutdown abandoned \(abandonedJobs) job(s) and \(abandonedWaits) timer(s)/wait(s) that kept coming back after cancellation\n", stderr)
+        }
+        reactor.backend.close()
         return liveTaskSleeps
     }
 
@@ -104,23 +121,23 @@ extension Loop {
     private func cancelSuspensions(liveTaskSleeps: inout [LoopClock.Instant]) -> Int {
         var count = 0
         for waiter in reactor.removeAllWaiters() {
-            waiter.continuation.resume(throwing: CancellationError())
+            waiter.continuation.resumeForShutdown(waiter.operation)
             count += 1
         }
         for (deadline, work) in timers.removeAll() {
             switch work {
-            case .resume(let continuation): continuation.resume(throwing: CancellationError())
+            case .resume(let continuation): continuation.resumeForShutdown("sleep(until:)")
             case .sleepWake:
-                if wakeRuntimeSleepResumedASleeper(work) {
+                if lifecycle != .shutDown, wakeRuntimeSleepResumedASleeper(work) {
                     liveTaskSleeps.append(LoopClock.Instant(nanosecondsSinceOrigin: deadline))
                 }
-            case .task, .global: ready.push(work)
-            case .callback, .timerCallback: break
+            case .task, .global: if lifecycle != .shutDown { ready.push(work) }
+            case .callback, .timerCallback, .suspension: break
             }
             count += 1
         }
-        for future in awaitedFutures.values { count += future.cancelAwaitersForShutdown() }
-        awaitedFutures.removeAll()
+        for pending in pendingAwaits.values { count += pending.resumeAwaitersForShutdown() }
+        pendingAwaits.removeAll()
         for waiter in virtualClock.idleWaiters { waiter.resume() }
         count += virtualClock.idleWaiters.count
         virtualClock.idleWaiters.removeAll()

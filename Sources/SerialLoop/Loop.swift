@@ -37,7 +37,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
     /// Virtual time in nanoseconds (test loops). Written by the loop thread, read by any thread.
     let virtualNanoseconds = Atomic<Int64>(0)
-    private let isShutDown = Atomic<Bool>(false)
+    /// Set once shutdown has closed the inbox (Loop+Shutdown.swift).
+    let isShutDown = Atomic<Bool>(false)
 
     // MARK: Loop-thread state
     //
@@ -50,11 +51,15 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var reactor: Reactor
     @exclusivity(unchecked) private var inboxBuffer: [Work] = []
     @exclusivity(unchecked) var lifecycle = Lifecycle.idle
-    /// Set by the job that completes what `run(until:)` waits for.
+    /// Set by the job that completes what `run(until:)` waits for (see `requestExit(ofRun:)`).
     @exclusivity(unchecked) var exitRequested = false
+    /// The `runTicks` call in progress (0: none), and the last identity handed out.
+    @exclusivity(unchecked) private var currentRunID: UInt64 = 0
+    @exclusivity(unchecked) private var lastRunID: UInt64 = 0
     @exclusivity(unchecked) private var nextWaiterID: UInt64 = 0
-    /// Futures that have awaiters, so shutdown can fail them instead of leaking their tasks.
-    @exclusivity(unchecked) var awaitedFutures: [ObjectIdentifier: any ShutdownCancellable] = [:]
+    /// Futures and gathers that tasks are suspended on, so shutdown can resume those tasks
+    /// instead of leaking them.
+    @exclusivity(unchecked) var pendingAwaits: [ObjectIdentifier: any ShutdownCancellable] = [:]
     /// Virtual-time control: see Loop+VirtualTime.swift.
     @exclusivity(unchecked) var virtualClock = VirtualClockState()
     /// CLOCK_MONOTONIC when the current job started (test loops only; see `virtualDeadline`).
@@ -94,9 +99,17 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     }
 
     /// Runs `body` on the loop thread: now if the caller is there, else as the next inbox item.
+    /// Internal plumbing (cancellation, completions, releases): on a loop that has shut down, an
+    /// off-thread `body` is dropped without a word — there is nothing left for it to act on.
     @inline(__always)
     func onLoopThread(_ body: @escaping () -> Void) {
-        if isOnLoopThread { body() } else { submit(.callback(body)) }
+        if isOnLoopThread { body() } else { inbox.push(.callback(body)) }
+    }
+
+    /// `onLoopThread` for a cancellation handler's `@Sendable` closure.
+    @inline(__always)
+    func sendToLoop(_ body: @escaping @Sendable () -> Void) {
+        onLoopThread(body)
     }
 
     // MARK: Time
@@ -118,22 +131,26 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     /// The single entry point for work. Same thread: a ring-buffer push (no lock, no allocation once
     /// the buffer has grown, no syscall). Other threads: the locked inbox, waking a parked loop.
+    /// Work that arrives after shutdown is dropped with a warning (once per process).
     @inline(__always)
     func submit(_ work: Work) {
         if isOnLoopThread && lifecycle != .shutDown {
             ready.push(work)
-        } else if !isShutDown.load(ordering: .relaxed) {
-            inbox.push(work)
-        } else {
+        } else if !inbox.push(work) {
             reportWorkAfterShutdown()
         }
     }
 
     /// Runs `callback` on the loop after the work already queued (asyncio's `call_soon_threadsafe`).
-    /// Any thread; from another thread it wakes a parked loop.
+    /// Any thread; from another thread it wakes a parked loop. After shutdown the callback is
+    /// dropped with a warning on stderr (see ``hasShutDown``).
     public func execute(_ callback: @escaping @Sendable () -> Void) {
         submit(.callback(callback))
     }
+
+    /// Whether the loop has shut down: its `withLoop` returned, or its `LoopThread` was shut down.
+    /// Any thread. From then on every `async` loop API throws ``LoopError/loopHasShutDown(_:)``.
+    public var hasShutDown: Bool { isShutDown.load(ordering: .acquiring) }
 
     /// Runs `callback` on the loop after the work already queued (asyncio's `call_soon`). Unlike
     /// ``execute(_:)`` the closure need not be `Sendable`, because it never leaves the loop thread.
@@ -230,6 +247,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
             job.runSynchronously(on: globalConcurrentExecutor.asUnownedTaskExecutor())
         case .callback(let body):
             body()
+        case .suspension(let start):
+            start(true)
         case .timerCallback(let id, let body):
             if firedCallbacks.remove(id) != nil { body() }
         case .resume(let continuation):
@@ -250,7 +269,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         }
         var timeout: Int64? = nil
         if let deadline = timers.nextDeadline {
-            timeout = max(0, deadline - monotonicNanoseconds())
+            timeout = max(0, deadline.saturatingSubtract(monotonicNanoseconds()))
             if timeout == 0 {
                 if reactor.hasKernelInterest { poll(timeoutNanoseconds: 0) }
                 return
@@ -268,7 +287,23 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
             return 1 + (reactor.hasKernelInterest ? poll(timeoutNanoseconds: 0) : 0)
         }
         defer { inbox.endParking() }
-        return poll(timeoutNanoseconds: timeoutNanoseconds)
+        guard reactor.mayNeedVerification else { return poll(timeoutNanoseconds: timeoutNanoseconds) }
+        return parkInSlices(timeoutNanoseconds: timeoutNanoseconds)
+    }
+
+    /// Parks for `timeoutNanoseconds` (`nil`: until woken), waking up whenever the reactor has a
+    /// descriptor check due (see "Descriptors closed behind the loop's back" in Reactor.swift).
+    private func parkInSlices(timeoutNanoseconds: Int64?) -> Int {
+        var now = monotonicNanoseconds()
+        let end = timeoutNanoseconds.map { now.saturatingAdd($0) }
+        while true {
+            var slice = end.map { max(0, $0.saturatingSubtract(now)) }
+            if let check = reactor.timeUntilVerification(now: now) { slice = min(slice ?? .max, check) }
+            let count = poll(timeoutNanoseconds: slice)
+            if count > 0 { return count }
+            now = monotonicNanoseconds()
+            if let end, now >= end { return 0 }
+        }
     }
 
     /// Polls once, delivering readiness. Poll failures other than EINTR are loop bugs, not user errors.
@@ -279,7 +314,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
                 self.ready.push(.callback(callback))
             }
             if woke { inbox.wakeConsumed() }
-            return events + (woke ? 1 : 0)
+            let count = events + (woke ? 1 : 0)
+            guard reactor.mayNeedVerification else { return count }
+            return count + reactor.verifyIfDue(now: monotonicNanoseconds())
         } catch {
             fatalError("SerialLoop: polling failed, which the loop cannot recover from: \(error)")
         }
@@ -288,15 +325,29 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     // MARK: Running
 
     /// Runs the loop until ``stop()`` is called (asyncio's `run_forever`).
-    /// - Precondition: called on the loop's thread, and the loop is not already running.
+    /// - Precondition: called on the loop's thread, the loop is not already running, and it has
+    ///   not shut down.
     public func run() {
-        runTicks(operation: "run()")
+        if lifecycle == .shutDown { preconditionFailure("Loop.run() called on a loop that has shut down") }
+        runTicks(operation: "run()", id: nextRunID())
+    }
+
+    /// A fresh identity for one call of `runTicks`: completions of what an earlier `run(until:)`
+    /// waited for (it may have ended by `stop()`) must not end a later run.
+    func nextRunID() -> UInt64 {
+        lastRunID &+= 1
+        return lastRunID
+    }
+
+    /// Ends the run `id` after the current tick's jobs, if it is still the one turning.
+    func requestExit(ofRun id: UInt64) {
+        if currentRunID == id { exitRequested = true }
     }
 
     /// Turns the loop until `exitRequested` or a stop.
     /// - Returns: `true` if it ended because of `exitRequested`, `false` for `stop()`.
     @discardableResult
-    func runTicks(operation: String) -> Bool {
+    func runTicks(operation: String, id: UInt64) -> Bool {
         preconditionOnLoopThread("Loop.\(operation)")
         switch lifecycle {
         case .idle: break
@@ -304,11 +355,13 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         case .shutDown: preconditionFailure("Loop.\(operation) called on a loop that has shut down")
         }
         lifecycle = .running
+        currentRunID = id
         exitRequested = false
         let previous = enterThread()
         while tick() {}
         leaveThread(restoring: previous)
         lifecycle = .idle
+        currentRunID = 0
         let exited = exitRequested
         exitRequested = false
         stopRequested.store(false, ordering: .relaxed)
@@ -323,40 +376,55 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     /// Runs the loop until `task` completes and returns its value or rethrows its error
     /// (asyncio's `run_until_complete`). The task may run anywhere; the loop turns until it is done.
-    /// - Throws: the task's error, or a ``LoopError`` if ``stop()`` was called first.
+    /// - Throws: the task's error; a ``LoopError`` naming `run(until:)` if ``stop()`` was called
+    ///   first, if a test loop stalled, or if the loop has shut down.
     public func run<T: Sendable>(until task: Task<T, any Error>) throws -> T {
-        let outcome = OutcomeBox<T>()
-        Task(executorPreference: self) {
-            let result = await task.result
-            outcome.result = result
-            self.exitRequested = true
+        try runUntil(describing: "task") { id, outcome in
+            Task(executorPreference: self) {
+                outcome.result = await task.result
+                self.requestExit(ofRun: id)
+            }
         }
-        let exited = runTicks(operation: "run(until:)")
+    }
+
+    /// Runs the loop until `task` completes and returns its value.
+    public func run<T: Sendable>(until task: Task<T, Never>) throws -> T {
+        try runUntil(describing: "task") { id, outcome in
+            Task(executorPreference: self) {
+                outcome.result = .success(await task.value)
+                self.requestExit(ofRun: id)
+            }
+        }
+    }
+
+    /// Runs the loop until `future` is complete and returns its value or rethrows its error.
+    /// - Precondition: called on the loop's thread.
+    public func run<T: Sendable>(until future: LoopFuture<T>) throws -> T {
+        try runUntil(describing: "future") { id, outcome in
+            future.whenComplete { result in
+                outcome.result = result
+                self.requestExit(ofRun: id)
+            }
+        }
+    }
+
+    /// The one implementation of `run(until:)`: `watch` arranges for the outcome to be stored and
+    /// the run (by its id) to be ended; the loop turns until then, a stop, or a stall.
+    private func runUntil<T>(describing what: String, watch: (UInt64, OutcomeBox<T>) -> Void) throws -> T {
+        preconditionOnLoopThread("Loop.run(until:)")
+        if lifecycle == .shutDown { throw LoopError.loopHasShutDown("run(until:)") }
+        let outcome = OutcomeBox<T>()
+        let id = nextRunID()
+        watch(id, outcome)
+        let exited = runTicks(operation: "run(until:)", id: id)
         if let stall = virtualClock.stallReport {
             virtualClock.stallReport = nil
             throw LoopError(operation: "run(until:)", reason: stall)
         }
         guard exited, let result = outcome.result else {
-            throw LoopError(operation: "run(until:)", reason: "stop() was called before the task completed")
+            throw LoopError(operation: "run(until:)", reason: "stop() was called before the \(what) completed")
         }
         return try result.get()
-    }
-
-    /// Runs the loop until `task` completes and returns its value.
-    public func run<T: Sendable>(until task: Task<T, Never>) throws -> T {
-        try run(until: Task<T, any Error>(executorPreference: self) { await task.value })
-    }
-
-    /// Runs the loop until `future` is complete and returns its value or rethrows its error.
-    public func run<T: Sendable>(until future: LoopFuture<T>) throws -> T {
-        preconditionOnLoopThread("Loop.run(until: future)")
-        if future.result == nil {
-            future.whenComplete { [unowned self] _ in self.exitRequested = true }
-            guard runTicks(operation: "run(until:)") else {
-                throw LoopError(operation: "run(until:)", reason: "stop() was called before the future completed")
-            }
-        }
-        return try future.result!.get()
     }
 
     // MARK: Identifiers
@@ -390,15 +458,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     public func isIsolatingCurrentContext() -> Bool? {
         isOnLoopThread
-    }
-
-    // MARK: Shutdown
-
-    /// Marks the loop shut down and releases its kernel objects. See `Loop+Shutdown.swift`.
-    func markShutDown() {
-        lifecycle = .shutDown
-        isShutDown.store(true, ordering: .sequentiallyConsistent)
-        reactor.backend.close()
     }
 }
 

@@ -1,4 +1,5 @@
 import Testing
+import Synchronization
 @preconcurrency import Glibc
 @testable import SerialLoop
 
@@ -62,4 +63,60 @@ extension Trait where Self == ConditionTrait {
     static var exactPlainTaskSleeps: Self {
         .disabled(if: underSanitizer, "exact plain Task.sleep durations come from real-clock timing, which a sanitizer's slowdown distorts")
     }
+}
+
+/// Runs `operation` in a task of its own and returns its outcome — or, if it has not finished
+/// after `limit` of real time, records an issue and returns `nil`, so a hang fails the test by
+/// assertion instead of hanging the suite. (A watchdog, not synchronisation: it never fires in a
+/// passing run.)
+func withWatchdog<T: Sendable>(
+    _ what: String, limit: Duration = .seconds(10),
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ operation: @escaping @Sendable () async throws -> T
+) async -> Result<T, any Error>? {
+    let claimed = Lock(false)
+    let claim: @Sendable () -> Bool = { claimed.withLock { done in defer { done = true }; return !done } }
+    let outcome: Result<T, any Error>? = await withUnsafeContinuation { continuation in
+        Task {
+            let result = await Result(catching: operation)
+            if claim() { continuation.resume(returning: result) }
+        }
+        let thread = spawnThread {
+            var request = timespec(tv_sec: Int(limit.components.seconds), tv_nsec: 0)
+            var remaining = timespec()
+            while nanosleep(&request, &remaining) != 0 { request = remaining }
+            if claim() { continuation.resume(returning: nil) }
+        }
+        pthread_detach(thread)
+    }
+    if outcome == nil { Issue.record("\(what) did not finish within \(limit): it hangs", sourceLocation: sourceLocation) }
+    return outcome
+}
+
+/// The `LoopError` a result failed with, if any.
+func loopError<T>(_ result: Result<T, any Error>?) -> LoopError? {
+    if case .failure(let error)? = result { return error as? LoopError }
+    return nil
+}
+
+/// Writes to a non-blocking socket until the kernel says EAGAIN, so a `writable` wait suspends.
+func fillSendBuffer(_ fd: Int32) {
+    let chunk = [UInt8](repeating: 0, count: 65536)
+    while write(fd, chunk, chunk.count) > 0 {}
+    precondition(errno == EAGAIN, "filling the send buffer failed: errno \(errno)")
+}
+
+/// A duplicate of `fd` with a number of at least 700, which the other tests (they get the lowest
+/// free numbers) do not reach: a test can close and reuse it without racing them.
+func highDuplicate(_ fd: Int32) -> Int32 {
+    let high = fcntl(fd, F_DUPFD, 700)
+    precondition(high >= 700, "F_DUPFD failed: errno \(errno)")
+    return high
+}
+
+/// A counter shared across threads (tests).
+final class Counter: Sendable {
+    private let storage = Atomic<Int>(0)
+    func increment() { storage.add(1, ordering: .relaxed) }
+    var value: Int { storage.load(ordering: .relaxed) }
 }

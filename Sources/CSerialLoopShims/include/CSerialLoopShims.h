@@ -27,4 +27,8 @@ void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router);
 void *c_serial_loop_current_loop(void);
 void c_serial_loop_set_current_loop(void *loop);
 
+/// While true, global enqueues on this thread go to the runtime even if a loop runs here: set
+/// around the resumption of a task that does not belong to the loop (Suspension.swift).
+void c_serial_loop_set_passing_through(bool value);
+
 #endif

@@ -8,34 +8,13 @@ extension Loop {
     ///   of order (100k sleeping children took ~15 s); this stays linear.
     public func gather<T: Sendable>(_ operations: [@Sendable () async throws -> T]) async throws -> [T] {
         if operations.isEmpty { return [] }
-        let state = GatherState<T>(count: operations.count)
-        return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[T], any Error>) in
-                onLoopThread {
-                    state.continuation = continuation
-                    if state.isCancelled {
-                        state.finish(.failure(CancellationError()))
-                        return
-                    }
-                    for (index, operation) in operations.enumerated() {
-                        state.children.append(Task(executorPreference: self) {
-                            let result = await Result(catching: operation)
-                            state.record(index, result)
-                        })
-                    }
-                }
-            }
-        } onCancel: {
-            onLoopThread {
-                state.isCancelled = true
-                state.finish(.failure(CancellationError()))
-            }
-        }
+        return try await suspend(GatherState(operations))
     }
 
     /// Awaits every future and returns their values in order; rethrows the first failure in order.
     /// - Complexity: O(n).
     public func gather<T: Sendable>(_ futures: [LoopFuture<T>]) async throws -> [T] {
+        if hasShutDown { throw LoopError.loopHasShutDown("gather(_:)") }
         var values: [T] = []
         values.reserveCapacity(futures.count)
         for future in futures { values.append(try await future.value) }
@@ -45,6 +24,7 @@ extension Loop {
     /// Awaits every task and returns their values in order; rethrows the first failure in order.
     /// - Complexity: O(n).
     public func gather<T: Sendable>(_ tasks: [Task<T, any Error>]) async throws -> [T] {
+        if hasShutDown { throw LoopError.loopHasShutDown("gather(_:)") }
         var values: [T] = []
         values.reserveCapacity(tasks.count)
         for task in tasks { values.append(try await task.value) }
@@ -52,20 +32,57 @@ extension Loop {
     }
 }
 
-/// Results of one `gather`, filled in by its children. Loop thread only (children prefer the loop).
-final class GatherState<T: Sendable>: @unchecked Sendable {
-    var results: [T?]
-    var remaining: Int
-    var continuation: UnsafeContinuation<[T], any Error>?
-    var children: [Task<Void, Never>] = []
-    var isCancelled = false
+/// One `gather` of operations: the children's results and the caller's continuation.
+/// Loop thread only (children prefer the loop).
+final class GatherState<T: Sendable>: Suspension, ShutdownCancellable, @unchecked Sendable {
+    private var operations: [@Sendable () async throws -> T]
+    private var results: [T?]
+    private var remaining: Int
+    private var continuation: LoopContinuation<[T]>?
+    private var children: [Task<Void, Never>] = []
+    private var isCancelled = false
+    private weak var loop: Loop?
 
-    init(count: Int) {
-        results = Array(repeating: nil, count: count)
-        remaining = count
+    init(_ operations: [@Sendable () async throws -> T]) {
+        self.operations = operations
+        results = Array(repeating: nil, count: operations.count)
+        remaining = operations.count
     }
 
-    func record(_ index: Int, _ result: Result<T, any Error>) {
+    var operation: String { "gather(_:)" }
+
+    func start(on loop: Loop, _ continuation: LoopContinuation<[T]>) {
+        self.continuation = continuation
+        if isCancelled {
+            finish(.failure(CancellationError()))
+            return
+        }
+        self.loop = loop
+        loop.pendingAwaits[ObjectIdentifier(self)] = self
+        for (index, operation) in operations.enumerated() {
+            children.append(Task(executorPreference: loop) {
+                let result = await Result(catching: operation)
+                self.record(index, result)
+            })
+        }
+        operations = []
+    }
+
+    func cancel(on loop: Loop) {
+        isCancelled = true
+        finish(.failure(CancellationError()))
+    }
+
+    func resumeAwaitersForShutdown() -> Int {
+        guard let continuation else { return 0 }
+        self.continuation = nil
+        for child in children { child.cancel() }
+        children = []
+        continuation.resumeForShutdown(operation)
+        return 1
+    }
+
+    private func record(_ index: Int, _ result: Result<T, any Error>) {
         switch result {
         case .success(let value):
             results[index] = value
@@ -77,9 +94,10 @@ final class GatherState<T: Sendable>: @unchecked Sendable {
     }
 
     /// Resumes the caller once; on failure, cancels the children still running.
-    func finish(_ outcome: Result<[T], any Error>) {
+    private func finish(_ outcome: Result<[T], any Error>) {
         guard let continuation else { return }
         self.continuation = nil
+        loop?.pendingAwaits[ObjectIdentifier(self)] = nil
         if case .failure = outcome {
             for child in children { child.cancel() }
         }

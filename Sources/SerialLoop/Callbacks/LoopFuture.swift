@@ -1,7 +1,8 @@
-/// Something that must fail its waiting tasks when the loop shuts down, so none is leaked.
+/// Something tasks are suspended on that shutdown must resume, so none is leaked.
 protocol ShutdownCancellable: AnyObject {
-    /// Fails every suspended awaiter with `CancellationError`. Returns how many there were.
-    func cancelAwaitersForShutdown() -> Int
+    /// Resumes every suspended awaiter (see `LoopContinuation.resumeForShutdown`). Returns how
+    /// many there were.
+    func resumeAwaitersForShutdown() -> Int
 }
 
 /// A loop-bound future (asyncio's `Future`): a value that arrives later, for bridging callback code
@@ -17,7 +18,7 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     /// Loop thread only.
     private(set) var result: Result<Value, any Error>?
     private var callbacks: [(Result<Value, any Error>) -> Void] = []
-    private var awaiters: [(id: UInt64, continuation: UnsafeContinuation<Value, any Error>)] = []
+    private var awaiters: [(id: UInt64, continuation: LoopContinuation<Value>)] = []
 
     init(loop: Loop) {
         self.loop = loop
@@ -52,7 +53,7 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
         let callbacks = self.callbacks, awaiters = self.awaiters
         self.callbacks = []
         self.awaiters = []
-        if !awaiters.isEmpty { loop.awaitedFutures[ObjectIdentifier(self)] = nil }
+        if !awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = nil }
         for callback in callbacks { loop.ready.push(.callback { callback(result) }) }
         for awaiter in awaiters { awaiter.continuation.resume(with: result) }
     }
@@ -70,55 +71,66 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
 
     /// The future's value, once it has one. Cancelling the awaiting task throws `CancellationError`
     /// in that task only; the future itself is unaffected.
+    /// - Throws: the future's error; ``LoopError/loopHasShutDown(_:)`` once the loop has shut down.
     public var value: Value {
         get async throws {
-            let id = UnsafeIdentifier()
-            return try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Value, any Error>) in
-                    loop.onLoopThread { self.addAwaiter(id, continuation) }
-                }
-            } onCancel: {
-                loop.onLoopThread { self.cancelAwaiter(id) }
-            }
+            try await loop.suspend(FutureAwait(self))
         }
     }
 
-    private func addAwaiter(_ id: UnsafeIdentifier, _ continuation: UnsafeContinuation<Value, any Error>) {
+    fileprivate func addAwaiter(_ id: UInt64, _ continuation: LoopContinuation<Value>) {
         if let result {
             continuation.resume(with: result)
-        } else if id.isCancelled || loop.lifecycle == .shutDown {
-            continuation.resume(throwing: CancellationError())
-        } else {
-            id.value = loop.makeWaiterID()
-            if awaiters.isEmpty { loop.awaitedFutures[ObjectIdentifier(self)] = self }
-            awaiters.append((id.value, continuation))
+            return
         }
+        if awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = self }
+        awaiters.append((id, continuation))
     }
 
-    private func cancelAwaiter(_ id: UnsafeIdentifier) {
-        id.isCancelled = true
-        guard let index = awaiters.firstIndex(where: { $0.id == id.value }) else { return }
+    fileprivate func cancelAwaiter(_ id: UInt64) {
+        guard let index = awaiters.firstIndex(where: { $0.id == id }) else { return }
         let continuation = awaiters.remove(at: index).continuation
-        if awaiters.isEmpty { loop.awaitedFutures[ObjectIdentifier(self)] = nil }
+        if awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = nil }
         continuation.resume(throwing: CancellationError())
+    }
+}
+
+/// One `await future.value`, shared with its cancellation handler. Loop thread only.
+private final class FutureAwait<Value: Sendable>: Suspension, @unchecked Sendable {
+    let future: LoopFuture<Value>
+    var id: UInt64 = 0
+    var isCancelled = false
+
+    init(_ future: LoopFuture<Value>) {
+        self.future = future
+    }
+
+    var operation: String { "LoopFuture.value" }
+
+    func start(on loop: Loop, _ continuation: LoopContinuation<Value>) {
+        if isCancelled {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        id = loop.makeWaiterID()
+        future.addAwaiter(id, continuation)
+    }
+
+    func cancel(on loop: Loop) {
+        isCancelled = true
+        if id != 0 { future.cancelAwaiter(id) }
     }
 }
 
 extension LoopFuture: ShutdownCancellable, AwaiterCounting {
     var awaiterCount: Int { awaiters.count }
 
-    func cancelAwaitersForShutdown() -> Int {
+    func resumeAwaitersForShutdown() -> Int {
         let awaiters = self.awaiters
         self.awaiters = []
-        for awaiter in awaiters { awaiter.continuation.resume(throwing: CancellationError()) }
+        for awaiter in awaiters { awaiter.continuation.resumeForShutdown("LoopFuture.value") }
         return awaiters.count
     }
-}
-
-/// An awaiter's identity, shared with its cancellation handler. Loop thread only.
-final class UnsafeIdentifier: @unchecked Sendable {
-    var value: UInt64 = 0
-    var isCancelled = false
 }
 
 extension Loop {

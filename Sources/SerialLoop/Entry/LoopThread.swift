@@ -14,17 +14,25 @@ public final class LoopThread: Sendable {
         self.thread = thread
     }
 
-    /// Stops the loop, lets it shut down (tasks suspended on it are cancelled, see
-    /// `withLoop`), and joins its thread. Idempotent. Any thread but the loop's own.
+    /// Stops the loop, lets it shut down (tasks suspended on it are resumed, see `withLoop`), and
+    /// joins its thread. Idempotent. Any thread.
+    ///
+    /// From another thread it returns once the loop has shut down. On the loop's own thread (a job
+    /// or callback of the loop calls it, or drops the last reference to the `LoopThread`) it
+    /// cannot wait for itself: it asks the loop to stop after the current job, and the thread
+    /// shuts the loop down and ends on its own (it is detached, so nothing leaks).
     public func shutdown() {
-        precondition(!loop.isOnLoopThread, "LoopThread.shutdown() called from the loop's own thread, which would wait for itself; call loop.stop() there instead")
         let shouldJoin = joined.withLock { joined in
             defer { joined = true }
             return !joined
         }
         guard shouldJoin else { return }
         loop.stop()
-        pthread_join(thread, nil)
+        if loop.isOnLoopThread {
+            pthread_detach(thread)
+        } else {
+            pthread_join(thread, nil)
+        }
     }
 
     deinit {

@@ -22,62 +22,17 @@ extension Loop {
     }
 
     private func waitForReadiness(_ fd: Int32, _ interest: Interest) async throws {
-        let wait = PendingWait(fd: fd, interest: interest)
-        try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                // Direct call on the loop thread: an escaping closure here would cost a heap
-                // allocation per wait (measured with a perf probe on malloc).
-                if isOnLoopThread {
-                    startWait(wait, continuation)
-                } else {
-                    submit(.callback { self.startWait(wait, continuation) })
-                }
-            }
-        } onCancel: {
-            onLoopThread { self.cancelWait(wait) }
-        }
-    }
-
-    private func startWait(_ wait: PendingWait, _ continuation: UnsafeContinuation<Void, any Error>) {
-        guard case .notStarted = wait.state, lifecycle != .shutDown else {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
-        let fd = wait.fd
-        do {
-            guard fd >= 0 else { throw LoopError(operation: wait.operation, errno: EBADF) }
-            // No syscall here when the kernel already watches `fd`: that is the hot path of every
-            // socket loop (measured: an fcntl validity check per wait cost 2 of the 8 syscalls of a
-            // socketpair round trip). A descriptor closed through the loop is re-added, so epoll_ctl
-            // reports EBADF; one closed behind the loop's back is documented misuse.
-            let waiter = Reactor.Waiter(id: makeWaiterID(), continuation: continuation)
-            switch try reactor.addWaiter(waiter, fd: fd, for: wait.interest, operation: wait.operation) {
-            case .waiting:
-                wait.state = .waiting(waiter.id)
-            case .alwaysReady:
-                wait.state = .finished
-                continuation.resume()
-            }
-        } catch {
-            wait.state = .finished
-            continuation.resume(throwing: error)
-        }
-    }
-
-    private func cancelWait(_ wait: PendingWait) {
-        if case .waiting(let id) = wait.state,
-           let continuation = reactor.removeWaiter(id: id, fd: wait.fd, for: wait.interest) {
-            continuation.resume(throwing: CancellationError())
-        }
-        wait.state = .cancelled
+        try await suspend(PendingWait(fd: fd, interest: interest))
     }
 
     // MARK: Closing descriptors
 
     /// Stops watching `fd` and closes it. Tasks waiting on it wake with a ``LoopError``; its reader
     /// and writer callbacks are removed. Use this instead of `close(2)` for any descriptor the loop
-    /// has seen: closing behind the loop's back can leave waiters hanging (the kernel silently drops
-    /// closed descriptors from epoll) and lets a reused number inherit them.
+    /// has seen: the kernel silently drops closed descriptors from epoll, so after `close(2)` the
+    /// loop learns of it only at its next descriptor check (its waiters then fail with EBADF, up to
+    /// about a second later), its callbacks are never called again, and a reused number can inherit
+    /// the registration meanwhile.
     /// - Precondition: called on the loop's thread.
     public func close(_ fd: Int32) throws(LoopError) {
         deregister(fd)
@@ -90,8 +45,7 @@ extension Loop {
     public func deregister(_ fd: Int32) {
         preconditionOnLoopThread("Loop.deregister(_:)")
         let (readers, writers) = reactor.forget(fd)
-        for waiter in readers { waiter.continuation.resume(throwing: LoopError.descriptorClosed("readable(fd: \(fd))")) }
-        for waiter in writers { waiter.continuation.resume(throwing: LoopError.descriptorClosed("writable(fd: \(fd))")) }
+        for waiter in readers + writers { waiter.continuation.resume(throwing: LoopError.descriptorClosed(waiter.operation)) }
     }
 
     // MARK: Reader / writer callbacks (add_reader / add_writer)
@@ -147,8 +101,8 @@ extension Loop {
     }
 }
 
-/// The state of one `readable`/`writable` wait, shared with its cancellation handler. Loop thread only.
-final class PendingWait: @unchecked Sendable {
+/// One `readable`/`writable` wait, shared with its cancellation handler. Loop thread only.
+final class PendingWait: Suspension, @unchecked Sendable {
     enum State {
         case notStarted
         case waiting(UInt64)
@@ -164,5 +118,37 @@ final class PendingWait: @unchecked Sendable {
         self.interest = interest
     }
 
-    var operation: String { interest == .read ? "readable(fd: \(fd))" : "writable(fd: \(fd))" }
+    var operation: String { Reactor.operation(fd: fd, interest) }
+
+    func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
+        guard case .notStarted = state else {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        do {
+            // No syscall here when the kernel already watches `fd`: that is the hot path of every
+            // socket loop (an fcntl validity check per wait cost 2 of the 8 syscalls of a
+            // socketpair round trip). Such a wait is verified later instead, unless an event comes
+            // first: see "Descriptors closed behind the loop's back" in Reactor.swift.
+            let id = loop.makeWaiterID()
+            switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
+            case .waiting:
+                state = .waiting(id)
+            case .alwaysReady:
+                state = .finished
+                continuation.resume()
+            }
+        } catch {
+            state = .finished
+            continuation.resume(throwing: error)
+        }
+    }
+
+    func cancel(on loop: Loop) {
+        if case .waiting(let id) = state,
+           let continuation = loop.reactor.removeWaiter(id: id, fd: fd, for: interest) {
+            continuation.resume(throwing: CancellationError())
+        }
+        state = .cancelled
+    }
 }

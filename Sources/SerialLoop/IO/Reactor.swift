@@ -7,22 +7,62 @@ typealias PlatformBackend = EpollBackend
 /// Who waits on which descriptor, and what the kernel is currently asked to watch.
 ///
 /// Owned by the loop thread. Registrations live in an array indexed by descriptor number (numbers
-/// are small and dense). Each carries a generation that tags its kernel events, so events for a
+/// are small and dense). The array only grows for a descriptor that is open (checked with `fcntl`
+/// when a number beyond the table is first seen), so its size is bounded by the highest open
+/// descriptor, never by a number a caller made up (`readable(Int32.max)` is EBADF, not a 120 GB
+/// table). Each registration carries a generation that tags its kernel events, so events for a
 /// previous user of the same number are dropped (see the epoll backend's notes).
 ///
 /// Interest is widened eagerly (a new waiter adds to what the kernel watches, one `epoll_ctl`) and
 /// narrowed lazily (only when an event arrives that nobody wants), so a task that waits on the same
 /// descriptor in a loop costs no `epoll_ctl` per wait.
+///
+/// Descriptors closed behind the loop's back
+///
+/// Lazy narrowing has a hazard: the loop believes the kernel watches descriptor 7 while user code
+/// has `close(2)`d it — and perhaps opened a new file that got number 7. epoll dropped the closed
+/// description without a word, so a wait that relies on the cached interest would never wake.
+/// A validity syscall per wait would cost a quarter of a socketpair round trip's syscalls, so a
+/// wait that joins cached interest is *unverified* instead: if no event for it arrives within
+/// `verificationDelay` (1 ms), the loop checks it with one `epoll_ctl(MOD)`:
+/// - success: the kernel watches the description now at that number; keep waiting;
+/// - ENOENT: the number was reused for a description the kernel does not watch: register it
+///   (with a new generation, so events of a dup'ed old description are dropped) and keep waiting —
+///   a finished wait, `close(2)` and reuse of the number just work, at most 1 ms late;
+/// - EBADF: the number is closed: the waiters fail with EBADF (`readable(fd: 7): EBADF`);
+/// - EPERM: the number now names a regular file, which is always ready: the waiters wake.
+/// The event that answers a wait proves nothing about the *next* wait (user code may close and
+/// reopen in between), so every wait that joins cached interest starts unverified. A descriptor
+/// closed *while* tasks wait on it is found by a full check of every waited descriptor, at most
+/// once per `fullCheckInterval` (1 s) while waiters exist; its waiters fail with EBADF.
+/// Cost on the hot path: an append and a flag per wait, a clock read per poll while tasks wait;
+/// a syscall only for waits that last longer than the delay.
 struct Reactor: ~Copyable {
     struct Waiter {
         let id: UInt64
-        let continuation: UnsafeContinuation<Void, any Error>
+        let continuation: LoopContinuation<Void>
+        let fd: Int32
+        let interest: Interest
+
+        var operation: String { Reactor.operation(fd: fd, interest) }
     }
+
+    /// How `readable`/`writable` name themselves in errors.
+    static func operation(fd: Int32, _ interest: Interest) -> String {
+        interest == .read ? "readable(fd: \(fd))" : "writable(fd: \(fd))"
+    }
+
+    /// How long a wait that joined cached interest may go without an event before it is checked.
+    static let verificationDelay: Int64 = 1_000_000
+    /// How often every waited descriptor is checked while tasks wait.
+    static let fullCheckInterval: Int64 = 1_000_000_000
 
     private struct Registration {
         var generation: UInt32 = 0
         /// What the kernel watches for this descriptor; empty when it is not in the epoll set.
         var kernelInterest: Interest = []
+        /// A waiter joined cached interest and no event has arrived since (see above).
+        var isUnverified = false
         var readers: [Waiter] = []
         var writers: [Waiter] = []
         var readerCallback: (() -> Void)? = nil
@@ -41,8 +81,9 @@ struct Reactor: ~Copyable {
     }
 
     enum WaitOutcome {
-        /// The waiter is registered; it is resumed when the descriptor is ready.
-        case waiting
+        /// The waiter is registered; it is resumed when the descriptor is ready. `calledKernel`:
+        /// whether the kernel's interest was set just now (else the wait joined cached interest).
+        case waiting(calledKernel: Bool)
         /// The descriptor can never block (a regular file or directory): do not wait.
         case alwaysReady
     }
@@ -59,22 +100,43 @@ struct Reactor: ~Copyable {
     private var scratchEvents: [ReadinessEvent] = []
     /// Reused buffer for the waiters being woken.
     private var scratchWaiters: [Waiter] = []
+    /// Descriptors whose registration may be unverified (entries go stale when an event arrives).
+    private var unverified: [Int32] = []
+    /// When the unverified registrations must be checked (CLOCK_MONOTONIC; 0: not set yet).
+    private var verificationDeadline: Int64 = 0
+    /// When every waited descriptor is checked next (CLOCK_MONOTONIC; 0: not set yet).
+    private var fullCheckDeadline: Int64 = 0
 
     init() throws(LoopError) {
         backend = try PlatformBackend()
     }
+
+    /// How many descriptor numbers the registration table covers (tests: it never grows for
+    /// numbers that are not open).
+    var registrationTableSize: Int { registrations.count }
 
     /// Whether anything could come out of a poll besides a wake-up.
     var hasKernelInterest: Bool { kernelRegistrationCount > 0 }
 
     // MARK: Waiters
 
-    mutating func addWaiter(_ waiter: Waiter, fd: Int32, for interest: Interest, operation: @autoclosure () -> String) throws(LoopError) -> WaitOutcome {
-        ensureSlot(fd)
+    mutating func addWaiter(id: UInt64, _ continuation: LoopContinuation<Void>, fd: Int32, for interest: Interest) throws(LoopError) -> WaitOutcome {
+        let operation = Reactor.operation(fd: fd, interest)
+        try ensureSlot(fd, operation: operation)
+        let waiter = Waiter(id: id, continuation: continuation, fd: fd, interest: interest)
         if interest == .read { registrations[Int(fd)].readers.append(waiter) } else { registrations[Int(fd)].writers.append(waiter) }
         do {
-            let outcome = try syncInterest(fd, operation: operation())
-            if case .alwaysReady = outcome { removeLast(fd: fd, interest: interest) } else { waiterCount += 1 }
+            let outcome = try syncInterest(fd, operation: operation)
+            switch outcome {
+            case .alwaysReady:
+                removeLast(fd: fd, interest: interest)
+            case .waiting(let calledKernel):
+                waiterCount += 1
+                if !calledKernel && !registrations[Int(fd)].isUnverified {
+                    registrations[Int(fd)].isUnverified = true
+                    unverified.append(fd)
+                }
+            }
             return outcome
         } catch {
             removeLast(fd: fd, interest: interest)
@@ -87,7 +149,7 @@ struct Reactor: ~Copyable {
     }
 
     /// Removes a waiter that gave up (cancellation). Its kernel interest is narrowed lazily.
-    mutating func removeWaiter(id: UInt64, fd: Int32, for interest: Interest) -> UnsafeContinuation<Void, any Error>? {
+    mutating func removeWaiter(id: UInt64, fd: Int32, for interest: Interest) -> LoopContinuation<Void>? {
         guard fd >= 0, Int(fd) < registrations.count else { return nil }
         let removed: Waiter?
         if interest == .read {
@@ -108,7 +170,7 @@ struct Reactor: ~Copyable {
     @discardableResult
     mutating func setCallback(_ callback: (() -> Void)?, fd: Int32, for interest: Interest, operation: @autoclosure () -> String) throws(LoopError) -> Bool {
         if callback == nil && (fd < 0 || Int(fd) >= registrations.count) { return false }
-        ensureSlot(fd)
+        try ensureSlot(fd, operation: operation())
         let previous: (() -> Void)?
         if interest == .read {
             previous = registrations[Int(fd)].readerCallback
@@ -151,6 +213,102 @@ struct Reactor: ~Copyable {
         registration = Registration(generation: registration.generation &+ 1)
         registrations[Int(fd)] = registration
         return waiters
+    }
+
+    // MARK: Verifying waits (see "Descriptors closed behind the loop's back" above)
+
+    /// Whether anything may need checking after a poll: a wait that joined cached interest, or
+    /// waiters at all (the full check). Cheap enough to ask after every poll.
+    var mayNeedVerification: Bool { !unverified.isEmpty || waiterCount > 0 }
+
+    /// How long the loop may park before a check is due (`nil`: no check pending).
+    mutating func timeUntilVerification(now: Int64) -> Int64? {
+        dropVerifiedEntries()
+        var due: Int64? = nil
+        if !unverified.isEmpty {
+            if verificationDeadline == 0 { verificationDeadline = now.saturatingAdd(Self.verificationDelay) }
+            due = verificationDeadline
+        }
+        if waiterCount > 0 {
+            if fullCheckDeadline == 0 { fullCheckDeadline = now.saturatingAdd(Self.fullCheckInterval) }
+            due = min(due ?? .max, fullCheckDeadline)
+        } else {
+            fullCheckDeadline = 0
+        }
+        return due.map { max(0, $0.saturatingSubtract(now)) }
+    }
+
+    /// Runs the checks that are due. Returns how many waiters it resumed (woken or failed).
+    mutating func verifyIfDue(now: Int64) -> Int {
+        guard let remaining = timeUntilVerification(now: now), remaining == 0 else { return 0 }
+        var resumed = 0
+        if verificationDeadline != 0 && now >= verificationDeadline {
+            let list = unverified
+            unverified.removeAll(keepingCapacity: true)
+            verificationDeadline = 0
+            for fd in list where registrations[Int(fd)].isUnverified {
+                resumed += verify(fd)
+            }
+        }
+        if fullCheckDeadline != 0 && now >= fullCheckDeadline {
+            fullCheckDeadline = 0
+            for index in registrations.indices where !registrations[index].readers.isEmpty || !registrations[index].writers.isEmpty {
+                resumed += verify(Int32(index))
+            }
+        }
+        return resumed
+    }
+
+    /// Forgets unverified entries that an event (or a forget) has settled.
+    private mutating func dropVerifiedEntries() {
+        guard !unverified.isEmpty else { return }
+        unverified.removeAll { !registrations[Int($0)].isUnverified }
+        if unverified.isEmpty { verificationDeadline = 0 }
+    }
+
+    /// One check: does the kernel watch the description now at `fd` for us?
+    /// Returns how many waiters it resumed.
+    private mutating func verify(_ fd: Int32) -> Int {
+        registrations[Int(fd)].isUnverified = false
+        let registration = registrations[Int(fd)]
+        guard !registration.kernelInterest.isEmpty else { return 0 }
+        let errno: Int32
+        do {
+            try backend.modify(fd, interest: registration.kernelInterest, token: registration.token(fd))
+            return 0
+        } catch {
+            errno = error.errno ?? EBADF
+        }
+        if errno == ENOENT {
+            // The number names a new description: watch it instead, under a new generation.
+            registrations[Int(fd)].generation &+= 1
+            let renewed = registrations[Int(fd)]
+            do {
+                try backend.register(fd, interest: renewed.kernelInterest, token: renewed.token(fd))
+                return 0
+            } catch where error.errno == EPERM {
+                return wakeAll(fd, with: nil)                          // a regular file: always ready
+            } catch {
+                return wakeAll(fd, with: error.errno ?? EBADF)
+            }
+        }
+        return wakeAll(fd, with: errno == EPERM ? nil : errno)
+    }
+
+    /// Forgets `fd` and resumes its waiters: with nothing (`errno == nil`: ready) or a
+    /// ``LoopError`` carrying `errno`.
+    private mutating func wakeAll(_ fd: Int32, with errno: Int32?) -> Int {
+        let (readers, writers) = forget(fd)
+        for waiter in readers + writers {
+            if let errno {
+                waiter.continuation.resume(throwing: errno == EBADF
+                    ? LoopError.descriptorClosedBehindTheLoop(waiter.operation)
+                    : LoopError(operation: waiter.operation, errno: errno))
+            } else {
+                waiter.continuation.resume()
+            }
+        }
+        return readers.count + writers.count
     }
 
     /// Every waiter on every descriptor, removed (shutdown).
@@ -197,6 +355,7 @@ struct Reactor: ~Copyable {
         let fd = Int32(truncatingIfNeeded: event.token & 0xffff_ffff)
         let generation = UInt32(truncatingIfNeeded: event.token >> 32)
         guard fd >= 0, Int(fd) < registrations.count, registrations[Int(fd)].generation == generation else { return }
+        registrations[Int(fd)].isUnverified = false
         // Decide what nobody wanted *before* waking anyone: a woken waiter usually comes straight
         // back (read until EAGAIN, wait again), and dropping its interest now would cost two
         // epoll_ctl calls per wait.
@@ -243,18 +402,20 @@ struct Reactor: ~Copyable {
         registrations[Int(fd)].kernelInterest = remaining
     }
 
-    private mutating func ensureSlot(_ fd: Int32) {
-        precondition(fd >= 0)
-        if Int(fd) >= registrations.count {
-            registrations.append(contentsOf: repeatElement(Registration(), count: Int(fd) + 1 - registrations.count))
-        }
+    /// Makes sure `fd` has a registration slot. A number beyond the table is checked first: only
+    /// an open descriptor may grow the table (so its size follows the highest open descriptor).
+    private mutating func ensureSlot(_ fd: Int32, operation: @autoclosure () -> String) throws(LoopError) {
+        if fd < 0 { throw LoopError(operation: operation(), errno: EBADF) }
+        guard Int(fd) >= registrations.count else { return }
+        if fcntl(fd, F_GETFD) < 0 { throw LoopError(operation: operation(), errno: Glibc.errno) }
+        registrations.append(contentsOf: repeatElement(Registration(), count: Int(fd) + 1 - registrations.count))
     }
 
     /// Widens the kernel's interest to cover what the registration wants.
     private mutating func syncInterest(_ fd: Int32, operation: @autoclosure () -> String) throws(LoopError) -> WaitOutcome {
         let registration = registrations[Int(fd)]
         let wanted = registration.wanted
-        guard !wanted.isSubset(of: registration.kernelInterest) else { return .waiting }
+        guard !wanted.isSubset(of: registration.kernelInterest) else { return .waiting(calledKernel: false) }
         let target = wanted.union(registration.kernelInterest)
         let token = registration.token(fd)
         do {
@@ -280,6 +441,7 @@ struct Reactor: ~Copyable {
             throw LoopError(operation: operation(), errno: error.errno ?? 0)
         }
         registrations[Int(fd)].kernelInterest = target
-        return .waiting
+        registrations[Int(fd)].isUnverified = false
+        return .waiting(calledKernel: true)
     }
 }

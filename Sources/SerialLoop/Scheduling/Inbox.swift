@@ -7,8 +7,15 @@ import Synchronization
 /// park) and no wake-up is already in flight. The loop announces `isParking` *before* it re-checks
 /// `hasWork`, and producers publish `hasWork` *before* they read `isParking` (both sequentially
 /// consistent), so at least one side always sees the other: no lost wake-up.
+///
+/// Shutdown closes the inbox under its lock: a push either lands before the close (and shutdown
+/// sees it) or is refused (and the producer keeps its work). Nothing falls in between.
 final class Inbox: Sendable {
-    private let items = Lock<[Work]>([])
+    private struct Items {
+        var work: [Work] = []
+        var isClosed = false
+    }
+    private let items = Lock(Items())
     /// Set by producers after appending; cleared by the loop when it takes the items.
     private let hasWork = Atomic<Bool>(false)
     /// Set by the loop while it may block in `epoll_wait`.
@@ -22,12 +29,20 @@ final class Inbox: Sendable {
     }
 
     /// Called from any thread.
-    func push(_ work: Work) {
-        items.withLock { $0.append(work) }
+    /// - Returns: `false` if the inbox is closed (the loop has shut down); the work was not taken.
+    @discardableResult
+    func push(_ work: Work) -> Bool {
+        let accepted = items.withLock { items in
+            guard !items.isClosed else { return false }
+            items.work.append(work)
+            return true
+        }
+        guard accepted else { return false }
         hasWork.store(true, ordering: .sequentiallyConsistent)
         if isParking.load(ordering: .sequentiallyConsistent) {
             wakeIfNeeded()
         }
+        return true
     }
 
     /// Wakes the loop even if it is not parked (used by `stop()`).
@@ -43,8 +58,21 @@ final class Inbox: Sendable {
     func take(into buffer: inout [Work]) {
         guard hasWork.load(ordering: .acquiring) else { return }
         hasWork.store(false, ordering: .sequentiallyConsistent)
-        items.withLock { swap(&$0, &buffer) }
+        items.withLock { swap(&$0.work, &buffer) }
     }
+
+    /// Loop thread, last step of shutdown: refuses every later push, and returns what was queued.
+    func close() -> [Work] {
+        hasWork.store(false, ordering: .sequentiallyConsistent)
+        return items.withLock { items in
+            items.isClosed = true
+            defer { items.work = [] }
+            return items.work
+        }
+    }
+
+    /// Whether shutdown has closed the inbox. Any thread.
+    var isClosed: Bool { items.withLock { $0.isClosed } }
 
     /// Loop thread, before a blocking poll. Returns `false` if work arrived meanwhile (do not block).
     func beginParking() -> Bool {

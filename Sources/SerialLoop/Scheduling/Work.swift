@@ -23,6 +23,9 @@ enum Work: @unchecked Sendable {
     case timerCallback(TimerID, () -> Void)
     /// A plain callback (`execute`, `schedule(after:)`, reader/writer callbacks, future callbacks).
     case callback(() -> Void)
+    /// The start of a wait requested from another thread (see Suspension.swift): called with
+    /// `true` to start it, or with `false` by shutdown, which rejects it (its caller fails).
+    case suspension((_ isLoopAlive: Bool) -> Void)
     /// Resume a `loop.sleep` continuation (a timer's payload; never on the ready queue).
-    case resume(UnsafeContinuation<Void, any Error>)
+    case resume(LoopContinuation<Void>)
 }

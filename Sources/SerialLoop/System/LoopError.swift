@@ -33,6 +33,28 @@ public struct LoopError: Error, Equatable, CustomStringConvertible, Sendable {
         return "\(operation): \(reason)"
     }
 
+    /// The descriptor was closed with `close(2)` while this operation waited on it, and the loop
+    /// found out (see ``Loop/close(_:)``): EBADF, with a reason that says so.
+    static func descriptorClosedBehindTheLoop(_ operation: String) -> LoopError {
+        LoopError(operation: operation, errno: EBADF, reason: "the descriptor was closed (not through loop.close) while waiting")
+    }
+
+    init(operation: String, errno: Int32, reason: String) {
+        self.operation = operation
+        self.errno = errno
+        self.reason = reason
+    }
+
+    /// The loop has shut down (its `withLoop` returned, or `LoopThread.shutdown()` ran): every
+    /// `async` loop API called afterwards fails with this at once, and a task that was waiting on
+    /// the loop from another executor when shutdown began is resumed with it.
+    public static func loopHasShutDown(_ operation: String) -> LoopError {
+        LoopError(operation: operation, reason: "the loop has shut down")
+    }
+
+    /// Whether this error says the loop had shut down.
+    public var isLoopShutDown: Bool { errno == nil && reason == "the loop has shut down" }
+
     /// The descriptor was closed or deregistered through the loop while this operation waited on it.
     public static func descriptorClosed(_ operation: String) -> LoopError {
         LoopError(operation: operation, reason: "the descriptor was closed or deregistered through the loop while waiting")

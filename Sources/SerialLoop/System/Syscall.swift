@@ -38,6 +38,14 @@ extension Duration {
 }
 
 extension Int64 {
+    /// `self - other`, clamped to the representable range.
+    @inline(__always)
+    func saturatingSubtract(_ other: Int64) -> Int64 {
+        let (difference, overflow) = subtractingReportingOverflow(other)
+        if overflow { return other > 0 ? .min : .max }
+        return difference
+    }
+
     /// `self + other`, clamped to the representable range.
     @inline(__always)
     func saturatingAdd(_ other: Int64) -> Int64 {

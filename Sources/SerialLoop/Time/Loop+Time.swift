@@ -12,34 +12,10 @@ extension Loop {
 
     /// Suspends the calling task until the loop's clock reaches `deadline`.
     /// A deadline in the past resumes on the next tick.
+    /// - Throws: `CancellationError` when the task is cancelled; ``LoopError/loopHasShutDown(_:)``
+    ///   when the loop has shut down (or shuts down while a task of another executor sleeps).
     public func sleep(until deadline: LoopClock.Instant) async throws {
-        let sleep = PendingSleep()
-        try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-                if isOnLoopThread {
-                    startSleep(sleep, deadline: deadline.nanosecondsSinceOrigin, continuation)
-                } else {
-                    submit(.callback { self.startSleep(sleep, deadline: deadline.nanosecondsSinceOrigin, continuation) })
-                }
-            }
-        } onCancel: {
-            onLoopThread { self.cancelSleep(sleep) }
-        }
-    }
-
-    private func startSleep(_ sleep: PendingSleep, deadline: Int64, _ continuation: UnsafeContinuation<Void, any Error>) {
-        guard case .notStarted = sleep.state, lifecycle != .shutDown else {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
-        sleep.state = .scheduled(timers.schedule(at: deadline, .resume(continuation)))
-    }
-
-    private func cancelSleep(_ sleep: PendingSleep) {
-        if case .scheduled(let id) = sleep.state, case .resume(let continuation)? = timers.cancel(id) {
-            continuation.resume(throwing: CancellationError())
-        }
-        sleep.state = .cancelled
+        try await suspend(PendingSleep(deadline: deadline.nanosecondsSinceOrigin))
     }
 
     // MARK: Callbacks on timers (call_later / call_at)
@@ -76,15 +52,36 @@ extension Loop {
     }
 }
 
-/// The state of one `loop.sleep`, shared by the sleeping side and its cancellation handler.
-/// Touched on the loop thread only (both sides hop there).
-final class PendingSleep: @unchecked Sendable {
+/// One `loop.sleep`, shared by the sleeping side and its cancellation handler. Loop thread only.
+final class PendingSleep: Suspension, @unchecked Sendable {
     enum State {
         case notStarted
         case scheduled(TimerID)
         case cancelled
     }
+    let deadline: Int64
     @exclusivity(unchecked) var state = State.notStarted
+
+    init(deadline: Int64) {
+        self.deadline = deadline
+    }
+
+    var operation: String { "sleep(until:)" }
+
+    func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
+        guard case .notStarted = state else {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        state = .scheduled(loop.timers.schedule(at: deadline, .resume(continuation)))
+    }
+
+    func cancel(on loop: Loop) {
+        if case .scheduled(let id) = state, case .resume(let continuation)? = loop.timers.cancel(id) {
+            continuation.resume(throwing: CancellationError())
+        }
+        state = .cancelled
+    }
 }
 
 /// A callback scheduled with ``Loop/schedule(after:_:)``; cancel it to make sure it never runs.

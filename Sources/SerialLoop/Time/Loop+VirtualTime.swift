@@ -274,11 +274,12 @@ extension Loop {
     // MARK: Stepping
 
     /// Suspends until the loop is idle: no ready work, no due timer, no ready I/O — without moving
-    /// the clock. Exact quiescence, no yield counting. Test loops only.
+    /// the clock. Exact quiescence, no yield counting. Test loops only. On a loop that has shut
+    /// down it returns at once (so does ``advance(to:)``).
     public func runUntilIdle() async {
         preconditionVirtual("runUntilIdle()")
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            onLoopThread { self.virtualClock.idleWaiters.append(continuation) }
+            onLiveLoop({ self.virtualClock.idleWaiters.append(continuation) }, orElse: { continuation.resume() })
         }
     }
 
@@ -294,10 +295,10 @@ extension Loop {
     public func advance(to deadline: LoopClock.Instant) async {
         preconditionVirtual("advance(to:)")
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            onLoopThread {
+            onLiveLoop({
                 precondition(self.virtualClock.advanceRequest == nil, "Loop.advance(to:) called while another advance is in progress")
                 self.virtualClock.advanceRequest = (deadline.nanosecondsSinceOrigin, continuation)
-            }
+            }, orElse: { continuation.resume() })
         }
     }
 

@@ -19,7 +19,7 @@ public struct LoopClock: Clock, Sendable {
         }
 
         public func duration(to other: Instant) -> Duration {
-            .nanoseconds(other.nanosecondsSinceOrigin.subtractingReportingOverflow(nanosecondsSinceOrigin).partialValue)
+            .nanoseconds(other.nanosecondsSinceOrigin.saturatingSubtract(nanosecondsSinceOrigin))
         }
 
         public static func < (lhs: Instant, rhs: Instant) -> Bool {

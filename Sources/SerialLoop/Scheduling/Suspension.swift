@@ -1,0 +1,121 @@
+import CSerialLoopShims
+
+// The one door through which a loop API suspends its caller
+//
+// Every `async` loop API that waits for the loop — `sleep`, `readable`/`writable`, `future.value`,
+// `gather` — suspends through `Loop.suspend(_:)`. The door is what makes "no continuation is ever
+// dropped" true by construction rather than case by case:
+//
+// - On the loop thread, a live loop starts the wait at once (no allocation, no lock); a loop that
+//   has shut down fails it at once with `LoopError.loopHasShutDown`.
+// - From another thread, the start travels through the inbox as a `.suspension` item. The inbox
+//   accepts it only while it is open; when shutdown closes the inbox, every `.suspension` still in
+//   it is *rejected* (its caller is resumed with the shutdown error) and every later push is
+//   refused, so the caller fails at once. There is no window in which a start can be accepted and
+//   then silently dropped: acceptance and closing are serialised by the inbox lock.
+// - A wait that is pending when shutdown begins is resumed by shutdown: a task of the loop with
+//   `CancellationError` (it unwinds, as under `asyncio.run`), a foreign task — one that suspended
+//   from another thread — with the shutdown error (`LoopContinuation.resumeForShutdown`).
+//
+// Foreign tasks resume on their own executors. A test loop captures work sent to the global
+// executor from its thread (GlobalRouting.swift); resuming a foreign task from the loop thread
+// would otherwise let it take the foreign task over. `LoopContinuation.resume` marks those
+// resumptions so the capture lets them pass.
+
+/// A task suspended in a loop API: its continuation, and whether the task belongs to the loop.
+struct LoopContinuation<Value: Sendable>: @unchecked Sendable {
+    let raw: UnsafeContinuation<Value, any Error>
+    /// The task suspended from another thread: it runs on its own executor, not on this loop.
+    let isForeign: Bool
+
+    init(_ raw: UnsafeContinuation<Value, any Error>, isForeign: Bool) {
+        self.raw = raw
+        self.isForeign = isForeign
+    }
+
+    @inline(__always)
+    func resume(with result: Result<Value, any Error>) {
+        if isForeign {
+            c_serial_loop_set_passing_through(true)
+            raw.resume(with: result)
+            c_serial_loop_set_passing_through(false)
+        } else {
+            raw.resume(with: result)
+        }
+    }
+
+    @inline(__always)
+    func resume(returning value: Value) { resume(with: .success(value)) }
+
+    @inline(__always)
+    func resume(throwing error: any Error) { resume(with: .failure(error)) }
+
+    /// Shutdown ends the wait: a task of the loop unwinds with `CancellationError`; a foreign task
+    /// learns that the loop it waited on is gone.
+    func resumeForShutdown(_ operation: @autoclosure () -> String) {
+        resume(throwing: isForeign ? LoopError.loopHasShutDown(operation()) as any Error : CancellationError())
+    }
+}
+
+extension LoopContinuation where Value == Void {
+    @inline(__always)
+    func resume() { resume(with: .success(())) }
+}
+
+/// One wait in a loop API, as the door needs it. Its state lives on the loop thread.
+protocol Suspension: AnyObject, Sendable {
+    associatedtype Value: Sendable
+    /// The operation, as errors name it (`"readable(fd: 7)"`).
+    var operation: String { get }
+    /// Loop thread, loop not shut down. Begins the wait; from here the suspension owns
+    /// `continuation` and must resume it exactly once (or hand it to something that will).
+    func start(on loop: Loop, _ continuation: LoopContinuation<Value>)
+    /// Loop thread, any lifecycle state. The caller's task was cancelled, possibly before `start`:
+    /// stop waiting and resume with `CancellationError` if it is waiting; make a later `start` fail.
+    func cancel(on loop: Loop)
+}
+
+extension Loop {
+    /// Suspends the calling task in `suspension`: see the notes at the top of this file.
+    @inline(__always)
+    func suspend<S: Suspension>(_ suspension: S) async throws -> S.Value {
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (raw: UnsafeContinuation<S.Value, any Error>) in
+                if isOnLoopThread {
+                    if lifecycle == .shutDown {
+                        raw.resume(throwing: LoopError.loopHasShutDown(suspension.operation))
+                    } else {
+                        suspension.start(on: self, LoopContinuation(raw, isForeign: false))
+                    }
+                } else {
+                    startFromOtherThread(suspension, LoopContinuation(raw, isForeign: true))
+                }
+            }
+        } onCancel: {
+            sendToLoop { suspension.cancel(on: self) }
+        }
+    }
+
+    private func startFromOtherThread<S: Suspension>(_ suspension: S, _ continuation: LoopContinuation<S.Value>) {
+        let accepted = inbox.push(.suspension { isLoopAlive in
+            if isLoopAlive {
+                suspension.start(on: self, continuation)
+            } else {
+                continuation.resume(throwing: LoopError.loopHasShutDown(suspension.operation))
+            }
+        })
+        if !accepted { continuation.resume(throwing: LoopError.loopHasShutDown(suspension.operation)) }
+    }
+}
+
+extension Loop {
+    /// The door for waits that cannot fail (`runUntilIdle`, `advance`): runs `body` on the loop
+    /// thread while the loop lives; once it has shut down, runs `reject` instead, at once.
+    func onLiveLoop(_ body: @escaping () -> Void, orElse reject: @escaping () -> Void) {
+        if isOnLoopThread {
+            if lifecycle == .shutDown { reject() } else { body() }
+        } else if !inbox.push(.suspension({ isLoopAlive in isLoopAlive ? body() : reject() })) {
+            reject()
+        }
+    }
+}
