@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "SerialLoopTesting", targets: ["SerialLoopTesting"]),
         .executable(name: "serial-loop-demo", targets: ["SerialLoopDemo"]),
         .executable(name: "serial-loop-leak-check", targets: ["SerialLoopLeakCheck"]),
+        .executable(name: "serial-loop-torture", targets: ["SerialLoopTorture"]),
     ],
     targets: [
         // epoll / eventfd declarations only: Glibc does not expose them to Swift.
@@ -17,6 +18,8 @@ let package = Package(
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),
         // Many loops created, run and torn down, for the leak check in .ci/reliability.sh.
         .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop"]),
+        // The randomized API torture test (issue 9): run by .ci/run, seeded and replayable.
+        .executableTarget(name: "SerialLoopTorture", dependencies: ["SerialLoop"]),
         .target(name: "SerialLoopTesting", dependencies: ["SerialLoop"]),
         .testTarget(name: "SerialLoopTests", dependencies: ["SerialLoop", "SerialLoopTesting"]),
     ],

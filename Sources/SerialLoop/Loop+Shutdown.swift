@@ -51,8 +51,10 @@ extension Loop {
         return leftovers
     }
 
-    /// Ends the loop's life (asyncio.run's cleanup, adapted): called on the loop thread once the
-    /// body has finished, or by `LoopThread.shutdown()`.
+    /// Ends the loop's life (asyncio.run's cleanup, adapted). `withLoop` and
+    /// `LoopThread.shutdown()` call it for you; call it yourself on a loop you created with
+    /// `Loop()` and drove with ``run()`` / `run(until:)`, once it stopped. Idempotent.
+    /// - Precondition: called on the loop's thread, while the loop is not running.
     ///
     /// What happens to work still pending, in rounds until nothing is left (at most 100 rounds):
     /// 1. ready work runs (without blocking, without moving time);
@@ -71,9 +73,10 @@ extension Loop {
     /// - Returns: the deadlines of the `Task.sleep`s that were still live (not cancelled) when
     ///   shutdown woke them: what a test loop reports as leftover task sleeps.
     @discardableResult
-    func shutDown() -> [LoopClock.Instant] {
-        preconditionOnLoopThread("Loop.shutDown()")
+    public func shutdown() -> [LoopClock.Instant] {
+        preconditionOnLoopThread("Loop.shutdown()")
         guard lifecycle != .shutDown else { return [] }
+        precondition(lifecycle != .running, "Loop.shutdown() called while the loop is running; call stop() and shut down after run() returns")
         let previous = enterThread()
         defer { leaveThread(restoring: previous) }
         var liveTaskSleeps: [LoopClock.Instant] = []
@@ -99,6 +102,7 @@ extension Loop {
         if abandonedJobs + abandonedWaits > 0 {
             fputs("SerialLoop: shutdown abandoned \(abandonedJobs) job(s) and \(abandonedWaits) timer(s)/wait(s) that kept coming back after cancellation\n", stderr)
         }
+        releaseEscapedTasks()
         reactor.backend.close()
         return liveTaskSleeps
     }

@@ -31,6 +31,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     let ownerThread: pthread_t
     public let timeMode: TimeMode
     let inbox: Inbox
+    /// Where jobs that arrive after shutdown run (Afterlife.swift).
+    let afterlife = Afterlife()
 
     // MARK: Cross-thread state (atomics)
 
@@ -71,6 +73,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Whether work sent to the global executor from this loop's thread runs on the loop instead
     /// (test loops: see GlobalRouting.swift).
     @exclusivity(unchecked) var capturesEscapingWork: Bool
+    /// The tasks created on this test loop's thread that it took over (GlobalRouting.swift).
+    @exclusivity(unchecked) var escapedTasks = Set<UnsafeRawPointer>()
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
     /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
@@ -131,13 +135,18 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     /// The single entry point for work. Same thread: a ring-buffer push (no lock, no allocation once
     /// the buffer has grown, no syscall). Other threads: the locked inbox, waking a parked loop.
-    /// Work that arrives after shutdown is dropped with a warning (once per process).
+    /// After shutdown, jobs run in the loop's afterlife (Afterlife.swift); callbacks are dropped
+    /// with a warning (once per process).
     @inline(__always)
     func submit(_ work: Work) {
         if isOnLoopThread && lifecycle != .shutDown {
             ready.push(work)
         } else if !inbox.push(work) {
-            reportWorkAfterShutdown()
+            switch work {
+            case .task(let job), .global(let job), .sleepWake(let job): runAfterShutdown(job)
+            case .suspension(let start): start(false)
+            case .callback, .timerCallback, .resume: reportWorkAfterShutdown()
+            }
         }
     }
 
@@ -164,7 +173,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         enum Once { nonisolated(unsafe) static var reported = false }
         if !Once.reported {
             Once.reported = true
-            fputs("SerialLoop: work was enqueued on a loop that has shut down; it will not run (a task or callback outlived its loop)\n", stderr)
+            fputs("SerialLoop: a callback was sent to a loop that has shut down; it will not run (it outlived its loop)\n", stderr)
         }
     }
 

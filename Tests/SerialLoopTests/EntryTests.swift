@@ -46,7 +46,7 @@ struct EntryTests {
         let future = loop.makeFuture(of: String.self)
         loop.schedule(after: .milliseconds(1)) { future.succeed("done") }
         #expect(try loop.run(until: future) == "done")
-        loop.shutDown()
+        loop.shutdown()
     }
 
     @Test func runForeverUntilStop() throws {
@@ -60,7 +60,7 @@ struct EntryTests {
         // The loop can run again after stop (asyncio allows it too).
         loop.schedule(after: .milliseconds(1)) { loop.stop() }
         loop.run()
-        loop.shutDown()
+        loop.shutdown()
         #expect(ticks == 2)
     }
 
@@ -69,7 +69,7 @@ struct EntryTests {
         let task = Task(executorPreference: loop) { try await loop.sleep(for: .seconds(3600)) }
         loop.schedule(after: .milliseconds(1)) { loop.stop() }
         #expect(throws: LoopError.self) { try loop.run(until: task) }
-        loop.shutDown()
+        loop.shutdown()
     }
 
     @Test func pendingTasksAreCancelledWhenTheBodyReturns() async throws {

@@ -16,7 +16,7 @@ struct MisuseTests {
     @Test func runningAShutDownLoopTraps() async {
         await #expect(processExitsWith: .failure) {
             let loop = try Loop()
-            loop.shutDown()
+            loop.shutdown()
             loop.run()
         }
     }

@@ -127,7 +127,7 @@ struct FaultTests {
 
     @Test func workAfterShutdownIsDroppedNotRun() throws {
         let loop = try Loop()
-        loop.shutDown()
+        loop.shutdown()
         let ran = Atomic<Bool>(false)
         let thread = spawnThread { loop.execute { ran.store(true, ordering: .relaxed) } }
         pthread_join(thread, nil)

@@ -289,7 +289,7 @@ struct ExtremeInputTests {
         let error = #expect(throws: LoopError.self) { try loop.run(until: never) }
         #expect(error?.operation == "run(until:)")
         #expect(error?.description.contains("stall") == true || error?.description.contains("nothing") == true, "\(String(describing: error))")
-        loop.shutDown()
+        loop.shutdown()
     }
 
     /// A `run(until:)` that ended by `stop()` leaves its watcher behind; when what it waited for
@@ -310,7 +310,7 @@ struct ExtremeInputTests {
         #expect(try loop.run(until: second) == 2)
         let third = Task(executorPreference: loop) { try await loop.sleep(for: .milliseconds(5)); return 3 }
         #expect(try loop.run(until: third) == 3)
-        loop.shutDown()
+        loop.shutdown()
         #expect(throws: LoopError.self) { try loop.run(until: third) }   // shut down: an error, not a trap
     }
 }

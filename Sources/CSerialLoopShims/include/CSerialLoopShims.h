@@ -16,8 +16,9 @@
 static inline int c_serial_loop_errno(void) { return errno; }
 
 /// Decides whether a job headed for Swift's global executor should run on the current thread's
-/// loop instead. Returns true if it took the job.
-typedef bool (*c_serial_loop_global_router_t)(void *job);
+/// loop instead. `is_new_task`: the job is a task being created on this thread right now.
+/// Returns true if it took the job.
+typedef bool (*c_serial_loop_global_router_t)(void *job, bool is_new_task);
 
 /// Installs `swift_task_enqueueGlobal_hook` (once per process) so that global enqueues consult
 /// `router` first and fall through to the runtime's own global executor otherwise.
@@ -27,8 +28,8 @@ void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router);
 void *c_serial_loop_current_loop(void);
 void c_serial_loop_set_current_loop(void *loop);
 
-/// While true, global enqueues on this thread go to the runtime even if a loop runs here: set
-/// around the resumption of a task that does not belong to the loop (Suspension.swift).
-void c_serial_loop_set_passing_through(bool value);
+/// Keeps a task alive while a test loop remembers it as its own (so its address is not reused).
+void c_serial_loop_retain_task(void *task);
+void c_serial_loop_release_task(void *task);
 
 #endif

@@ -54,7 +54,7 @@ extension Loop {
             }
             handoff.fulfil(.success(loop))
             loop.run()
-            loop.shutDown()
+            loop.shutdown()
         }
         switch handoff.wait() {
         case .success(let loop):

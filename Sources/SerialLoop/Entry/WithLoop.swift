@@ -7,7 +7,7 @@ import Synchronization
 /// The body runs as a task that prefers the loop, so it and everything it awaits in structured
 /// form — `async let`, task-group children, nonisolated async functions, actors on the loop —
 /// runs on this thread. The loop turns until the body finishes; then it shuts down (see
-/// ``Loop/shutDown()``: tasks still suspended on the loop are cancelled, as `asyncio.run` does).
+/// ``Loop/shutdown()``: tasks still suspended on the loop are cancelled, as `asyncio.run` does).
 ///
 /// This blocks the calling thread. In async code, use the `async` overload instead, which runs the
 /// loop on a dedicated thread and blocks no cooperative thread.
@@ -156,7 +156,7 @@ extension Loop {
         let outcome: Result<T, any Error> = Result { try run(until: task) }
         var leftovers = timeMode == .virtual ? self.leftovers() : LoopLeftovers()
         // Task.sleep timers may belong to cancelled sleeps; shutdown tells the live ones apart.
-        let liveTaskSleeps = shutDown()
+        let liveTaskSleeps = shutdown()
         if timeMode == .virtual { leftovers.taskSleeps = liveTaskSleeps }
         // The body must be gone before the caller's closure may be released (it was only borrowed).
         // A body that never finished (a stall, a stop) is awaiting something no cancellation

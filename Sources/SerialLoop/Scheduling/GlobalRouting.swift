@@ -10,9 +10,12 @@ import CSerialLoopShims
 //    window in which virtual time could jump before the sleeper is back.
 // 2. Escaping work on a test loop. A plain `Task {}` or `Task.detached {}` created on the loop
 //    thread goes to the global executor (SE-0417) and races the virtual clock. A test loop
-//    (`capturesEscapingWork`, on by default in virtual time) runs such jobs on its own thread
+//    (`capturesEscapingWork`, on by default in virtual time) runs such tasks on its own thread
 //    instead, in FIFO order with everything else, so tests that use libraries which spawn
-//    unstructured tasks stay deterministic. Limit: such a task has no executor preference, so a
+//    unstructured tasks stay deterministic. It owns exactly the tasks *created* on its thread
+//    (the shim marks task creation): their later resumptions on its thread come back to it, while
+//    a task created elsewhere that the loop merely resumes — a foreign task awaiting a loop
+//    task's value, a sleep, a future — goes back to its own executor. Limit: such a task has no executor preference, so a
 //    `Task.sleep` *inside* it is scheduled by the global executor on real time (Swift 6.3's
 //    global executor schedules delayed jobs without a hook we can take); it resumes on the loop
 //    only if the waking thread is a loop thread. Give such code an executor preference or a clock.
@@ -22,15 +25,35 @@ import CSerialLoopShims
 // other global enqueue falls through to the runtime unchanged. (A program that installs its own
 // hook after ours replaces it: the loop then works as before, minus these two routings.)
 
-private let routeGlobalJob: c_serial_loop_global_router_t = { rawJob in
+private let routeGlobalJob: c_serial_loop_global_router_t = { rawJob, isNewTask in
     guard let rawJob, let rawLoop = c_serial_loop_current_loop() else { return false }
     let loop = Unmanaged<Loop>.fromOpaque(rawLoop).takeUnretainedValue()
-    guard loop.isRunningSleepWake || loop.capturesEscapingWork else { return false }
+    guard loop.isRunningSleepWake || (loop.capturesEscapingWork && loop.ownsEscapedTask(rawJob, isNew: isNewTask)) else {
+        return false
+    }
     loop.ready.push(.global(unsafeBitCast(rawJob, to: UnownedJob.self)))
     return true
 }
 
 extension Loop {
+    /// Whether a global enqueue on this thread is of a task the test loop owns: one created on
+    /// its thread (it becomes owned now, and stays retained until shutdown so its address cannot
+    /// be taken by another task), or one created earlier. Resumptions of any other task — a
+    /// foreign task awaiting loop work — go to the runtime as usual.
+    func ownsEscapedTask(_ job: UnsafeMutableRawPointer, isNew: Bool) -> Bool {
+        if isNew {
+            if escapedTasks.insert(UnsafeRawPointer(job)).inserted { c_serial_loop_retain_task(job) }
+            return true
+        }
+        return escapedTasks.contains(UnsafeRawPointer(job))
+    }
+
+    /// Shutdown: forgets (and releases) the escaped tasks.
+    func releaseEscapedTasks() {
+        for task in escapedTasks { c_serial_loop_release_task(UnsafeMutableRawPointer(mutating: task)) }
+        escapedTasks.removeAll()
+    }
+
     func installGlobalRouting() {
         c_serial_loop_install_global_hook(routeGlobalJob)
     }

@@ -1,5 +1,3 @@
-import CSerialLoopShims
-
 // The one door through which a loop API suspends its caller
 //
 // Every `async` loop API that waits for the loop — `sleep`, `readable`/`writable`, `future.value`,
@@ -17,10 +15,9 @@ import CSerialLoopShims
 //   `CancellationError` (it unwinds, as under `asyncio.run`), a foreign task — one that suspended
 //   from another thread — with the shutdown error (`LoopContinuation.resumeForShutdown`).
 //
-// Foreign tasks resume on their own executors. A test loop captures work sent to the global
-// executor from its thread (GlobalRouting.swift); resuming a foreign task from the loop thread
-// would otherwise let it take the foreign task over. `LoopContinuation.resume` marks those
-// resumptions so the capture lets them pass.
+// Foreign tasks resume on their own executors: a test loop captures only tasks created on its
+// thread (GlobalRouting.swift), so resuming a foreign task from the loop thread sends its job to
+// the runtime as usual.
 
 /// A task suspended in a loop API: its continuation, and whether the task belongs to the loop.
 struct LoopContinuation<Value: Sendable>: @unchecked Sendable {
@@ -35,13 +32,7 @@ struct LoopContinuation<Value: Sendable>: @unchecked Sendable {
 
     @inline(__always)
     func resume(with result: Result<Value, any Error>) {
-        if isForeign {
-            c_serial_loop_set_passing_through(true)
-            raw.resume(with: result)
-            c_serial_loop_set_passing_through(false)
-        } else {
-            raw.resume(with: result)
-        }
+        raw.resume(with: result)
     }
 
     @inline(__always)

@@ -121,13 +121,17 @@ extension Loop: SchedulingExecutor {
 
 extension Loop {
     func scheduleRuntimeJob(_ work: Work, deadline: Int64) {
-        if timeMode == .virtual && isOnLoopThread {
+        guard case .sleepWake(let job) = work else { preconditionFailure("runtime timers carry sleep jobs") }
+        if isOnLoopThread && lifecycle != .shutDown {
+            let id = timers.schedule(at: deadline, work)
             // The runtime calls this inside the sleeping task's job: remember that task, so a test
             // loop can tell a cancelled sleep's leftover job from a live one (Loop+VirtualTime.swift).
-            noteRuntimeSleep(timers.schedule(at: deadline, work))
-            return
+            if timeMode == .virtual { noteRuntimeSleep(id) }
+        } else if !inbox.push(.suspension({ isLoopAlive in
+            if isLoopAlive { self.timers.schedule(at: deadline, work) } else { self.runAfterShutdown(job, deadline: deadline) }
+        })) {
+            runAfterShutdown(job, deadline: deadline)
         }
-        onLoopThread { _ = self.timers.schedule(at: deadline, work) }
     }
 
     /// Converts another clock's instant to a loop deadline.

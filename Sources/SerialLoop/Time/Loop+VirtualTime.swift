@@ -198,7 +198,7 @@ extension Loop {
             try await SuspendingClock().sleep(for: .zero)
         }
         _ = try? loop.run(until: warmUp)
-        loop.shutDown()
+        loop.shutdown()
         return true
     }()
 
