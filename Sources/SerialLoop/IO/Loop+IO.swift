@@ -10,7 +10,8 @@ extension Loop {
     ///
     /// - Throws: `CancellationError` when the task is cancelled (the waiter is removed at once);
     ///   ``LoopError`` naming `readable(fd:)` and the errno for an invalid or closed descriptor, or
-    ///   when the descriptor is closed through ``close(_:)`` / ``deregister(_:)`` while waiting.
+    ///   when the descriptor is closed through ``close(_:)`` / ``deregister(_:)`` while waiting;
+    ///   ``LoopError/loopHasShutDown(_:)`` once the loop has shut down.
     public func readable(_ fd: Int32) async throws {
         try await waitForReadiness(fd, .read)
     }
@@ -30,9 +31,9 @@ extension Loop {
     /// Stops watching `fd` and closes it. Tasks waiting on it wake with a ``LoopError``; its reader
     /// and writer callbacks are removed. Use this instead of `close(2)` for any descriptor the loop
     /// has seen: the kernel silently drops closed descriptors from epoll, so after `close(2)` the
-    /// loop learns of it only at its next descriptor check (its waiters then fail with EBADF, up to
-    /// about a second later), its callbacks are never called again, and a reused number can inherit
-    /// the registration meanwhile.
+    /// loop learns of it only by checking (see "Descriptors closed behind the loop's back" in
+    /// Reactor.swift): a later wait on the number within about a millisecond, waiters that were
+    /// already there within about a second; its callbacks are never called again.
     /// - Precondition: called on the loop's thread.
     public func close(_ fd: Int32) throws(LoopError) {
         deregister(fd)
