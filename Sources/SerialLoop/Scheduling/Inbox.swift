@@ -71,9 +71,6 @@ final class Inbox: Sendable {
         }
     }
 
-    /// Whether shutdown has closed the inbox. Any thread.
-    var isClosed: Bool { items.withLock { $0.isClosed } }
-
     /// Loop thread, before a blocking poll. Returns `false` if work arrived meanwhile (do not block).
     func beginParking() -> Bool {
         isParking.store(true, ordering: .sequentiallyConsistent)
