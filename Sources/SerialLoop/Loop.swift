@@ -57,8 +57,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var awaitedFutures: [ObjectIdentifier: any ShutdownCancellable] = [:]
     /// Virtual-time control: see Loop+VirtualTime.swift.
     @exclusivity(unchecked) var virtualClock = VirtualClockState()
-    /// CLOCK_MONOTONIC when the current job started (test loops only; see `virtualDeadline`).
-    @exclusivity(unchecked) var jobStartNanoseconds: Int64 = 0
     /// Callbacks whose timer fired but which have not run yet: cancelling one removes it here.
     @exclusivity(unchecked) var firedCallbacks = Set<TimerID>()
     /// True while a runtime sleep job runs: its hop to the global executor comes back here.
@@ -77,7 +75,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         let wakeSignal = reactor.backend.wakeSignal
         inbox = Inbox(wake: { wakeSignal.signal() })
         installGlobalRouting()
-        if time == .virtual { Loop.warmUpRuntimeSleepPaths() }
     }
 
     deinit {
@@ -218,7 +215,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     @inline(__always)
     func run(_ work: Work) {
-        if timeMode == .virtual { noteJobStart() }
         switch work {
         case .task(let job):
             job.runSynchronously(on: asUnownedTaskExecutor())
@@ -227,7 +223,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
             job.runSynchronously(on: asUnownedTaskExecutor())
             isRunningSleepWake = false
         case .global(let job):
-            job.runSynchronously(on: globalConcurrentExecutor.asUnownedTaskExecutor())
+            // On the loop as its task executor, so the job's `Task.sleep`s land on the loop's
+            // timers (virtual on a test loop) instead of the global executor's (see GlobalRouting.swift).
+            job.runSynchronously(on: asUnownedTaskExecutor())
         case .callback(let body):
             body()
         case .timerCallback(let id, let body):

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <unistd.h>
 #include <time.h>
+#include <stdint.h>
 
 // errno through a function: Swift cannot read the thread-local macro directly on every libc.
 static inline int c_serial_loop_errno(void) { return errno; }
@@ -26,5 +27,27 @@ void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router);
 /// The loop running on this thread (an unretained pointer), or NULL.
 void *c_serial_loop_current_loop(void);
 void c_serial_loop_set_current_loop(void *loop);
+
+// MARK: The runtime's clocks on a test loop's thread (clock.c)
+
+/// Virtual monotonic instants are this many seconds + the loop's virtual nanoseconds.
+#define c_serial_loop_virtual_clock_origin_seconds ((int64_t)1000000000)
+
+/// What `clock_gettime` answers on this thread for the monotonic clocks (MONOTONIC, _RAW,
+/// _COARSE, BOOTTIME): the virtual instant when `active`, libc's answer otherwise.
+typedef struct {
+    bool active;
+    int64_t nanoseconds;
+} c_serial_loop_virtual_clock_t;
+
+c_serial_loop_virtual_clock_t c_serial_loop_thread_virtual_clock(void);
+void c_serial_loop_set_thread_virtual_clock(c_serial_loop_virtual_clock_t clock);
+void c_serial_loop_set_thread_virtual_nanoseconds(int64_t nanoseconds);
+
+/// libc's `clock_gettime`, bypassing the interposer: for the loop's own real-time reads.
+int c_serial_loop_real_clock_gettime(clockid_t clock, struct timespec *spec);
+
+/// Whether `clock_gettime` in this process resolves to the interposer (diagnostics and tests).
+bool c_serial_loop_clock_is_interposed(void);
 
 #endif
