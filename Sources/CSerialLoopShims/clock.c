@@ -80,7 +80,7 @@ static inline bool is_virtualized(clockid_t clock) {
 }
 
 int clock_gettime(clockid_t clock, struct timespec *spec) {
-    if (__builtin_expect(thread_virtual_clock.active, 0) && is_virtualized(clock) && spec != NULL) {
+    if (__builtin_expect(thread_virtual_clock.active, 0) && is_virtualized(clock)) {
         int64_t nanoseconds = thread_virtual_clock.nanoseconds;
         spec->tv_sec = (time_t)(c_serial_loop_virtual_clock_origin_seconds + nanoseconds / 1000000000);
         spec->tv_nsec = (long)(nanoseconds % 1000000000);
