@@ -2,8 +2,9 @@
 #define C_SERIAL_LOOP_SHIMS_H
 
 // Glibc's Swift overlay does not export epoll or eventfd, so this header makes them visible to the
-// SerialLoop module. The only logic here is the global-enqueue hook below, which must use the
-// Swift calling convention and so cannot be written in Swift.
+// SerialLoop module. The only logic here is the global-enqueue hook below (shims.c), which must use
+// the Swift calling convention and so cannot be written in Swift, and the interposed
+// `clock_gettime` (clock.c), which must be a C symbol of that name.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <errno.h>
