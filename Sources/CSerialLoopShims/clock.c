@@ -35,6 +35,9 @@ static _Thread_local c_serial_loop_virtual_clock_t thread_virtual_clock;
 static _Atomic(clock_gettime_fn) libc_clock_gettime;
 
 int clock_gettime(clockid_t clock, struct timespec *spec);
+// This object's own definition, by a name nothing can interpose: inside a shared library, plain
+// `clock_gettime` would name whichever definition won the lookup, not necessarily ours.
+extern int own_clock_gettime(clockid_t clock, struct timespec *spec) __attribute__((alias("clock_gettime"), visibility("hidden")));
 
 // The kernel's answer without libc (no vDSO, ~100 ns): used only until libc's is resolved, or if it
 // cannot be (and so never recursion into ourselves).
@@ -46,10 +49,10 @@ static int syscall_clock_gettime(clockid_t clock, struct timespec *spec) {
 // library loaded after libc, say), libc's own by handle.
 static clock_gettime_fn resolve_libc_clock_gettime(void) {
     clock_gettime_fn found = (clock_gettime_fn)dlsym(RTLD_NEXT, "clock_gettime");
-    if (found == NULL || found == clock_gettime) {
+    if (found == NULL || found == own_clock_gettime) {
         void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
         found = libc ? (clock_gettime_fn)dlsym(libc, "clock_gettime") : NULL;
-        if (found == clock_gettime) found = NULL;
+        if (found == own_clock_gettime) found = NULL;
     }
     if (found == NULL) found = syscall_clock_gettime;
     atomic_store_explicit(&libc_clock_gettime, found, memory_order_relaxed);
@@ -96,7 +99,7 @@ void c_serial_loop_set_thread_virtual_clock(c_serial_loop_virtual_clock_t clock)
 void c_serial_loop_set_thread_virtual_nanoseconds(int64_t nanoseconds) { thread_virtual_clock.nanoseconds = nanoseconds; }
 
 bool c_serial_loop_clock_is_interposed(void) {
-    // Whoever `clock_gettime` resolves to for this object: ours only if the interposition took.
+    // What every caller in the process (the Swift runtime included) binds `clock_gettime` to.
     void *resolved = dlsym(RTLD_DEFAULT, "clock_gettime");
-    return resolved == (void *)clock_gettime;
+    return resolved == (void *)own_clock_gettime;
 }

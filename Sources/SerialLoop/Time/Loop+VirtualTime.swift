@@ -89,11 +89,24 @@ extension Loop {
     /// leaves its thread.
     static func installThreadClock(for loop: Loop?) {
         if let loop, loop.timeMode == .virtual {
+            _ = runtimeClocksCanBeVirtual
             c_serial_loop_set_thread_virtual_clock(.init(active: true, nanoseconds: loop.virtualNanoseconds.load(ordering: .relaxed)))
         } else {
             c_serial_loop_set_thread_virtual_clock(.init(active: false, nanoseconds: 0))
         }
     }
+
+    /// Whether the interposed `clock_gettime` is the one the process uses. It is when SerialLoop is
+    /// linked statically (SwiftPM's default) or as a shared library loaded before libc; if
+    /// something else won the symbol lookup, plain `Task.sleep` on a test loop would sleep on
+    /// real-clock deadlines, so say so once instead of producing wrong virtual times silently.
+    static let runtimeClocksCanBeVirtual: Bool = {
+        let interposed = c_serial_loop_clock_is_interposed()
+        if !interposed {
+            fputs("SerialLoop: clock_gettime is not interposed in this process (another definition won the symbol lookup): on test loops, ContinuousClock/SuspendingClock and plain Task.sleep read real time; use loop.sleep / loop.clock\n", stderr)
+        }
+        return interposed
+    }()
 
     /// Work arrived from another thread (called by the tick's inbox drain on test loops). It does
     /// not hold time: it is only counted, for stall reports.
