@@ -118,7 +118,8 @@ struct ExactVirtualTimeTests {
     }
 
     @Test func anEscapedTaskSleepingAnHourResumesAtExactlyOneVirtualHour() async throws {
-        let results = try await withTestLoop { loop in
+        let results = try await withWatchdog(.seconds(20)) {
+          try await withTestLoop { loop in
             let start = loop.now
             let escaped = Task { () -> (Duration, Bool) in
                 try await Task.sleep(for: .seconds(3600))
@@ -128,7 +129,15 @@ struct ExactVirtualTimeTests {
                 try await ContinuousClock().sleep(for: .seconds(5400))
                 return (start.duration(to: loop.now), loop.isOnLoopThread)
             }
-            return [try await escaped.value, try await detached.value]
+            // If the watchdog cancels the body, end the escaped tasks too, so the test fails
+            // instead of waiting for them.
+            return try await withTaskCancellationHandler {
+                [try await escaped.value, try await detached.value]
+            } onCancel: {
+                escaped.cancel()
+                detached.cancel()
+            }
+          }
         }
         #expect(results.map(\.0) == [.seconds(3600), .seconds(5400)])
         #expect(results.map(\.1) == [true, true], "the escaped tasks resumed off the loop")
