@@ -265,7 +265,9 @@ struct IdlePolicyTests {
 
     @Test func ioThatNeverGoesQuietIsAStallNamingTheDescriptor() async throws {
         let (readEnd, writeEnd) = makePipe()
-        defer { close(writeEnd) }
+        // Closed only after the writer stopped (defers run last-declared first): writing to a
+        // pipe whose read end is closed raises SIGPIPE, which ends the test process.
+        defer { close(readEnd); close(writeEnd) }
         let stop = StopFlag()
         let writer = spawnThread {
             while !stop.isSet {
@@ -286,7 +288,7 @@ struct IdlePolicyTests {
                         var buffer = [UInt8](repeating: 0, count: 64)
                         _ = read(readEnd, &buffer, buffer.count)
                     }
-                    defer { try? loop.close(readEnd) }
+                    defer { loop.deregister(readEnd) }
                     try await loop.sleep(for: .seconds(1))          // wants a jump the I/O blocks
                 }
             }
