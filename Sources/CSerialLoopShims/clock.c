@@ -11,9 +11,10 @@
 //
 // What it does. When the calling thread is running a test loop (`c_serial_loop_set_thread_virtual_clock`
 // was called with `active` on this thread), the monotonic clocks read a virtual instant:
-// `c_serial_loop_virtual_clock_origin_seconds` + the loop's virtual nanoseconds. Every other
-// thread, clock id and moment goes to libc's `clock_gettime` unchanged. The check is one
-// thread-local load and a predictable branch.
+// `c_serial_loop_virtual_clock_origin_seconds` + the loop's virtual nanoseconds — for every caller
+// but libdispatch (its timers are real; see `dispatch_text_start`). Every other thread, clock id
+// and moment goes to libc's `clock_gettime` unchanged. The check is one thread-local load and a
+// predictable branch.
 //
 // Invariants.
 // - Only the thread that set the thread-local reads or writes it: no synchronisation needed.
@@ -26,7 +27,10 @@
 #define _GNU_SOURCE
 #include "CSerialLoopShims.h"
 #include <dlfcn.h>
+#include <link.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
 #include <sys/syscall.h>
 
 typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
@@ -59,9 +63,30 @@ static clock_gettime_fn resolve_libc_clock_gettime(void) {
     return found;
 }
 
+// libdispatch's code, whose clock reads stay real even on a test loop's thread. Dispatch's timers
+// run on real time on their own threads, so a deadline it computes on the loop's thread
+// (`DispatchQueue.asyncAfter(deadline: .now() + x)`, the runtime's global-executor delays) must be
+// a real one, or it would lie ~31 years away and never fire. Found once, before `main`; [0, 0)
+// (nothing excluded) when libdispatch is linked statically into the executable.
+static uintptr_t dispatch_text_start, dispatch_text_end;
+
+static int find_dispatch_text(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size; (void)data;
+    if (info->dlpi_name == NULL || strstr(info->dlpi_name, "/libdispatch.so") == NULL) return 0;
+    for (int index = 0; index < info->dlpi_phnum; index++) {
+        const ElfW(Phdr) *header = &info->dlpi_phdr[index];
+        if (header->p_type != PT_LOAD || (header->p_flags & PF_X) == 0) continue;
+        uintptr_t start = info->dlpi_addr + header->p_vaddr, end = start + header->p_memsz;
+        if (dispatch_text_start == 0 || start < dispatch_text_start) dispatch_text_start = start;
+        if (end > dispatch_text_end) dispatch_text_end = end;
+    }
+    return 1;
+}
+
 __attribute__((constructor))
 static void c_serial_loop_resolve_clock(void) {
     if (atomic_load_explicit(&libc_clock_gettime, memory_order_relaxed) == NULL) resolve_libc_clock_gettime();
+    dl_iterate_phdr(find_dispatch_text, NULL);
 }
 
 int c_serial_loop_real_clock_gettime(clockid_t clock, struct timespec *spec) {
@@ -82,8 +107,14 @@ static inline bool is_virtualized(clockid_t clock) {
     }
 }
 
+// Whether this read comes from libdispatch (see `dispatch_text_start`).
+static inline bool is_from_dispatch(uintptr_t caller) {
+    return caller >= dispatch_text_start && caller < dispatch_text_end;
+}
+
 int clock_gettime(clockid_t clock, struct timespec *spec) {
-    if (__builtin_expect(thread_virtual_clock.active, 0) && is_virtualized(clock)) {
+    if (__builtin_expect(thread_virtual_clock.active, 0) && is_virtualized(clock)
+        && !is_from_dispatch((uintptr_t)__builtin_return_address(0))) {
         int64_t nanoseconds = thread_virtual_clock.nanoseconds;
         spec->tv_sec = (time_t)(c_serial_loop_virtual_clock_origin_seconds + nanoseconds / 1000000000);
         spec->tv_nsec = (long)(nanoseconds % 1000000000);
@@ -103,3 +134,5 @@ bool c_serial_loop_clock_is_interposed(void) {
     void *resolved = dlsym(RTLD_DEFAULT, "clock_gettime");
     return resolved == (void *)own_clock_gettime;
 }
+
+bool c_serial_loop_dispatch_reads_real_time(void) { return dispatch_text_end > dispatch_text_start; }

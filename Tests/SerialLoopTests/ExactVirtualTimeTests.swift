@@ -62,26 +62,55 @@ struct ExactVirtualTimeTests {
 
     @Test func theRuntimesClocksReadVirtualTimeOnTheLoopThreadAndRealTimeElsewhere() async throws {
         #expect(c_serial_loop_clock_is_interposed())
+        #expect(c_serial_loop_dispatch_reads_real_time())
         let realBefore = ContinuousClock.now
-        let (onLoop, offLoop, dispatchUptime, virtualNow) = try await withTestLoop { loop in
+        let dispatchBefore = DispatchTime.now().uptimeNanoseconds
+        let (onLoop, offLoop, dispatchOnLoop, uptimeOnLoop, virtualNow) = try await withTestLoop { loop in
             try await loop.sleep(for: .seconds(3600))
             let onLoop = ContinuousClock.now
-            let dispatchUptime = DispatchTime.now().uptimeNanoseconds
+            let dispatchOnLoop = DispatchTime.now().uptimeNanoseconds
+            var spec = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &spec)                 // any other caller: virtual
+            let uptimeOnLoop = UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
             let offLoop = await withCheckedContinuation { (continuation: CheckedContinuation<ContinuousClock.Instant, Never>) in
                 pthread_detach(spawnThread { continuation.resume(returning: ContinuousClock.now) })
             }
-            return (onLoop, offLoop, dispatchUptime, loop.now.nanosecondsSinceOrigin)
+            return (onLoop, offLoop, dispatchOnLoop, uptimeOnLoop, loop.now.nanosecondsSinceOrigin)
         }
         let realAfter = ContinuousClock.now
+        let dispatchAfter = DispatchTime.now().uptimeNanoseconds
         // Off the loop thread: real time, between the two real readings around the test loop.
         #expect(realBefore <= offLoop && offLoop <= realAfter)
         // On it: the fixed origin (10⁹ s) + virtual time, for anything reading the monotonic
-        // clocks through libc (here Dispatch, which uses CLOCK_MONOTONIC).
+        // clocks through libc...
         let origin = UInt64(c_serial_loop_virtual_clock_origin_seconds) * 1_000_000_000
-        #expect(dispatchUptime == origin + UInt64(virtualNow))
+        #expect(uptimeOnLoop == origin + UInt64(virtualNow))
+        // ...except Dispatch, whose timers are real: its deadlines must be too.
+        #expect(dispatchBefore <= dispatchOnLoop && dispatchOnLoop <= dispatchAfter)
         #expect(onLoop.duration(to: realAfter) < .zero, "a virtual instant lies ~31 years after any real one")
         // The loop's own clock stays exact and real reads after the loop ended are real again.
         #expect(virtualNow == 3_600_000_000_000)
+    }
+
+    @Test func aDispatchTimerSetOnTheLoopThreadFiresOnRealTime() async throws {
+        // Dispatch reads real time even on a test loop's thread, so `asyncAfter(.now() + 20 ms)`
+        // fires 20 ms of real time later (not ~31 virtual-origin years later). The test waits for
+        // it explicitly: a hold, since work from other threads does not hold time.
+        let (fired, elapsed) = try await withWatchdog(.seconds(20)) {
+            try await withTestLoop { loop in
+                let start = loop.now
+                let fired = await loop.holdingTime {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(20)) {
+                            continuation.resume(returning: true)
+                        }
+                    }
+                }
+                return (fired, start.duration(to: loop.now))
+            }
+        }
+        #expect(fired)
+        #expect(elapsed == .zero)
     }
 
     /// The pattern of swift-async-algorithms' `AsyncTimerSequence`: each deadline is the previous one

@@ -35,7 +35,8 @@ void c_serial_loop_set_current_loop(void *loop);
 #define c_serial_loop_virtual_clock_origin_seconds ((int64_t)1000000000)
 
 /// What `clock_gettime` answers on this thread for the monotonic clocks (MONOTONIC, _RAW,
-/// _COARSE, BOOTTIME): the virtual instant when `active`, libc's answer otherwise.
+/// _COARSE, BOOTTIME): the virtual instant when `active` (to every caller but libdispatch),
+/// libc's answer otherwise.
 typedef struct {
     bool active;
     int64_t nanoseconds;
@@ -50,5 +51,9 @@ int c_serial_loop_real_clock_gettime(clockid_t clock, struct timespec *spec);
 
 /// Whether `clock_gettime` in this process resolves to the interposer (diagnostics and tests).
 bool c_serial_loop_clock_is_interposed(void);
+
+/// Whether libdispatch's clock reads are told apart (and stay real on a test loop's thread): true
+/// when libdispatch is a shared library, as in a default SwiftPM build.
+bool c_serial_loop_dispatch_reads_real_time(void);
 
 #endif

@@ -78,6 +78,7 @@ extension Loop {
     /// - Precondition: `nanoseconds` is not "never" and not in the past.
     func setVirtualNow(_ nanoseconds: Int64) {
         assert(nanoseconds < neverDeadline && nanoseconds >= virtualNanoseconds.load(ordering: .relaxed), "virtual time must move forward and never reach 'never'")
+        assert(c_serial_loop_current_loop() == Unmanaged.passUnretained(self).toOpaque(), "virtual time set off the thread the loop runs on: the runtime's clocks there would not follow")
         virtualNanoseconds.store(nanoseconds, ordering: .relaxed)
         c_serial_loop_set_thread_virtual_nanoseconds(nanoseconds)
         noteVirtualProgress()
