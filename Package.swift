@@ -12,7 +12,9 @@ let package = Package(
         .executable(name: "serial-loop-torture", targets: ["SerialLoopTorture"]),
     ],
     targets: [
-        // epoll / eventfd declarations only: Glibc does not expose them to Swift.
+        // epoll / eventfd declarations (Glibc does not expose them to Swift), the global-enqueue
+        // hook, and the interposed clock_gettime that makes the runtime's clocks virtual on a
+        // test loop's thread (clock.c).
         .target(name: "CSerialLoopShims"),
         .target(name: "SerialLoop", dependencies: ["CSerialLoopShims"]),
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),

@@ -20,7 +20,7 @@ public struct LoopLeftovers: Sendable, CustomStringConvertible {
     public var description: String {
         var parts: [String] = []
         func instants(_ list: [LoopClock.Instant]) -> String {
-            list.sorted().prefix(5).map { "\(Duration.nanoseconds($0.nanosecondsSinceOrigin))" }.joined(separator: ", ") + (list.count > 5 ? ", …" : "")
+            list.sorted().prefix(5).map { $0.nanosecondsSinceOrigin == .max ? "never" : "\(Duration.nanoseconds($0.nanosecondsSinceOrigin))" }.joined(separator: ", ") + (list.count > 5 ? ", …" : "")
         }
         if !sleeps.isEmpty { parts.append("\(sleeps.count) loop.sleep(s) waking at \(instants(sleeps))") }
         if !taskSleeps.isEmpty { parts.append("\(taskSleeps.count) Task.sleep(s) waking at \(instants(taskSleeps))") }
@@ -167,7 +167,9 @@ extension Loop {
             return true
         }
         run(work)
-        while ready.nextIsGlobalJob { run(ready.pop()) }
+        // Run only the wake-up's own hop(s) to the global executor: a sleeper resumed by them is
+        // live, whether its job is a loop task or an escaped task's (also a global job).
+        for _ in 0..<ready.count where ready.nextIsGlobalJob { run(ready.pop()) }
         return !ready.isEmpty
     }
 }

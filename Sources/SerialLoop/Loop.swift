@@ -64,8 +64,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var pendingAwaits: [ObjectIdentifier: any ShutdownCancellable] = [:]
     /// Virtual-time control: see Loop+VirtualTime.swift.
     @exclusivity(unchecked) var virtualClock = VirtualClockState()
-    /// CLOCK_MONOTONIC when the current job started (test loops only; see `virtualDeadline`).
-    @exclusivity(unchecked) var jobStartNanoseconds: Int64 = 0
     /// Callbacks whose timer fired but which have not run yet: cancelling one removes it here.
     @exclusivity(unchecked) var firedCallbacks = Set<TimerID>()
     /// True while a runtime sleep job runs: its hop to the global executor comes back here.
@@ -86,7 +84,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         let wakeSignal = reactor.backend.wakeSignal
         inbox = Inbox(wake: { wakeSignal.signal() })
         installGlobalRouting()
-        if time == .virtual { Loop.warmUpRuntimeSleepPaths() }
     }
 
     deinit {
@@ -244,7 +241,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     @inline(__always)
     func run(_ work: Work) {
-        if timeMode == .virtual { noteJobStart() }
         switch work {
         case .task(let job):
             job.runSynchronously(on: asUnownedTaskExecutor())
@@ -253,7 +249,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
             job.runSynchronously(on: asUnownedTaskExecutor())
             isRunningSleepWake = false
         case .global(let job):
-            job.runSynchronously(on: globalConcurrentExecutor.asUnownedTaskExecutor())
+            // On the loop as its task executor, so the job's `Task.sleep`s land on the loop's
+            // timers (virtual on a test loop) instead of the global executor's (see GlobalRouting.swift).
+            job.runSynchronously(on: asUnownedTaskExecutor())
         case .callback(let body):
             body()
         case .suspension(let start):

@@ -59,8 +59,9 @@ extension Trait where Self == TestLoopTrait {
     /// Runs the test on its own test loop.
     /// - Parameters:
     ///   - autoAdvancesTime: `false` to move time only with `advance(by:)` / `advance(to:)`.
-    ///   - ioQuietPeriod: real time to wait for in-flight I/O or cross-thread work before a jump.
-    ///   - stallTimeout: real time after which a loop that nothing can move fails the test.
+    ///   - ioQuietPeriod: real time in-flight I/O must stay quiet before a jump.
+    ///   - stallTimeout: real time spent waiting without virtual time moving, after which the
+    ///     test fails with a stall.
     public static func testLoop(autoAdvancesTime: Bool = true, ioQuietPeriod: Duration? = nil, stallTimeout: Duration? = nil) -> Self {
         TestLoopTrait(autoAdvancesTime: autoAdvancesTime, ioQuietPeriod: ioQuietPeriod, stallTimeout: stallTimeout)
     }

@@ -350,7 +350,7 @@ _ = startThread {
         if now == last {
             let index = current.load(ordering: .relaxed)
             fputs("serial-loop-torture: HANG — sequence \(index) made no progress for \(watchdogSeconds) s while \(phase.withLock { $0 }); replay with --seed \(seedForWatchdog) --first \(index) --sequences 1 --verbose\n", stderr)
-            _exit(3)
+            abort()                                   // the runtime's backtracer prints every thread
         }
         last = now
     }

@@ -32,20 +32,19 @@ struct DeterminismReplayTests {
                     for (step, value) in plan.enumerated() {
                         let amount = Int(value >> 8 % 5000)
                         let tag = "t\(index).\(step)"
-                        // Runtime sleeps (Task.sleep, ContinuousClock, SuspendingClock) are recovered from
-                        // real-clock deadlines, exactly for round values whatever the load: whole
-                        // 10 ms here (1 ms values flaked about once in 50 runs on a loaded machine).
+                        // Runtime sleeps (Task.sleep, ContinuousClock, SuspendingClock) read the
+                        // virtual clock on the loop's thread: exact for any duration, so odd ones.
                         switch value % 10 {
                         case 0: try await loop.sleep(for: .microseconds(amount * 97))
-                        case 1: try await Task.sleep(for: .milliseconds(amount / 10 * 10))
-                        case 2: try await ContinuousClock().sleep(for: .milliseconds(amount % 300 / 10 * 10))
-                        case 3: try await Task.sleep(for: .milliseconds(amount % 700 / 10 * 10), clock: .suspending)
+                        case 1: try await Task.sleep(for: .nanoseconds(amount * 1_000_003))
+                        case 2: try await ContinuousClock().sleep(for: .microseconds(amount % 300 * 1_001))
+                        case 3: try await Task.sleep(for: .microseconds(amount % 700 * 999), clock: .suspending)
                         case 4: await Task.yield()
                         case 5: await log("\(tag) tally \(await tally.bump())")
                         case 6:
                             let sum = try await withThrowingTaskGroup(of: Int.self) { group in
                                 for child in 0..<3 {
-                                    group.addTask { try await Task.sleep(for: .milliseconds(child * 10 + amount % 50 / 10 * 10)); return child }
+                                    group.addTask { try await Task.sleep(for: .microseconds(child * 10_007 + amount % 50 * 101)); return child }
                                 }
                                 return try await group.reduce(0, +)
                             }
@@ -80,8 +79,7 @@ struct DeterminismReplayTests {
         }
     }
 
-    @Test(.disabled(if: underSanitizer, "plain Task.sleep recovery assumes unsanitized timing"))
-    func aRandomizedScenarioReplaysExactly() async throws {
+    @Test func aRandomizedScenarioReplaysExactly() async throws {
         let seed = ProcessInfoSeed.value ?? UInt64.random(in: 0...UInt64.max)
         print("DeterminismReplayTests seed: \(seed) (replay with SERIAL_LOOP_SEED=\(seed))")
         let first = try await Self.trace(seed: seed)

@@ -271,12 +271,13 @@ struct ExtremeInputTests {
     @Test func shutdownFromTheLoopsOwnThreadIsAsynchronous() async throws {
         let thread = try Loop.startThread()
         let loop = thread.loop
-        let returned = try await loop.onLoop { thread.shutdown(); return true }
-        #expect(returned)
+        let returned = Counter()
+        loop.execute { thread.shutdown(); returned.increment() }
         let ended = await withWatchdog("loop shutting down") {
             while !loop.hasShutDown { try await Task.sleep(for: .milliseconds(1)) }
         }
         #expect(ended != nil)
+        #expect(returned.value == 1)                      // shutdown() returned inside the job
         thread.shutdown()                                 // idempotent from any thread
     }
 

@@ -4,7 +4,7 @@ import SerialLoopTesting
 
 @Suite("Test loop: the .testLoop trait")
 struct TestLoopTraitTests {
-    @Test(.testLoop, .exactPlainTaskSleeps) func theTestBodyRunsOnItsOwnTestLoop() async throws {
+    @Test(.testLoop) func theTestBodyRunsOnItsOwnTestLoop() async throws {
         let loop = TestLoop.current
         #expect(loop.isOnLoopThread)
         #expect(loop.timeMode == .virtual)
@@ -14,7 +14,7 @@ struct TestLoopTraitTests {
         #expect(loop.isOnLoopThread)
     }
 
-    @Test(.testLoop(autoAdvancesTime: false, ioQuietPeriod: .milliseconds(10), stallTimeout: .seconds(2)), .exactPlainTaskSleeps)
+    @Test(.testLoop(autoAdvancesTime: false, ioQuietPeriod: .milliseconds(10), stallTimeout: .seconds(2)))
     func theTraitsSettingsApply() async throws {
         let loop = TestLoop.current
         #expect(!loop.autoAdvancesTime)
@@ -26,7 +26,7 @@ struct TestLoopTraitTests {
         #expect(loop.now == LoopClock.Instant(nanosecondsSinceOrigin: 5_000_000_000))
     }
 
-    @Test(.testLoop, .exactPlainTaskSleeps, arguments: 1...4) func eachTestCaseGetsAFreshLoop(seconds: Int) async throws {
+    @Test(.testLoop, arguments: 1...4) func eachTestCaseGetsAFreshLoop(seconds: Int) async throws {
         let loop = TestLoop.current
         #expect(loop.now == LoopClock.Instant(nanosecondsSinceOrigin: 0), "a loop was shared between cases")
         try await Task.sleep(for: .seconds(seconds))

@@ -33,7 +33,7 @@ struct TimeTests {
         #expect(lateness.allSatisfy { $0 >= .zero })
     }
 
-    @Test(.exactPlainTaskSleeps) func taskSleepLandsOnTheLoopsTimers() async throws {
+    @Test func taskSleepLandsOnTheLoopsTimers() async throws {
         let (pending, deadline, start) = try await withTestLoop { loop in
             let sleeper = Task(executorPreference: loop) { try await Task.sleep(for: .seconds(100)) }
             await loop.runUntilIdle()
@@ -45,17 +45,17 @@ struct TimeTests {
         #expect(deadline == start.advanced(by: .seconds(100)))
     }
 
-    @Test(.exactPlainTaskSleeps, arguments: ["continuous", "suspending", "loopClock"])
+    @Test(arguments: ["continuous", "suspending", "loopClock"])
     func everyClockSleepsOnVirtualTime(clockName: String) async throws {
         let (elapsed, wall) = try await withTestLoop { loop in
-            let wallStart = ContinuousClock.now
+            let wallStart = realNanoseconds()                // ContinuousClock.now is virtual here
             let start = loop.now
             switch clockName {
             case "continuous": try await ContinuousClock().sleep(for: .seconds(3600))
             case "suspending": try await SuspendingClock().sleep(for: .seconds(3600))
             default: try await loop.clock.sleep(for: .seconds(3600))
             }
-            return (start.duration(to: loop.now), wallStart.duration(to: .now))
+            return (start.duration(to: loop.now), Duration.nanoseconds(realNanoseconds() - wallStart))
         }
         #expect(elapsed == .seconds(3600))
         #expect(wall < .seconds(1))

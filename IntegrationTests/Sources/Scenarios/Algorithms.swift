@@ -75,5 +75,38 @@ func runAlgorithms() throws {
     let expected: [(Int, Duration)] = [(3, .milliseconds(320)), (5, .milliseconds(1340))]
     Check.that(debounced.map(\.0) == expected.map(\.0) && debounced.map(\.1) == expected.map(\.1),
                "test loop: debounce(for: 300 ms) emitted 3 at exactly 320 ms and 5 at 1340 ms virtual: \(debounced.map { "\($0.0)@\(format(milliseconds($0.1)))ms" })")
+    // 5. Virtual time with no loop.clock at all: library code on its default clock
+    //    (ContinuousClock), which computes absolute deadlines from `clock.now`. On a test loop's
+    //    thread ContinuousClock reads virtual time, so the ticks are exact multiples.
+    let continuousTicks = try withTestLoop { loop in
+        let origin = loop.now
+        var offsets: [Duration] = []
+        for await _ in AsyncTimerSequence(interval: .seconds(3600), clock: ContinuousClock()).prefix(5) {
+            offsets.append(origin.duration(to: loop.now))
+        }
+        return offsets
+    }
+    Check.that(continuousTicks == (1...5).map { Duration.seconds(3600 * $0) }, "test loop: AsyncTimerSequence(interval: 1 h, clock: ContinuousClock()) ticked at exactly +1 … +5 virtual hours: \(continuousTicks.map { "\($0.components.seconds / 3600)h" })")
+
+    // 6. debounce on its default clock, the producer sleeping with plain Task.sleep.
+    let debouncedDefault = try withTestLoop { loop in
+        let origin = loop.now
+        let (stream, input) = AsyncStream.makeStream(of: Int.self)
+        let producer = Task(executorPreference: loop) {
+            for value in 1...3 { input.yield(value); try await Task.sleep(for: .milliseconds(10)) }
+            try await Task.sleep(for: .seconds(1))
+            for value in 4...5 { input.yield(value); try await Task.sleep(for: .milliseconds(10)) }
+            try await Task.sleep(for: .seconds(1))
+            input.finish()
+        }
+        var values: [(Int, Duration)] = []
+        for await value in stream.debounce(for: .milliseconds(300)) {
+            values.append((value, origin.duration(to: loop.now)))
+        }
+        try await producer.value
+        return values
+    }
+    Check.that(debouncedDefault.map(\.0) == expected.map(\.0) && debouncedDefault.map(\.1) == expected.map(\.1),
+               "test loop: debounce(for: 300 ms) on its default clock emitted 3 at exactly 320 ms and 5 at 1340 ms virtual: \(debouncedDefault.map { "\($0.0)@\(format(milliseconds($0.1)))ms" })")
     Check.note("whole scenario took \(format(milliseconds(realStart.duration(to: .now)))) ms real time")
 }

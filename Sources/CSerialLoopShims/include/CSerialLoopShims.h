@@ -2,8 +2,9 @@
 #define C_SERIAL_LOOP_SHIMS_H
 
 // Glibc's Swift overlay does not export epoll or eventfd, so this header makes them visible to the
-// SerialLoop module. The only logic here is the global-enqueue hook below, which must use the
-// Swift calling convention and so cannot be written in Swift.
+// SerialLoop module. The only logic here is the global-enqueue hook below (shims.c), which must use
+// the Swift calling convention and so cannot be written in Swift, and the interposed
+// `clock_gettime` (clock.c), which must be a C symbol of that name.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <unistd.h>
 #include <time.h>
+#include <stdint.h>
 
 // errno through a function: Swift cannot read the thread-local macro directly on every libc.
 static inline int c_serial_loop_errno(void) { return errno; }
@@ -31,5 +33,32 @@ void c_serial_loop_set_current_loop(void *loop);
 /// Keeps a task alive while a test loop remembers it as its own (so its address is not reused).
 void c_serial_loop_retain_task(void *task);
 void c_serial_loop_release_task(void *task);
+
+// MARK: The runtime's clocks on a test loop's thread (clock.c)
+
+/// Virtual monotonic instants are this many seconds + the loop's virtual nanoseconds.
+#define c_serial_loop_virtual_clock_origin_seconds ((int64_t)1000000000)
+
+/// What `clock_gettime` answers on this thread for the monotonic clocks (MONOTONIC, _RAW,
+/// _COARSE, BOOTTIME): the virtual instant when `active` (to every caller but libdispatch),
+/// libc's answer otherwise.
+typedef struct {
+    bool active;
+    int64_t nanoseconds;
+} c_serial_loop_virtual_clock_t;
+
+c_serial_loop_virtual_clock_t c_serial_loop_thread_virtual_clock(void);
+void c_serial_loop_set_thread_virtual_clock(c_serial_loop_virtual_clock_t clock);
+void c_serial_loop_set_thread_virtual_nanoseconds(int64_t nanoseconds);
+
+/// libc's `clock_gettime`, bypassing the interposer: for the loop's own real-time reads.
+int c_serial_loop_real_clock_gettime(clockid_t clock, struct timespec *spec);
+
+/// Whether `clock_gettime` in this process resolves to the interposer (diagnostics and tests).
+bool c_serial_loop_clock_is_interposed(void);
+
+/// Whether libdispatch's clock reads are told apart (and stay real on a test loop's thread): true
+/// when libdispatch is a shared library, as in a default SwiftPM build.
+bool c_serial_loop_dispatch_reads_real_time(void);
 
 #endif

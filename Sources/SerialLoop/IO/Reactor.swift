@@ -331,6 +331,20 @@ struct Reactor: ~Copyable {
         }
     }
 
+    /// Descriptors with waiters or reader/writer callbacks, described for a stall report.
+    func descriptorsInFlight() -> String {
+        let described = registrations.indices.compactMap { fd -> String? in
+            let r = registrations[fd]
+            var parts: [String] = []
+            if !r.readers.isEmpty { parts.append("\(r.readers.count) readable()") }
+            if !r.writers.isEmpty { parts.append("\(r.writers.count) writable()") }
+            if r.readerCallback != nil { parts.append("a reader callback") }
+            if r.writerCallback != nil { parts.append("a writer callback") }
+            return parts.isEmpty ? nil : "fd \(fd): " + parts.joined(separator: ", ")
+        }
+        return described.isEmpty ? "no descriptor" : described.joined(separator: "; ")
+    }
+
     // MARK: Polling
 
     /// Polls once and delivers readiness: resumes waiters (their jobs land on the ready queue, in the

@@ -15,10 +15,11 @@ import CSerialLoopShims
 //    unstructured tasks stay deterministic. It owns exactly the tasks *created* on its thread
 //    (the shim marks task creation): their later resumptions on its thread come back to it, while
 //    a task created elsewhere that the loop merely resumes — a foreign task awaiting a loop
-//    task's value, a sleep, a future — goes back to its own executor. Limit: such a task has no executor preference, so a
-//    `Task.sleep` *inside* it is scheduled by the global executor on real time (Swift 6.3's
-//    global executor schedules delayed jobs without a hook we can take); it resumes on the loop
-//    only if the waking thread is a loop thread. Give such code an executor preference or a clock.
+//    task's value, a sleep, a future — goes back to its own executor. The loop runs its tasks
+//    *as their task executor* (`runSynchronously(on: loop)`), so a `Task.sleep` inside one
+//    reaches the loop's `SchedulingExecutor` and sleeps on virtual time, like a task that prefers
+//    the loop. (Swift 6.3's global executor schedules delayed jobs itself, through no hook we
+//    could take: run on the global executor, that sleep would be real.)
 //
 // The hook is `swift_task_enqueueGlobal_hook`, installed once per process. It only diverts
 // enqueues made *on a thread that is running a loop*, and only in the two cases above; every
@@ -62,10 +63,12 @@ extension Loop {
     func enterThread() -> UnsafeMutableRawPointer? {
         let previous = c_serial_loop_current_loop()
         c_serial_loop_set_current_loop(Unmanaged.passUnretained(self).toOpaque())
+        Loop.installThreadClock(for: self)
         return previous
     }
 
     func leaveThread(restoring previous: UnsafeMutableRawPointer?) {
         c_serial_loop_set_current_loop(previous)
+        Loop.installThreadClock(for: previous.map { Unmanaged<Loop>.fromOpaque($0).takeUnretainedValue() })
     }
 }

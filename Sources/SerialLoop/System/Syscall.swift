@@ -16,11 +16,13 @@ func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ bod
     }
 }
 
-/// Reads `CLOCK_MONOTONIC` in nanoseconds. The only place the real clock is read.
+/// Reads `CLOCK_MONOTONIC` in nanoseconds. The only place the real clock is read. It bypasses the
+/// interposed `clock_gettime` (CSerialLoopShims/clock.c): on a test loop's thread the runtime's
+/// clocks read virtual time, but the loop's own quiet periods and stall timeout are real.
 @inline(__always)
 func monotonicNanoseconds() -> Int64 {
     var spec = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &spec)
+    c_serial_loop_real_clock_gettime(CLOCK_MONOTONIC, &spec)
     return Int64(spec.tv_sec) &* 1_000_000_000 &+ Int64(spec.tv_nsec)
 }
 

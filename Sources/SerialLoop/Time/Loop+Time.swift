@@ -134,9 +134,16 @@ extension Loop {
         }
     }
 
-    /// Converts another clock's instant to a loop deadline.
+    /// Converts another clock's instant to a loop deadline: `now + (instant - clock.now)`, both
+    /// "now"s read on the calling thread.
     ///
-    /// Real loop: `now + (instant - clock.now)`. Test loop: see ``virtualDeadline(remainingNanoseconds:)``.
+    /// Exact on a test loop. There the runtime calls this on the loop's thread, where
+    /// `ContinuousClock.now` and `SuspendingClock.now` read `origin + virtualNow` (see
+    /// Loop+VirtualTime.swift), and where the runtime computed the instant with the same reading:
+    /// `Task.sleep(for: d)` hands us `origin + virtualNow + d`, and this returns `virtualNow + d` —
+    /// that is, `instant - origin` — to the nanosecond, under any load. On another thread the
+    /// instant and `clock.now` are both real, and their difference is the real time remaining.
+    /// A deadline past `Int64.max` saturates to "never" (see `neverDeadline`).
     func deadline<C: Clock>(for instant: C.Instant, clock: C) -> Int64 {
         let remaining: Duration
         if let instant = instant as? ContinuousClock.Instant {
@@ -150,29 +157,11 @@ extension Loop {
         } else {
             remaining = .zero
         }
-        if timeMode == .virtual { return virtualDeadline(remainingNanoseconds: remaining.saturatingNanoseconds) }
         return nowNanoseconds.saturatingAdd(max(0, remaining.saturatingNanoseconds))
     }
 
     func deadline<C: Clock>(after delay: C.Duration, clock: C) -> Int64 {
         let nanoseconds = (delay as? Duration)?.saturatingNanoseconds ?? 0
         return nowNanoseconds.saturatingAdd(max(0, nanoseconds))
-    }
-
-    /// The virtual deadline for a runtime sleep whose absolute real-clock deadline is
-    /// `remaining` nanoseconds away now: now plus the duration recovered by
-    /// ``recoveredSleepDuration(remainingNanoseconds:)`` (Loop+VirtualTime.swift, which explains
-    /// how). `loop.sleep` and `loop.clock` sleeps need none of this: they are exact.
-    ///
-    /// The recovered duration is then rounded to the nearest whole millisecond: plain `Task.sleep`
-    /// has millisecond resolution on a test loop. Recovery is exact in the common case, but a
-    /// preemption inside the runtime's sleep call can leave it tens of microseconds off (seen
-    /// about once in 50 runs on a loaded machine, e.g. 29.94 ms for 30 ms); rounding absorbs any
-    /// error under half a millisecond, so virtual timestamps stay identical run to run.
-    func virtualDeadline(remainingNanoseconds remaining: Int64) -> Int64 {
-        let recovered = recoveredSleepDuration(remainingNanoseconds: remaining)
-        let millisecond: Int64 = 1_000_000
-        let rounded = recovered < Int64.max / 2 ? (recovered + millisecond / 2) / millisecond * millisecond : recovered
-        return nowNanoseconds.saturatingAdd(max(0, rounded))
     }
 }
