@@ -66,6 +66,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Whether work sent to the global executor from this loop's thread runs on the loop instead
     /// (test loops: see GlobalRouting.swift).
     @exclusivity(unchecked) var capturesEscapingWork: Bool
+    /// Whether Dispatch's main-queue descriptor is registered with the reactor (a loop that has
+    /// turned on the main thread: see Entry/MainThread.swift).
+    @exclusivity(unchecked) var servesMainQueue = false
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
     /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
@@ -305,6 +308,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         }
         lifecycle = .running
         exitRequested = false
+        serveMainQueueIfOnMainThread()
         let previous = enterThread()
         while tick() {}
         leaveThread(restoring: previous)

@@ -103,7 +103,7 @@ extension Loop {
             return
         }
         if parkAndPoll(timeoutNanoseconds: virtualClock.stallTimeoutNanoseconds) == 0 && ready.isEmpty && !inbox.mayHaveWork {
-            virtualClock.stallReport = "the test loop stalled: nothing was ready and nothing could move virtual time for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time (\(whyTimeCannotMove()); pending: \(leftovers())); the body awaits something only another thread could complete"
+            virtualClock.stallReport = "the test loop stalled: nothing was ready and nothing could move virtual time for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time (\(whyTimeCannotMove()); pending: \(leftovers())); the body awaits something only another thread could complete\(mainActorStallHint)"
             exitRequested = true
         }
     }
@@ -112,7 +112,8 @@ extension Loop {
     private func remainingQuietPeriod() -> Int64? {
         let quiet = virtualClock.ioQuietPeriodNanoseconds
         if quiet <= 0 { return nil }
-        if reactor.waiterCount > 0 || reactor.callbackCount > 0 { return quiet }
+        // The main-queue descriptor of a loop on the main thread is the loop's own, not I/O in flight.
+        if reactor.waiterCount > 0 || reactor.callbackCount > (servesMainQueue ? 1 : 0) { return quiet }
         let last = virtualClock.lastCrossThreadArrivalNanoseconds
         guard last != 0 else { return nil }
         let since = monotonicNanoseconds() - last
