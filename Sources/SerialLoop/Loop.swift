@@ -69,6 +69,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Whether Dispatch's main-queue descriptor is registered with the reactor (a loop that has
     /// turned on the main thread: see Entry/MainThread.swift).
     @exclusivity(unchecked) var servesMainQueue = false
+    /// Busy ticks since the main-queue descriptor was last polled (see `defersBusyPoll`).
+    @exclusivity(unchecked) var busyTicksSinceMainQueuePoll = 0
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
     /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
@@ -244,7 +246,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         if !ready.isEmpty || inbox.mayHaveWork {
             // Work is waiting: peek at I/O without blocking, and skip the syscall when no
             // descriptor is watched (the wake-up eventfd matters only to a parked loop).
-            if reactor.hasKernelInterest { poll(timeoutNanoseconds: 0) }
+            if reactor.hasKernelInterest && !defersBusyPoll() { poll(timeoutNanoseconds: 0) }
             return
         }
         if timeMode == .virtual {

@@ -77,6 +77,8 @@ public func mainThreadScenario(_ loop: Loop) async throws -> Int {
     ModeTrace.where_("@MainActor function", onMain: await mainActorStep())
     ModeTrace.where_("DispatchQueue.main.async", onMain: await dispatchMainStep())
     ModeTrace.where_("MainActor.run", onMain: await MainActor.run { ModeTrace.onMainThread })
+    // From Swift's global pool while the loop is parked: the eventfd wakes it.
+    ModeTrace.where_("MainActor.run from Task.detached", onMain: await Task.detached { await MainActor.run { ModeTrace.onMainThread } }.value)
     let assumed: Bool = await withCheckedContinuation { continuation in
         loop.execute {
             continuation.resume(returning: assumeMainActor())
@@ -119,6 +121,19 @@ public func wholeProgramScenario(_ loop: Loop, virtual: Bool) async throws -> In
     ModeTrace.where_("DispatchQueue.main.async", onMain: await dispatchMainStep())
     ModeTrace.where_("MainActor.assumeIsolated", onMain: assumeMainActor())
 
+    // A thread the program creates itself: its synchronous code escapes, its Task {} does not.
+    // (Real time only: work from another thread makes a test loop wait its quiet period.)
+    if !virtual {
+        let fromThread: (Bool, Bool) = await withCheckedContinuation { continuation in
+            startProgramThread {
+                let threadOnMain = ModeTrace.onMainThread
+                Task { continuation.resume(returning: (threadOnMain, ModeTrace.onMainThread)) }
+            }
+        }
+        ModeTrace.check("a program's own thread is another thread", !fromThread.0)
+        ModeTrace.where_("Task {} from a program's own thread", onMain: fromThread.1)
+    }
+
     // Interleaving: unstructured tasks sleeping different amounts wake in deadline order.
     let log = OrderLog()
     var sleepers: [Task<Void, Never>] = []
@@ -140,4 +155,16 @@ public actor OrderLog {
     public var count: Int { values.count }
     public init() {}
     public func append(_ value: Int) { values.append(value) }
+}
+
+/// A detached POSIX thread, standing for threads a program creates itself.
+public func startProgramThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    precondition(pthread_create(&thread, nil, { raw in
+        Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, box) == 0)
+    pthread_detach(thread)
 }

@@ -22,6 +22,23 @@ case "top-level-run-until":
     let task = Task<Bool, any Error>(executorPreference: loop) { await mainActorStep() }
     ModeTrace.where_("run(until:) → @MainActor", onMain: try loop.run(until: task))
 
+case "busy-loop-serves-main-queue":
+    // A loop that never idles (a task yielding in a loop) still serves the main queue: a real-time
+    // loop polls the main-queue descriptor on one busy tick in 64, so the block runs within a
+    // bounded number of yields.
+    final class Flag: @unchecked Sendable { var isSet = false }
+    let yields = try withLoop { _ in
+        let flag = Flag()
+        DispatchQueue.main.async { flag.isSet = true }
+        var yields = 0
+        while !flag.isSet {
+            await Task.yield()
+            yields += 1
+        }
+        return yields
+    }
+    ModeTrace.check("main-queue block ran while the loop was busy, within 200 yields", yields <= 200)
+
 case "test-loop-main-actor":
     // A test loop on the main thread: main-queue work is loop work, so the clock does not jump
     // over it; run twice, the traces are identical.

@@ -26,6 +26,7 @@ struct ModeTests {
             "@MainActor function: main-thread",
             "DispatchQueue.main.async: main-thread",
             "MainActor.run: main-thread",
+            "MainActor.run from Task.detached: main-thread",
             "MainActor.assumeIsolated in loop.execute: main-thread",
             "withLoop returned 42: ok",
         ])
@@ -35,6 +36,14 @@ struct ModeTests {
         let run = try await Fixture(program: "serial-loop-modes", scenario: "top-level-run-until").run()
         run.expectCleanExit()
         run.expectLines(["run(until:) → @MainActor: main-thread"])
+    }
+
+    /// A loop on the main thread that never idles still serves the main queue (its busy-tick polls
+    /// of the main-queue descriptor are spaced, not skipped).
+    @Test func busyLoopOnTheMainThreadStillServesTheMainQueue() async throws {
+        let run = try await Fixture(program: "serial-loop-modes", scenario: "busy-loop-serves-main-queue").run()
+        run.expectCleanExit()
+        run.expectLines(["main-queue block ran while the loop was busy, within 200 yields: ok"])
     }
 
     /// Main-queue work is loop work on a test loop: it all runs before the clock jumps to the
@@ -114,6 +123,10 @@ struct ModeTests {
             guard let stamp = stamps?[name] else { return "" }
             return " " + stamp
         }
+        let ownThread = stamps != nil ? [] : [
+            "a program's own thread is another thread: ok",
+            "Task {} from a program's own thread: main-thread",
+        ]
         return [
             "loop is the program's executor: ok",
             "body: main-thread",
@@ -128,6 +141,7 @@ struct ModeTests {
             "@MainActor function: main-thread",
             "DispatchQueue.main.async: main-thread",
             "MainActor.assumeIsolated: main-thread",
+        ] + ownThread + [
             "detached sleepers woke in order: [1, 2, 3]\(stamped("detached sleepers woke in order"))",
             "sleepers woke in deadline order: ok",
             "runMain returned the body's value: ok",
