@@ -70,9 +70,9 @@ SUBJECT_TARGETS = [
 # "within x of the floor" questions that wall-clock medians on a noisy 2-core VM cannot.
 # (workload, executors, small n, large n): per-op figure = (Ir(large) - Ir(small)) / (large - small).
 INSTRUCTIONS = [
-    ("yield", ["SerialLoop", "floor"], 20_000, 120_000),
-    ("spawn-await", ["SerialLoop", "floor"], 20_000, 120_000),
-    ("actor-ping-pong", ["SerialLoop", "floor"], 20_000, 120_000),
+    ("yield", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
+    ("spawn-await", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
+    ("actor-ping-pong", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
     ("schedule-cancel", ["SerialLoop", "NIO scheduleCallback"], 20_000, 120_000),
     ("socketpair-ping-pong", ["SerialLoop", "raw epoll"], 5_000, 25_000),
 ]

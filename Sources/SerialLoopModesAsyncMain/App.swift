@@ -9,7 +9,16 @@ import SerialLoopModeScenarios
 struct ModesAsyncMain {
     static func main() async throws {
         ModeTrace.start()
-        let virtual = CommandLine.arguments.dropFirst().first == "whole-program-virtual"
+        let scenario = CommandLine.arguments.dropFirst().first ?? ""
+        if scenario == "after-an-await" {
+            // Too late: after its first suspension an async main resumes on Dispatch's main queue,
+            // which `dispatch_main()` has handed to a worker thread. runMain must say so.
+            await Task.yield()
+            _ = try Loop.runMain { _ in 1 }
+            ModeTrace.record("runMain after an await", "returned (unexpected)")
+            ModeTrace.finish()
+        }
+        let virtual = scenario == "whole-program-virtual"
         let value = try Loop.runMain(time: virtual ? .virtual : .real) { loop in
             try await wholeProgramScenario(loop, virtual: virtual)
         }

@@ -118,6 +118,14 @@ struct ModeTests {
         #expect(run.stderr.contains("Loop.runMain must be called on the main thread"))
     }
 
+    /// An async main that awaits before calling runMain is no longer on the main thread.
+    @Test func runMainAfterAnAwaitInAsyncMainIsAClearError() async throws {
+        let run = try await Fixture(program: "serial-loop-modes-async-main", scenario: "after-an-await").run()
+        #expect(!run.timedOut)
+        #expect(run.exitCode != 0)
+        #expect(run.stderr.contains("Loop.runMain must be called on the main thread"))
+    }
+
     static func wholeProgramLines(stamps: [String: String]?) -> [String] {
         func stamped(_ name: String) -> String {
             guard let stamp = stamps?[name] else { return "" }
