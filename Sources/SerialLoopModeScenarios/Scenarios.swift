@@ -137,13 +137,23 @@ public func wholeProgramScenario(_ loop: Loop, virtual: Bool) async throws -> In
     // Interleaving: unstructured tasks sleeping different amounts wake in deadline order.
     let log = OrderLog()
     var sleepers: [Task<Void, Never>] = []
+    // On real time the deadlines are absolute, from one instant, so that a preempted process
+    // (a loaded CI machine) cannot reorder them; on virtual time `for:` is exact.
+    let start = ContinuousClock.now
     for index in [3, 1, 2] {
         sleepers.append(Task.detached {
-            try? await Task.sleep(for: sleep * index)
+            if virtual {
+                try? await Task.sleep(for: sleep * index)
+            } else {
+                try? await Task.sleep(until: start + sleep * index, clock: .continuous)
+            }
             await log.append(index)
         })
     }
-    for sleeper in sleepers { await sleeper.value }
+    // Awaited in deadline order: awaiting a task escalates its priority, and a default actor's
+    // queue is ordered by priority, so awaiting the last sleeper first could let it into the
+    // actor ahead of an earlier one when a loaded machine wakes them in the same tick.
+    for position in [1, 2, 0] { await sleepers[position].value }
     let order = await log.values
     ModeTrace.record("detached sleepers woke in order", "\(order)\(stamp())")
     ModeTrace.check("sleepers woke in deadline order", order == [1, 2, 3])
