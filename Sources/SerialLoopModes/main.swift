@@ -66,7 +66,7 @@ case "test-loop-main-actor":
     let second = try once()
     for line in first { ModeTrace.record("trace", line) }
     ModeTrace.check("same trace twice", first == second)
-    ModeTrace.check("an hour in under 2 s of wall time", monotonicMilliseconds() - start < 2_000)
+    ModeTrace.check("an hour in under 5 s of wall time", monotonicMilliseconds() - start < 5_000)
 
 case "stall-off-main":
     // A sync test loop on another thread whose body waits for the main actor while the main thread
@@ -89,7 +89,7 @@ case "whole-program-virtual":
     let start = monotonicMilliseconds()
     let value = try Loop.runMain(time: .virtual) { loop in try await wholeProgramScenario(loop, virtual: true) }
     ModeTrace.check("runMain returned the body's value", value == 7)
-    ModeTrace.check("hours of sleep in under 2 s of wall time", monotonicMilliseconds() - start < 2_000)
+    ModeTrace.check("hours of sleep in under 5 s of wall time", monotonicMilliseconds() - start < 5_000)
 
 case "install-twice":
     _ = try Loop.runMain { _ in 1 }
