@@ -21,6 +21,13 @@ case "top-level-run-until":
     let loop = try Loop()
     let task = Task<Bool, any Error>(executorPreference: loop) { await mainActorStep() }
     ModeTrace.where_("run(until:) → @MainActor", onMain: try loop.run(until: task))
+    // loop.run() until a main-queue block stops it.
+    DispatchQueue.main.async {
+        ModeTrace.where_("DispatchQueue.main.async under loop.run()")
+        loop.stop()
+    }
+    loop.run()
+    ModeTrace.record("loop.run()", "returned")
 
 case "busy-loop-serves-main-queue":
     // A loop that never idles (a task yielding in a loop) still serves the main queue: a real-time

@@ -34,10 +34,14 @@ struct ModeTests {
         ])
     }
 
-    @Test func runUntilOnTheMainThreadServesTheMainActor() async throws {
+    @Test func runUntilAndRunOnTheMainThreadServeTheMainActor() async throws {
         let run = try await Fixture(program: "serial-loop-modes", scenario: "top-level-run-until").run()
         run.expectCleanExit()
-        run.expectLines(["run(until:) → @MainActor: main-thread"])
+        run.expectLines([
+            "run(until:) → @MainActor: main-thread",
+            "DispatchQueue.main.async under loop.run(): main-thread",
+            "loop.run(): returned",
+        ])
     }
 
     /// A loop on the main thread that never idles still serves the main queue (its busy-tick polls
