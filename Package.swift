@@ -10,6 +10,9 @@ let package = Package(
         .executable(name: "serial-loop-demo", targets: ["SerialLoopDemo"]),
         .executable(name: "serial-loop-leak-check", targets: ["SerialLoopLeakCheck"]),
         .executable(name: "serial-loop-torture", targets: ["SerialLoopTorture"]),
+        .executable(name: "serial-loop-modes", targets: ["SerialLoopModes"]),
+        .executable(name: "serial-loop-modes-main", targets: ["SerialLoopModesMain"]),
+        .executable(name: "serial-loop-modes-async-main", targets: ["SerialLoopModesAsyncMain"]),
     ],
     targets: [
         // epoll / eventfd declarations (Glibc does not expose them to Swift), the global-enqueue
@@ -23,7 +26,18 @@ let package = Package(
         // The randomized API torture test (issue 9): run by .ci/run, seeded and replayable.
         .executableTarget(name: "SerialLoopTorture", dependencies: ["SerialLoop"]),
         .target(name: "SerialLoopTesting", dependencies: ["SerialLoop"]),
-        .testTarget(name: "SerialLoopTests", dependencies: ["SerialLoop", "SerialLoopTesting"]),
+        // Test fixtures for the process-wide modes (a loop on the main thread, the whole program on
+        // one loop): programs run in child processes by ModeTests, since an install cannot be undone
+        // inside the test process. Top-level code, a sync @main, an async @main.
+        .target(name: "SerialLoopModeScenarios", dependencies: ["SerialLoop"]),
+        .executableTarget(name: "SerialLoopModes", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
+        .executableTarget(name: "SerialLoopModesMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
+        .executableTarget(name: "SerialLoopModesAsyncMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
+        .testTarget(name: "SerialLoopTests", dependencies: [
+            "SerialLoop", "SerialLoopTesting",
+            // Declared so that building the tests builds the fixtures they spawn.
+            "SerialLoopModes", "SerialLoopModesMain", "SerialLoopModesAsyncMain",
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

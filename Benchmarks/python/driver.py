@@ -56,14 +56,23 @@ TARGETS = [
     ("cross-thread-enqueue", "floor", 1.25, "max"),
 ]
 
+# Whole-program mode (`Loop.runMain`) against a peer: (workload, subject, peer, limit). Plain
+# `Task {}` spawn+await within 1.15x of the floor's; yield and actor hops no slower than the
+# `withLoop` rows (5 % allowed for noise).
+SUBJECT_TARGETS = [
+    ("spawn-await", "SerialLoop whole-program", "floor", 1.15),
+    ("yield", "SerialLoop whole-program", "SerialLoop", 1.05),
+    ("actor-ping-pong", "SerialLoop whole-program", "SerialLoop", 1.05),
+]
+
 
 # Instruction counts (valgrind callgrind, user space, all threads): deterministic, so they settle
 # "within x of the floor" questions that wall-clock medians on a noisy 2-core VM cannot.
 # (workload, executors, small n, large n): per-op figure = (Ir(large) - Ir(small)) / (large - small).
 INSTRUCTIONS = [
-    ("yield", ["SerialLoop", "floor"], 20_000, 120_000),
-    ("spawn-await", ["SerialLoop", "floor"], 20_000, 120_000),
-    ("actor-ping-pong", ["SerialLoop", "floor"], 20_000, 120_000),
+    ("yield", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
+    ("spawn-await", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
+    ("actor-ping-pong", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
     ("schedule-cancel", ["SerialLoop", "NIO scheduleCallback"], 20_000, 120_000),
     ("socketpair-ping-pong", ["SerialLoop", "raw epoll"], 5_000, 25_000),
 ]
@@ -209,6 +218,12 @@ def main():
         if workload != "socketpair-ping-pong" and "SerialLoop" in counts and peer in counts:
             r = counts["SerialLoop"] / counts[peer]
             lines.append(f"| {workload} (instructions) | {peer} | {r:.2f} | ≤ {limit} | {'yes' if r <= limit else 'no'} |")
+    for workload, subject, peer, limit in SUBJECT_TARGETS:
+        ours, theirs = medians.get((workload, subject)), medians.get((workload, peer))
+        if ours is None or theirs is None:
+            continue
+        measured = ours / theirs
+        lines.append(f"| {workload} ({subject}) | {peer} | {measured:.2f} | ≤ {limit} | {'yes' if measured <= limit else 'no'} |")
     small, large = medians.get(("timer-op-1k-pending", "SerialLoop")), medians.get(("timer-op-1M-pending", "SerialLoop"))
     if small and large:
         lines.append(f"| timer op, 1M vs 1k pending | itself | {large / small:.2f} | ≤ 2 | {'yes' if large / small <= 2 else 'no'} |")

@@ -73,6 +73,11 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var capturesEscapingWork: Bool
     /// The tasks created on this test loop's thread that it took over (GlobalRouting.swift).
     @exclusivity(unchecked) var escapedTasks = Set<UnsafeRawPointer>()
+    /// Whether Dispatch's main-queue descriptor is registered with the reactor (a loop that has
+    /// turned on the main thread: see Entry/MainThread.swift).
+    @exclusivity(unchecked) var servesMainQueue = false
+    /// Busy ticks since the main-queue descriptor was last polled (see `defersBusyPoll`).
+    @exclusivity(unchecked) var busyTicksSinceMainQueuePoll = 0
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
     /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
@@ -267,7 +272,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         if !ready.isEmpty || inbox.mayHaveWork {
             // Work is waiting: peek at I/O without blocking, and skip the syscall when no
             // descriptor is watched (the wake-up eventfd matters only to a parked loop).
-            if reactor.hasKernelInterest { poll(timeoutNanoseconds: 0) }
+            if reactor.hasKernelInterest && !defersBusyPoll() { poll(timeoutNanoseconds: 0) }
             return
         }
         if timeMode == .virtual {
@@ -364,6 +369,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         lifecycle = .running
         currentRunID = id
         exitRequested = false
+        serveMainQueueIfOnMainThread()
         let previous = enterThread()
         while tick() {}
         leaveThread(restoring: previous)

@@ -128,7 +128,7 @@ struct DescriptorLifecycleTests {
     @Test func finishedWaitThenCloseAndReuseOfTheNumberIsWatched() async throws {
         let woke = try await withLoop { loop in
             let (r, w) = makePipe()
-            let high = highDuplicate(r)
+            let high = highDuplicate(r, base: 700)
             close(r)
             writeAll(w, "a")
             try await loop.readable(high)
@@ -157,7 +157,7 @@ struct DescriptorLifecycleTests {
     @Test func closedPreviouslyWatchedDescriptorGivesEBADF() async throws {
         let (read, write) = try await withLoop { loop in
             let (a, b) = makeSocketPair()
-            let high = highDuplicate(a)
+            let high = highDuplicate(a, base: 800)
             close(a)
             writeAll(b, "x")
             try await loop.readable(high)
@@ -182,7 +182,7 @@ struct DescriptorLifecycleTests {
     @Test func waitersOnADescriptorClosedWhileWaitingFailWithEBADF() async throws {
         let (reader, writer, left) = try await withLoop { loop in
             let (a, b) = makeSocketPair()
-            let high = highDuplicate(b)
+            let high = highDuplicate(b, base: 900)
             close(b)
             fillSendBuffer(high)
             let reader = Task(executorPreference: loop) { try await loop.readable(high) }

@@ -96,11 +96,12 @@ func fillSendBuffer(_ fd: Int32) {
     precondition(errno == EAGAIN, "filling the send buffer failed: errno \(errno)")
 }
 
-/// A duplicate of `fd` with a number of at least 700, which the other tests (they get the lowest
-/// free numbers) do not reach: a test can close and reuse it without racing them.
-func highDuplicate(_ fd: Int32) -> Int32 {
-    let high = fcntl(fd, F_DUPFD, 700)
-    precondition(high >= 700, "F_DUPFD failed: errno \(errno)")
+/// A duplicate of `fd` with a number of at least `base` (700 and up), which the other tests (they
+/// get the lowest free numbers) do not reach: a test can close and reuse it without racing them.
+/// Each test that uses this takes its own `base`, 100 apart, so they do not race each other.
+func highDuplicate(_ fd: Int32, base: Int32) -> Int32 {
+    let high = fcntl(fd, F_DUPFD, base)
+    precondition(high >= base && high < base + 100, "F_DUPFD failed: errno \(errno)")
     return high
 }
 

@@ -60,5 +60,18 @@ bool c_serial_loop_clock_is_interposed(void);
 /// Whether libdispatch's clock reads are told apart (and stay real on a test loop's thread): true
 /// when libdispatch is a shared library, as in a default SwiftPM build.
 bool c_serial_loop_dispatch_reads_real_time(void);
+// ---- The main thread and Dispatch's main queue (see Entry/MainThread.swift) ----
+// libdispatch's run-loop hooks, the ones swift-corelibs-foundation's RunLoop uses to serve the main
+// queue. libdispatch.so exports them but its public headers do not declare them.
+//
+// A descriptor (an eventfd on Linux) that becomes readable when the main queue has work.
+int _dispatch_get_main_queue_handle_4CF(void);
+// Drains the main queue; only on the main thread, and never after dispatch_main().
+void _dispatch_main_queue_callback_4CF(void *msg);
+
+#include <sys/syscall.h>
+// Whether the caller is the process's initial thread (the one `main` runs on): Linux thread id
+// equals the process id only there.
+static inline bool c_serial_loop_is_main_thread(void) { return syscall(SYS_gettid) == getpid(); }
 
 #endif

@@ -165,9 +165,10 @@ extension Loop {
             let reason = (try? outcome.get()).map { _ in "" } ?? "\((outcome.failure()).map { "\($0)" } ?? "")"
             fatalError("""
                 SerialLoop: the body of withLoop/withTestLoop never finished, even after the loop \
-                cancelled everything it could (\(reason)). If this runs on the main thread, the body \
-                may be waiting for the main actor, which this blocking call occupies: use the async \
-                overload, or pass the closure literal directly instead of a main-actor-isolated variable.
+                cancelled everything it could (\(reason)). A loop on the main thread serves the main \
+                actor; a loop on another thread cannot while the main thread is blocked: if the body \
+                awaits @MainActor code or DispatchQueue.main, run the loop on the main thread (sync \
+                withLoop there, or Loop.runMain) or keep that work off the main actor.
                 """)
         }
         let value = try outcome.get()

@@ -80,7 +80,8 @@ extension Loop {
     ///   come back: the quiet period goes on unless it was readiness) or a stall was declared.
     private func waitForQuietIO(before deadline: Int64) -> Bool {
         let quiet = virtualClock.ioQuietPeriodNanoseconds
-        guard quiet > 0, reactor.waiterCount > 0 || reactor.callbackCount > 0 else { return true }
+        // The main-queue descriptor of a loop on the main thread is the loop's own, not I/O in flight.
+        guard quiet > 0, reactor.waiterCount > 0 || reactor.callbackCount > (servesMainQueue ? 1 : 0) else { return true }
         let start = virtualClock.quietPeriodStart ?? monotonicNanoseconds()
         virtualClock.quietPeriodStart = start
         while true {
@@ -113,7 +114,7 @@ extension Loop {
     private func declareStall(_ why: String) {
         let arrivals = virtualClock.crossThreadArrivals
         let fromOtherThreads = arrivals > 0 ? "; \(arrivals) work item(s) arrived from other threads meanwhile, which do not hold time: use holdTime() for off-loop work the test waits for" : ""
-        virtualClock.stallReport = "the test loop stalled: \(why) for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time spent waiting\(fromOtherThreads); pending: \(leftovers()). The body awaits something only another thread could complete"
+        virtualClock.stallReport = "the test loop stalled: \(why) for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time spent waiting\(fromOtherThreads); pending: \(leftovers()). The body awaits something only another thread could complete\(mainActorStallHint)"
         exitRequested = true
     }
 

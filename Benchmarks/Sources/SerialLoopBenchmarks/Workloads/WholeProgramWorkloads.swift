@@ -1,0 +1,33 @@
+import SerialLoop
+
+// The whole program on one loop (`Loop.runMain`): plain `Task {}` and default actors, which go to
+// the program's default executor — here the loop. Each run is its own process (the driver starts
+// one per row), so the process-wide install touches no other row. Compare with the "SerialLoop"
+// rows (`withLoop`, tasks that prefer the loop, actors pinned to it) and the floor.
+
+let wholeProgramBenchmarks: [Benchmark] = [
+    // A plain Task {} (no executor preference) yielding: its jobs come through the default-executor role.
+    Benchmark(workload: "yield", executor: "SerialLoop whole-program", unit: "ns/yield") { n in
+        try Loop.runMain { _ in await Task { await yieldPing(n) }.value }
+    },
+    Benchmark(workload: "spawn-await", executor: "SerialLoop whole-program", unit: "ns/task") { n in
+        try Loop.runMain { _ in
+            await Task {
+                let start = ContinuousClock.now
+                for i in 0..<n { _ = await Task { i }.value }
+                return nanoseconds(since: start) / Double(n)
+            }.value
+        }
+    },
+    // Default actors (no custom executor), called from a plain Task {}.
+    Benchmark(workload: "actor-ping-pong", executor: "SerialLoop whole-program", unit: "ns/call") { n in
+        try Loop.runMain { _ in
+            await Task {
+                let pinger = DefaultPinger(), ponger = DefaultPonger()
+                let start = ContinuousClock.now
+                _ = await pinger.run(n, against: ponger)
+                return nanoseconds(since: start) / Double(n)
+            }.value
+        }
+    },
+]
