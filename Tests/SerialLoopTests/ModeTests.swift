@@ -176,10 +176,9 @@ struct Fixture: Sendable, CustomTestStringConvertible {
         let path = try Self.locate(program)
         let arguments = [path, scenario]
         return await withCheckedContinuation { continuation in
-            let thread = startDetachedThread {
+            _ = startDetachedThread {
                 continuation.resume(returning: ChildRun.spawn(arguments))
             }
-            _ = thread
         }
     }
 
