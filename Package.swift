@@ -13,7 +13,9 @@ let package = Package(
     targets: [
         // epoll / eventfd declarations only: Glibc does not expose them to Swift.
         .target(name: "CSerialLoopShims"),
-        .target(name: "SerialLoop", dependencies: ["CSerialLoopShims"]),
+        // The async-signal-safe handler behind `loop.signals(...)` (a self-pipe writer); no other logic.
+        .target(name: "CSerialLoopSignals"),
+        .target(name: "SerialLoop", dependencies: ["CSerialLoopShims", "CSerialLoopSignals"]),
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),
         // Many loops created, run and torn down, for the leak check in .ci/reliability.sh.
         .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop"]),

@@ -76,7 +76,9 @@ extension Loop {
         while rounds < 100 {
             rounds += 1
             drainWithoutBlocking()
-            if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork { break }
+            // Last, with nothing else left: signal listeners end, offload threads are joined.
+            if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork
+                && shutDownServices() == 0 { break }
         }
         let abandoned = ready.count + timers.count + reactor.waiterCount
         if abandoned > 0 {

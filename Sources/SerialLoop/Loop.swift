@@ -31,13 +31,15 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     let ownerThread: pthread_t
     public let timeMode: TimeMode
     let inbox: Inbox
+    /// Threads for `offload` (started on demand, joined at shutdown): Offload/OffloadPool.swift.
+    let offloadPool = OffloadPool()
 
     // MARK: Cross-thread state (atomics)
 
     private let stopRequested = Atomic<Bool>(false)
     /// Virtual time in nanoseconds (test loops). Written by the loop thread, read by any thread.
     let virtualNanoseconds = Atomic<Int64>(0)
-    private let isShutDown = Atomic<Bool>(false)
+    let isShutDown = Atomic<Bool>(false)
 
     // MARK: Loop-thread state
     //
@@ -203,8 +205,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @inline(__always)
     func drainInbox() {
         guard inbox.mayHaveWork else { return }
-        inbox.take(into: &inboxBuffer)
-        if timeMode == .virtual && !inboxBuffer.isEmpty { noteCrossThreadArrival() }
+        // Arrivals a time hold accounts for (offload outcomes) do not restart the quiet period.
+        let accounted = inbox.take(into: &inboxBuffer)
+        if timeMode == .virtual && inboxBuffer.count > accounted { noteCrossThreadArrival() }
         for work in inboxBuffer { ready.push(work) }
         inboxBuffer.removeAll(keepingCapacity: true)
     }

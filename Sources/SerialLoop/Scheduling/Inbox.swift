@@ -8,7 +8,12 @@ import Synchronization
 /// `hasWork`, and producers publish `hasWork` *before* they read `isParking` (both sequentially
 /// consistent), so at least one side always sees the other: no lost wake-up.
 final class Inbox: Sendable {
-    private let items = Lock<[Work]>([])
+    private let items = Lock<Pending>(Pending())
+    private struct Pending {
+        var work: [Work] = []
+        /// How many of `work` a time hold accounts for (see `push(_:isAccountedFor:)`).
+        var accounted = 0
+    }
     /// Set by producers after appending; cleared by the loop when it takes the items.
     private let hasWork = Atomic<Bool>(false)
     /// Set by the loop while it may block in `epoll_wait`.
@@ -23,7 +28,20 @@ final class Inbox: Sendable {
 
     /// Called from any thread.
     func push(_ work: Work) {
-        items.withLock { $0.append(work) }
+        items.withLock { $0.work.append(work) }
+        hasWork.store(true, ordering: .sequentiallyConsistent)
+        if isParking.load(ordering: .sequentiallyConsistent) {
+            wakeIfNeeded()
+        }
+    }
+
+    /// `push`, for work whose arrival a test loop's time hold already accounts for (an offload's
+    /// outcome): counted so that it does not restart the quiet period. Any thread.
+    func push(_ work: Work, isAccountedFor: Bool) {
+        items.withLock {
+            $0.work.append(work)
+            if isAccountedFor { $0.accounted += 1 }
+        }
         hasWork.store(true, ordering: .sequentiallyConsistent)
         if isParking.load(ordering: .sequentiallyConsistent) {
             wakeIfNeeded()
@@ -40,10 +58,16 @@ final class Inbox: Sendable {
     var mayHaveWork: Bool { hasWork.load(ordering: .sequentiallyConsistent) }
 
     /// Loop thread: moves everything into `buffer` (which should be empty; its capacity is reused).
-    func take(into buffer: inout [Work]) {
-        guard hasWork.load(ordering: .acquiring) else { return }
+    /// - Returns: how many of the items moved were pushed as accounted for.
+    @discardableResult
+    func take(into buffer: inout [Work]) -> Int {
+        guard hasWork.load(ordering: .acquiring) else { return 0 }
         hasWork.store(false, ordering: .sequentiallyConsistent)
-        items.withLock { swap(&$0, &buffer) }
+        return items.withLock { pending in
+            swap(&pending.work, &buffer)
+            defer { pending.accounted = 0 }
+            return pending.accounted
+        }
     }
 
     /// Loop thread, before a blocking poll. Returns `false` if work arrived meanwhile (do not block).
