@@ -64,6 +64,9 @@ final class OffloadPool: Sendable {
     /// Threads started so far (they stay until `close()`).
     var threadCount: Int { queue.locked { $0.threads.count } }
 
+    /// Jobs waiting for a thread.
+    var queuedCount: Int { queue.locked { $0.queuedCount } }
+
     /// Whether `close()` ran: no more jobs are accepted.
     var isClosed: Bool { queue.locked { $0.isClosed } }
 
