@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "SerialLoopTesting", targets: ["SerialLoopTesting"]),
         .executable(name: "serial-loop-demo", targets: ["SerialLoopDemo"]),
         .executable(name: "serial-loop-leak-check", targets: ["SerialLoopLeakCheck"]),
+        .executable(name: "serial-loop-app", targets: ["SerialLoopApp"]),
     ],
     targets: [
         // epoll / eventfd declarations only: Glibc does not expose them to Swift.
@@ -19,6 +20,8 @@ let package = Package(
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),
         // Many loops created, run and torn down, for the leak check in .ci/reliability.sh.
         .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop"]),
+        // An example app on one loop thread: HTTP on the socket layer, offload, signals.
+        .executableTarget(name: "SerialLoopApp", dependencies: ["SerialLoop"]),
         .target(name: "SerialLoopTesting", dependencies: ["SerialLoop"]),
         .testTarget(name: "SerialLoopTests", dependencies: ["SerialLoop", "SerialLoopTesting"]),
     ],
