@@ -29,6 +29,17 @@ while let argument = arguments.popFirst() {
     }
 }
 
+/// A process started by a parent that blocked signals inherits that mask across exec, and then
+/// SIGTERM would stay pending forever: unblock the two signals the app stops on, on this thread
+/// (the loop's), so that the kernel always has a thread to deliver them to.
+func unblockStopSignals() {
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    sigaddset(&signals, SIGTERM)
+    sigaddset(&signals, SIGINT)
+    pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+}
+
 /// Runs the app on a loop on this (the main) thread until it has stopped.
 /// Nonisolated on purpose: top-level code is on the main actor, which this call blocks.
 nonisolated func runApp(port: UInt16, offloadThreads: Int?) -> Int32 {
@@ -44,4 +55,5 @@ nonisolated func runApp(port: UInt16, offloadThreads: Int?) -> Int32 {
     }
 }
 
+unblockStopSignals()
 exit(runApp(port: port, offloadThreads: offloadThreads))
