@@ -60,7 +60,10 @@ extension Loop {
     ///    `runUntilIdle`/`advance` — is resumed with `CancellationError`, so it unwinds normally;
     /// 3. `Task.sleep`s of tasks on the loop are woken early (the runtime gives no way to cancel
     ///    them from here, and dropping their jobs would leak the tasks); scheduled callbacks are
-    ///    dropped without running.
+    ///    dropped without running;
+    /// 4. once nothing else is left: signal listeners end (their sequences finish, dispositions
+    ///    are restored), then the offload pool closes — queued closures are withdrawn (callers get
+    ///    `CancellationError`), running ones finish and report, its threads are joined.
     /// Work that keeps coming back after that is abandoned with a warning on stderr. Then the epoll
     /// and eventfd descriptors are closed; later enqueues are dropped with a warning.
     /// - Returns: the deadlines of the `Task.sleep`s that were still live (not cancelled) when
