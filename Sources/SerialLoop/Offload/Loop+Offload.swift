@@ -86,6 +86,7 @@ extension Loop {
                     return state.isCancelled
                 }
                 if cancelledAlready || !offloadPool.submit(job) {
+                    offloadPool.discard(job)            // releases the borrowed closure
                     hold?.release()
                     if cancelledAlready || offloadPool.isWithdrawn(job) {
                         continuation.resume(throwing: CancellationError())     // cancelled just now
@@ -140,7 +141,11 @@ extension Loop {
     func shutDownServices() -> Int {
         let listeners = endSignalListenersForShutdown()
         if listeners > 0 { return listeners }
-        return offloadPool.close()
+        let reported = offloadPool.close()
+        // A closure that finished just before `close()` may have reported after shutdown last
+        // looked at the inbox (and no longer counts as running). Every thread is joined now, so
+        // every report is in the inbox: look again, or its caller would never resume.
+        return reported + (inbox.mayHaveWork ? 1 : 0)
     }
 }
 

@@ -78,6 +78,11 @@ final class OffloadPool: Sendable {
     /// Withdraws `job` if no thread took it yet. Returns whether it did (the caller reports).
     func withdraw(_ job: OffloadJob) -> Bool { queue.withdraw(job) }
 
+    /// Drops a job that was never queued (its closure with it).
+    func discard(_ job: OffloadJob) {
+        queue.locked { _ in job.run = nil }
+    }
+
     /// Whether `job` was withdrawn.
     func isWithdrawn(_ job: OffloadJob) -> Bool {
         queue.locked { _ in if case .withdrawn = job.state { true } else { false } }
@@ -93,7 +98,8 @@ final class OffloadPool: Sendable {
 /// The shared state behind an `OffloadPool`, held by its workers.
 private final class OffloadQueue: @unchecked Sendable {
     struct State {
-        var jobs: [OffloadJob] = []
+        /// Taken jobs are set to `nil` at once: a job holds its loop, and the loop holds the pool.
+        var jobs: [OffloadJob?] = []
         /// Index of the first live job in `jobs` (a queue without O(n) pops).
         var head = 0
         var idle = 0
@@ -152,6 +158,7 @@ private final class OffloadQueue: @unchecked Sendable {
         switch job.state {
         case .created:
             job.state = .withdrawn
+            job.run = nil
             return false            // never submitted: the submitter sees `.withdrawn` and reports
         case .queued:
             if let index = state.jobs[state.head...].firstIndex(where: { $0 === job }) {
@@ -169,7 +176,7 @@ private final class OffloadQueue: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         let alreadyClosed = state.isClosed
         state.isClosed = true
-        let withdrawn = Array(state.jobs[state.head...])
+        let withdrawn = state.jobs[state.head...].compactMap { $0 }
         state.jobs.removeAll()
         state.head = 0
         for job in withdrawn {
@@ -207,9 +214,13 @@ private final class OffloadQueue: @unchecked Sendable {
                 state.idle -= 1
             }
             if state.queuedCount == 0 { break }             // closed and drained
-            let job = state.jobs[state.head]
+            let job = state.jobs[state.head]!
+            state.jobs[state.head] = nil
             state.head += 1
-            if state.head >= 64 && state.head * 2 >= state.jobs.count {
+            if state.head == state.jobs.count {
+                state.jobs.removeAll(keepingCapacity: true)
+                state.head = 0
+            } else if state.head >= 64 && state.head * 2 >= state.jobs.count {
                 state.jobs.removeFirst(state.head)
                 state.head = 0
             }
