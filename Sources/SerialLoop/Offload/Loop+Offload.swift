@@ -69,7 +69,7 @@ extension Loop {
         isolation: isolated (any Actor)? = #isolation,
         _ body: UnsafeTransfer<() throws -> T>
     ) async throws -> T {
-        let slot = OffloadSlot<T>()
+        let slot = OffloadSlot()
         let value = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
                 let hold = timeMode == .virtual ? holdTime() : nil
@@ -151,7 +151,7 @@ extension Loop {
 
 /// Shares the job with the cancellation handler, which may run on any thread, before or after the
 /// job exists.
-private final class OffloadSlot<T>: Sendable {
+private final class OffloadSlot: Sendable {
     let state = Lock<(job: OffloadJob?, isCancelled: Bool)>((nil, false))
 }
 
