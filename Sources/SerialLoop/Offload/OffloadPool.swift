@@ -19,13 +19,12 @@ import Synchronization
 // - Workers hold the queue, never the pool, so the pool's owner (the loop) can go away; a job holds
 //   the loop it reports to until it has reported.
 //
-// - A worker that has just finished a job spins for a few tens of microseconds before it sleeps
-//   on the condition variable: an `await offload` in a loop submits its next job about one loop
-//   wake-up (~15 µs here) after the last one reported, and catching it spinning saves waking a
-//   sleeping thread (another ~15–20 µs; measured in Benchmarks, "offload-round-trip"). A spinning
-//   worker is not counted as idle, so a submit may start a thread it would not have needed: the
-//   limit still holds, and a worker always re-checks the queue under the mutex before sleeping,
-//   so no job waits for a wake-up that nobody sends.
+// - A worker that has just finished a job spins (yielding the core each turn) for 50 µs before it
+//   sleeps on the condition variable: an `await offload` in a loop submits its next job about one
+//   loop wake-up (~15 µs here) after the last one reported, and catching the worker spinning saves
+//   waking a sleeping thread (another ~15–20 µs; Benchmarks, "offload-round-trip"). A submit that
+//   sees a spinning worker neither wakes nor starts one; a worker that stopped spinning meanwhile
+//   finds the job under the mutex before it sleeps, so no job waits for a wake-up nobody sends.
 //
 // Workers inherit the signal mask of the thread that started them (a loop thread).
 
