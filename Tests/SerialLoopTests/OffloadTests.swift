@@ -184,6 +184,21 @@ struct OffloadTests {
         }
     }
 
+    /// Any task may offload to a loop (the loop must be running): its outcome still comes back
+    /// through the loop, and the caller resumes on its own executor.
+    @Test func offloadFromATaskOffTheLoop() async throws {
+        try await withWatchdog(seconds: 20) {
+            let thread = try Loop.startThread()
+            defer { thread.shutdown() }
+            let loop = thread.loop
+            let value = try await Task.detached { try await loop.offload { 6 * 7 } }.value
+            #expect(value == 42)
+            await #expect(throws: OffloadFailure(code: 1)) {
+                try await Task.detached { try await loop.offload { () throws -> Int in throw OffloadFailure(code: 1) } }.value
+            }
+        }
+    }
+
     @Test func aCancelledTaskDoesNotStartAnOffload() async throws {
         try await withWatchdog(seconds: 20) {
             try await withLoop { loop in

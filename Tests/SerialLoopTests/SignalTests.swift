@@ -125,6 +125,35 @@ struct SignalTests {
         }
     }
 
+    /// Two loops listening to one signal each get every delivery.
+    @Test func everyLoopListeningGetsTheSignal() async throws {
+        try await withWatchdog(seconds: 20) {
+            let other = try Loop.startThread()
+            defer { other.shutdown() }
+            let otherSignals = try other.loop.signals(SIGALRM)
+            try await withLoop { loop in
+                let signals = try loop.signals(SIGALRM)
+                kill(getpid(), SIGALRM)
+                var mine = signals.makeAsyncIterator()
+                let got = await mine.next()
+                #expect(got == SIGALRM)
+            }
+            let onOther = try await Task(executorPreference: other.loop) { () -> (Int32?, Bool) in
+                var iterator = otherSignals.makeAsyncIterator()
+                let signal = await iterator.next()
+                return (signal, other.loop.isOnLoopThread)
+            }.value
+            #expect(onOther.0 == SIGALRM && onOther.1)
+        }
+    }
+
+    @Test func signalsOnAShutDownLoopIsAnError() async throws {
+        let loop = try await withLoop { $0 }
+        #expect(throws: LoopError(operation: "signals(SIGUSR1)", reason: "the loop has shut down")) {
+            try loop.signals(SIGUSR1)
+        }
+    }
+
     @Test(arguments: [SIGKILL, SIGSTOP, 0, 99, -1, SIGSEGV])
     func invalidSignalsAreClearErrors(signal: Int32) async throws {
         try await withWatchdog(seconds: 20) {
