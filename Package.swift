@@ -13,18 +13,23 @@ let package = Package(
         .executable(name: "serial-loop-modes", targets: ["SerialLoopModes"]),
         .executable(name: "serial-loop-modes-main", targets: ["SerialLoopModesMain"]),
         .executable(name: "serial-loop-modes-async-main", targets: ["SerialLoopModesAsyncMain"]),
+        .executable(name: "serial-loop-app", targets: ["SerialLoopApp"]),
     ],
     targets: [
         // epoll / eventfd declarations (Glibc does not expose them to Swift), the global-enqueue
         // hook, and the interposed clock_gettime that makes the runtime's clocks virtual on a
         // test loop's thread (clock.c).
         .target(name: "CSerialLoopShims"),
-        .target(name: "SerialLoop", dependencies: ["CSerialLoopShims"]),
+        // The async-signal-safe handler behind `loop.signals(...)` (a self-pipe writer); no other logic.
+        .target(name: "CSerialLoopSignals"),
+        .target(name: "SerialLoop", dependencies: ["CSerialLoopShims", "CSerialLoopSignals"]),
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),
         // Many loops created, run and torn down, for the leak check in .ci/reliability.sh.
         .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop"]),
         // The randomized API torture test (issue 9): run by .ci/run, seeded and replayable.
         .executableTarget(name: "SerialLoopTorture", dependencies: ["SerialLoop"]),
+        // An example app on one loop thread: HTTP on the socket layer, offload, signals.
+        .executableTarget(name: "SerialLoopApp", dependencies: ["SerialLoop"]),
         .target(name: "SerialLoopTesting", dependencies: ["SerialLoop"]),
         // Test fixtures for the process-wide modes (a loop on the main thread, the whole program on
         // one loop): programs run in child processes by ModeTests, since an install cannot be undone

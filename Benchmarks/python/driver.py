@@ -26,6 +26,7 @@ SIZES = {
     "task-sleep-100k": 100_000,
     "socketpair-ping-pong": 200_000,
     "cross-thread-enqueue": 2_000_000,
+    "offload-round-trip": 100_000,
     "memory-per-sleeper": 100_000,
     "allocations-per-enqueue": 1_000_000,
     "allocations-per-yield": 1_000_000,
@@ -54,6 +55,7 @@ TARGETS = [
     ("timers-fire", "NIO scheduleCallback", 0.5, "max"),
     ("socketpair-ping-pong", "raw epoll", 1.25, "max"),
     ("cross-thread-enqueue", "floor", 1.25, "max"),
+    ("offload-round-trip", "Dispatch.global + continuation", 1.2, "max"),
 ]
 
 # Whole-program mode (`Loop.runMain`) against a peer: (workload, subject, peer, limit). Plain

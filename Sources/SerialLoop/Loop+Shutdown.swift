@@ -64,7 +64,10 @@ extension Loop {
     ///    thread) with ``LoopError/loopHasShutDown(_:)``;
     /// 3. `Task.sleep`s of tasks on the loop are woken early (the runtime gives no way to cancel
     ///    them from here, and dropping their jobs would leak the tasks); scheduled callbacks are
-    ///    dropped without running.
+    ///    dropped without running;
+    /// 4. once nothing else is left: signal listeners end (their sequences finish, dispositions
+    ///    are restored), then the offload pool closes — queued closures are withdrawn (callers get
+    ///    `CancellationError`), running ones finish and report, its threads are joined.
     /// Then the loop is marked shut down and its inbox closed: waits that other threads requested
     /// meanwhile are rejected (their callers fail with the shutdown error), and so is every later
     /// one (see Suspension.swift). Work that kept coming back for 100 rounds is abandoned with a
@@ -84,7 +87,9 @@ extension Loop {
         while rounds < 100 {
             rounds += 1
             drainWithoutBlocking()
-            if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork { break }
+            // Last, with nothing else left: signal listeners end, offload threads are joined.
+            if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork
+                && shutDownServices() == 0 { break }
         }
         lifecycle = .shutDown
         isShutDown.store(true, ordering: .sequentiallyConsistent)

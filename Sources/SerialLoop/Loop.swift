@@ -33,6 +33,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     let inbox: Inbox
     /// Where jobs that arrive after shutdown run (Afterlife.swift).
     let afterlife = Afterlife()
+    /// Threads for `offload` (started on demand, joined at shutdown): Offload/OffloadPool.swift.
+    let offloadPool = OffloadPool()
 
     // MARK: Cross-thread state (atomics)
 
@@ -231,6 +233,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @inline(__always)
     func drainInbox() {
         guard inbox.mayHaveWork else { return }
+        // Arrivals a time hold accounts for (offload outcomes) do not restart the quiet period.
         inbox.take(into: &inboxBuffer)
         if timeMode == .virtual && !inboxBuffer.isEmpty { noteCrossThreadArrival() }
         for work in inboxBuffer { ready.push(work) }

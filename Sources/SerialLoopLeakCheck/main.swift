@@ -1,4 +1,5 @@
-// Creates, runs and tears down many loops — each with timers, descriptors, futures and tasks — so
+// Creates, runs and tears down many loops — each with timers, descriptors, futures, tasks, offloaded
+// closures (a pool thread started and joined per loop) and signal listeners — so
 // a leak checker (LeakSanitizer via `--sanitize=address`, or valgrind) can prove nothing is left.
 // Usage: serial-loop-leak-check [loops]   (default 10,000)
 import SerialLoop
@@ -29,7 +30,23 @@ for index in 0..<loops {
         var one: UInt8 = 1
         _ = write(a, &one, 1)
         let gathered = try await loop.gather([{ @Sendable in 2 }, { @Sendable in 3 }])
-        let total = try await reader.value + fired.value + gathered.reduce(0, +)
+        // Offload: a value, a rethrown error, and a closure still queued at shutdown (withdrawn).
+        loop.offloadThreadLimit = 1
+        let offloaded = try await loop.offload { 4 }
+        do { try await loop.offload { throw LoopError(operation: "leak check", reason: "expected") } } catch is LoopError {}
+        _ = Task(executorPreference: loop) { try await loop.offload { usleep(100) } }
+        _ = Task(executorPreference: loop) { try await loop.offload { 0 } }
+        // Signals: a listener that receives one, and one left for shutdown to end. (Real-time loops
+        // only: on a test loop a delivery is cross-thread activity, which delays the next virtual
+        // jump by the real-time quiet period.)
+        if loop.timeMode == .real {
+            let signals = try loop.signals(SIGWINCH)
+            _ = try loop.signals(SIGWINCH)
+            var iterator = signals.makeAsyncIterator()
+            kill(getpid(), SIGWINCH)
+            guard await iterator.next() == SIGWINCH else { throw LoopError(operation: "leak check", reason: "no SIGWINCH") }
+        }
+        let total = try await reader.value + fired.value + gathered.reduce(0, +) + offloaded - 4
         try loop.close(a)
         try loop.close(b)
         return total

@@ -15,18 +15,18 @@ struct FaultTests {
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in signalsHandled.add(1, ordering: .relaxed) }
         action.sa_flags = 0                      // no SA_RESTART: epoll_wait returns EINTR
-        sigaction(SIGUSR2, &action, nil)
+        sigaction(SIGURG, &action, nil)
         let fired = try await withLoop { loop in
             let loopThread = pthread_self()
             // Threads spawned from Swift's cooperative pool inherit a mask that blocks signals.
             var unblock = sigset_t()
             sigemptyset(&unblock)
-            sigaddset(&unblock, SIGUSR2)
+            sigaddset(&unblock, SIGURG)
             pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
             let stop = Atomic<Bool>(false)
             let storm = spawnThread {
                 while !stop.load(ordering: .relaxed) {
-                    pthread_kill(loopThread, SIGUSR2)
+                    pthread_kill(loopThread, SIGURG)
                     usleep(100)
                 }
             }

@@ -128,7 +128,7 @@ struct DescriptorLifecycleTests {
     @Test func finishedWaitThenCloseAndReuseOfTheNumberIsWatched() async throws {
         let woke = try await withLoop { loop in
             let (r, w) = makePipe()
-            let high = highDuplicate(r, base: 700)
+            let high = highDuplicate(r, slot: 1)
             close(r)
             writeAll(w, "a")
             try await loop.readable(high)
@@ -157,7 +157,7 @@ struct DescriptorLifecycleTests {
     @Test func closedPreviouslyWatchedDescriptorGivesEBADF() async throws {
         let (read, write) = try await withLoop { loop in
             let (a, b) = makeSocketPair()
-            let high = highDuplicate(a, base: 800)
+            let high = highDuplicate(a, slot: 2)
             close(a)
             writeAll(b, "x")
             try await loop.readable(high)
@@ -182,7 +182,7 @@ struct DescriptorLifecycleTests {
     @Test func waitersOnADescriptorClosedWhileWaitingFailWithEBADF() async throws {
         let (reader, writer, left) = try await withLoop { loop in
             let (a, b) = makeSocketPair()
-            let high = highDuplicate(b, base: 900)
+            let high = highDuplicate(b, slot: 3)
             close(b)
             fillSendBuffer(high)
             let reader = Task(executorPreference: loop) { try await loop.readable(high) }
@@ -196,8 +196,8 @@ struct DescriptorLifecycleTests {
             close(a)
             return (outcomes.0, outcomes.1, loop.pendingWaiterCount)
         }
-        #expect(loopError(reader)?.errno == EBADF)
-        #expect(loopError(writer)?.errno == EBADF)
+        #expect(loopError(reader)?.errno == EBADF, "\(reader)")
+        #expect(loopError(writer)?.errno == EBADF, "\(writer)")
         #expect(loopError(reader)?.description.contains("closed (not through loop.close) while waiting") == true)
         #expect(left == 0)
     }

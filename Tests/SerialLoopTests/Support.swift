@@ -96,10 +96,20 @@ func fillSendBuffer(_ fd: Int32) {
     precondition(errno == EAGAIN, "filling the send buffer failed: errno \(errno)")
 }
 
-/// A duplicate of `fd` with a number of at least `base` (700 and up), which the other tests (they
-/// get the lowest free numbers) do not reach: a test can close and reuse it without racing them.
-/// Each test that uses this takes its own `base`, 100 apart, so they do not race each other.
-func highDuplicate(_ fd: Int32, base: Int32) -> Int32 {
+/// A duplicate of `fd` with a number near the top of the process's descriptor limit, which the
+/// other tests (they get the lowest free numbers; the stress test opens a few thousand) do not
+/// reach: a test can close and reuse it without racing them. Each test that uses this passes its
+/// own `slot` (1, 2, 3, …), 100 numbers apart, so they do not race each other either.
+func highDuplicate(_ fd: Int32, slot: Int32) -> Int32 {
+    var limit = rlimit()
+    getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    if limit.rlim_cur < 20_000 && limit.rlim_max > limit.rlim_cur {
+        limit.rlim_cur = min(limit.rlim_max, 20_000)           // as the stress test does
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    }
+    let base = Int32(clamping: limit.rlim_cur) - 100 * slot
+    precondition(base > 4_000, "the descriptor limit (\(limit.rlim_cur)) is too low for this test")
     let high = fcntl(fd, F_DUPFD, base)
     precondition(high >= base && high < base + 100, "F_DUPFD failed: errno \(errno)")
     return high
