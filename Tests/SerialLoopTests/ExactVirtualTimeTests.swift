@@ -229,11 +229,11 @@ struct NeverDeadlineTests {
 struct IdlePolicyTests {
     /// A thread that calls `loop.execute` every 50 ms of real time until stopped.
     final class Heartbeat: Sendable {
+        private let flag = StopFlag()
         private let thread: UnsafeTransfer<pthread_t>
 
         init(loop: Loop, onBeat: @escaping @Sendable () -> Void = {}) {
-            let stopped = StopFlag()
-            self.flag = stopped
+            let stopped = flag
             thread = UnsafeTransfer(spawnThread {
                 while !stopped.isSet {
                     loop.execute { onBeat() }
@@ -241,7 +241,6 @@ struct IdlePolicyTests {
                 }
             })
         }
-        private let flag: StopFlag
 
         /// Stops the thread and waits for it (blocks for up to one period).
         func stop() {
