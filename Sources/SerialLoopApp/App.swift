@@ -32,12 +32,12 @@ final class App: @unchecked Sendable {
     init(loop: Loop, port: UInt16) throws {
         self.loop = loop
         self.listener = try TCPListener(on: loop, address: .loopback(port: port))
-        self.stats = RequestStats(loop: loop)
+        self.stats = MainActor.assumeIsolated { RequestStats() }
     }
 
     func run() async throws {
         let stopSignals = try loop.signals(SIGTERM, SIGINT)
-        let watcher = Task(executorPreference: loop) {
+        let watcher = Task {
             for await signal in stopSignals {
                 await self.stop(because: signal)
                 break
@@ -56,7 +56,8 @@ final class App: @unchecked Sendable {
             }
             let id = nextTaskID
             nextTaskID += 1
-            tasks[id] = spawn(on: loop) {
+            // A plain Task {}: in whole-program mode it runs on the loop, like everything else.
+            tasks[id] = Task {
                 await self.serve(connection)
                 self.tasks[id] = nil
             }

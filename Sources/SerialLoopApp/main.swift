@@ -40,11 +40,12 @@ func unblockStopSignals() {
     pthread_sigmask(SIG_UNBLOCK, &signals, nil)
 }
 
-/// Runs the app on a loop on this (the main) thread until it has stopped.
-/// Nonisolated on purpose: top-level code is on the main actor, which this call blocks.
+/// Runs the whole program on a loop on this (the main) thread until the app has stopped.
+/// Nonisolated on purpose: top-level code is on the main actor, which this call blocks until the
+/// loop — then the main actor's executor — takes over.
 nonisolated func runApp(port: UInt16, offloadThreads: Int?) -> Int32 {
     do {
-        try withLoop { loop in
+        try Loop.runMain { loop in
             if let offloadThreads { loop.offloadThreadLimit = offloadThreads }
             try await App(loop: loop, port: port).run()
         }
