@@ -5,6 +5,8 @@ let package = Package(
     name: "SerialLoop",
     products: [
         .library(name: "SerialLoop", targets: ["SerialLoop"]),
+        // TCP sockets over the loop's public readiness API (`TCPListener`, `TCPConnection`).
+        .library(name: "SerialLoopNet", targets: ["SerialLoopNet"]),
         // The `.testLoop` Swift Testing trait. Testing ships with the toolchain: no package dependency.
         .library(name: "SerialLoopTesting", targets: ["SerialLoopTesting"]),
         .executable(name: "serial-loop-demo", targets: ["SerialLoopDemo"]),
@@ -23,13 +25,14 @@ let package = Package(
         // The async-signal-safe handler behind `loop.signals(...)` (a self-pipe writer); no other logic.
         .target(name: "CSerialLoopSignals"),
         .target(name: "SerialLoop", dependencies: ["CSerialLoopShims", "CSerialLoopSignals"]),
+        .target(name: "SerialLoopNet", dependencies: ["SerialLoop", "CSerialLoopShims"]),
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),
         // Many loops created, run and torn down, for the leak check in .ci/reliability.sh.
         .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop"]),
         // The randomized API torture test (issue 9): run by .ci/run, seeded and replayable.
         .executableTarget(name: "SerialLoopTorture", dependencies: ["SerialLoop"]),
         // An example app on one loop thread: HTTP on the socket layer, offload, signals.
-        .executableTarget(name: "SerialLoopApp", dependencies: ["SerialLoop"]),
+        .executableTarget(name: "SerialLoopApp", dependencies: ["SerialLoop", "SerialLoopNet"]),
         .target(name: "SerialLoopTesting", dependencies: ["SerialLoop"]),
         // Test fixtures for the process-wide modes (a loop on the main thread, the whole program on
         // one loop): programs run in child processes by ModeTests, since an install cannot be undone
@@ -39,7 +42,7 @@ let package = Package(
         .executableTarget(name: "SerialLoopModesMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
         .executableTarget(name: "SerialLoopModesAsyncMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
         .testTarget(name: "SerialLoopTests", dependencies: [
-            "SerialLoop", "SerialLoopTesting",
+            "SerialLoop", "SerialLoopNet", "SerialLoopTesting",
             // Declared so that building the tests builds the fixtures they spawn.
             "SerialLoopModes", "SerialLoopModesMain", "SerialLoopModesAsyncMain",
         ]),

@@ -19,7 +19,7 @@ let package = Package(
         // HTTP/1.1 on SerialLoop's socket layer: the request parser, the server, a small client.
         .target(
             name: "LoopHTTP",
-            dependencies: [.product(name: "SerialLoop", package: "SerialLoop")]
+            dependencies: [.product(name: "SerialLoop", package: "SerialLoop"), .product(name: "SerialLoopNet", package: "SerialLoop")]
         ),
         // The HTTP server on a SerialLoop, as a program (curl, wrk and Python drive it).
         .executableTarget(
@@ -42,6 +42,7 @@ let package = Package(
             dependencies: [
                 "LoopHTTP",
                 .product(name: "SerialLoop", package: "SerialLoop"),
+                .product(name: "SerialLoopNet", package: "SerialLoop"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),

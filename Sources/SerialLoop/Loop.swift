@@ -102,7 +102,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         pthread_equal(pthread_self(), ownerThread) != 0
     }
 
-    func preconditionOnLoopThread(_ operation: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) {
+    package func preconditionOnLoopThread(_ operation: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) {
         precondition(isOnLoopThread, "\(operation()) must be called on the loop's thread; use loop.execute { } to hop there", file: file, line: line)
     }
 

@@ -1,5 +1,6 @@
 @preconcurrency import Glibc
 import SerialLoop
+import SerialLoopNet
 
 /// The app: an HTTP/1.1 endpoint on the loop's socket layer, one task per request, shared state on
 /// the loop, file hashing offloaded to the loop's pool, and a graceful stop on SIGTERM or SIGINT.

@@ -1,6 +1,7 @@
 @preconcurrency import Glibc
 import Testing
 @testable import SerialLoop
+import SerialLoopNet
 
 /// The example app (`serial-loop-app`, built beside this test binary) as a child process: what a
 /// deployment does to it — requests, then SIGTERM while some are in flight.

@@ -1,5 +1,6 @@
 import Testing
 import SerialLoop
+import SerialLoopNet
 
 // The README's example, verbatim apart from the wrapping function: if it stops compiling or
 // stops printing 6, the README is wrong.

@@ -1,6 +1,7 @@
 @preconcurrency import Glibc
 import Testing
 @testable import SerialLoop
+import SerialLoopNet
 
 /// The TCP layer (`Sources/SerialLoop/Net`): real loopback sockets, no sleeps — tasks meet through
 /// the sockets themselves, and "is it suspended yet" is read off `loop.pendingWaiterCount`.

@@ -1,4 +1,5 @@
 import SerialLoop
+import SerialLoopNet
 
 /// A minimal HTTP/1.1 client on SerialLoop's socket layer: one request per connection
 /// (`Connection: close`), body framed by `Content-Length` or by the server closing.

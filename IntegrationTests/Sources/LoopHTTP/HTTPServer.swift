@@ -1,5 +1,6 @@
 @preconcurrency import Glibc
 import SerialLoop
+import SerialLoopNet
 
 /// A small HTTP/1.1 server on SerialLoop's socket layer: one task per connection on the loop,
 /// keep-alive, pipelining, `Content-Length` bodies, `Expect: 100-continue`, and an idle timeout so a client that stops

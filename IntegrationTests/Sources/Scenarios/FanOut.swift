@@ -1,6 +1,7 @@
 @preconcurrency import Glibc
 import LoopHTTP
 import SerialLoop
+import SerialLoopNet
 
 struct FanOutOptions {
     var address = SocketAddress.loopback(port: 80)

@@ -6,7 +6,7 @@ import CSerialLoopShims
 ///
 /// - Returns: the call's non-negative result.
 @inline(__always)
-func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(LoopError) -> T {
+package func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) throws(LoopError) -> T {
     while true {
         let result = body()
         if result >= 0 { return result }

@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import SerialLoop
 
 /// An IPv4 address and TCP port, such as `127.0.0.1:8080`.
 ///

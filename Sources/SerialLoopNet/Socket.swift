@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import SerialLoop
 import CSerialLoopShims
 
 // A thin TCP layer over the loop's readiness API
