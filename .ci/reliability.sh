@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== ThreadSanitizer: swift test --sanitize=thread"
-SERIALLOOP_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+SERIALLOOP_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/.ci/tsan-suppressions.txt" \
     swift test --sanitize=thread --scratch-path .build-tsan
 
 echo "== AddressSanitizer: swift test --sanitize=address"

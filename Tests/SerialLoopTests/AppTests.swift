@@ -115,6 +115,9 @@ private final class AppProcess: @unchecked Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        // stderr too: a child that outlives a crashed test must not hold the test runner's own
+        // output pipe open (swift test would wait for it).
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
         posix_spawn_file_actions_addclose(&actions, fds[0])
         // No POSIX_SPAWN_SETSIGMASK: the child starts with this thread's signal mask, which
         // blocks everything (a loop thread started from Swift's cooperative pool inherits

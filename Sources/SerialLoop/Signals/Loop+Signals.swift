@@ -41,7 +41,8 @@ extension Loop {
     /// is this library's handler (the default action — e.g. termination by SIGTERM — does not
     /// happen); the previous disposition is restored when the last listener goes: when the
     /// sequence and its iterators are dropped, when the iterating task is cancelled (the sequence
-    /// then ends), or when the loop shuts down (it ends too). Like the kernel, a listener that does
+    /// then ends), or when the loop shuts down (it ends too). Restored is what was there when the
+    /// first listener arrived: a handler other code installs meanwhile is overwritten then. Like the kernel, a listener that does
     /// not keep up may see several deliveries of one signal merged (it buffers up to 1024).
     ///
     /// - Throws: ``LoopError`` naming `signals(…)` for a number that is not a catchable signal:
