@@ -4,12 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --no-parallel: under a sanitizer's slowdown, tests that block cooperative threads (sync loops,
+# child processes) starve the others' tasks for tens of seconds on 2 cores; one at a time, each
+# test's watchdog measures the test, not its neighbours.
 echo "== ThreadSanitizer: swift test --sanitize=thread"
 SERIALLOOP_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/.ci/tsan-suppressions.txt" \
-    swift test --sanitize=thread --scratch-path .build-tsan
+    swift test --sanitize=thread --scratch-path .build-tsan --no-parallel
 
 echo "== AddressSanitizer: swift test --sanitize=address"
-SERIALLOOP_SANITIZER=address ASAN_OPTIONS="detect_leaks=0" swift test --sanitize=address --scratch-path .build-asan
+SERIALLOOP_SANITIZER=address ASAN_OPTIONS="detect_leaks=0" swift test --sanitize=address --scratch-path .build-asan --no-parallel
 
 echo "== LeakSanitizer: 10,000 loops created, run and torn down"
 swift build --sanitize=address --scratch-path .build-asan --product serial-loop-leak-check

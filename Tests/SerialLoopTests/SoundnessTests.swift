@@ -91,7 +91,7 @@ struct ShutDownLoopTests {
         }
         // Let some of them get going, then shut down under their feet (round 0: at once).
         if round > 0 {
-            _ = await withWatchdog("first sleeps") { while sleeps.value < round * 20 { await Task.yield() } }
+            _ = await withWatchdog("first sleeps") { await sleeps.reach(round * 20) }
         }
         thread.shutdown()
         for sleeper in sleepers {

@@ -55,6 +55,11 @@ actor LoopActor {
 /// exact everywhere: no test of virtual durations is switched off under a sanitizer.
 let underSanitizer = getenv("SERIALLOOP_SANITIZER") != nil
 
+/// Watchdogs wait this many times longer under a sanitizer: a 5–20× slowdown of every test running
+/// in parallel on 2 cores starves the cooperative pool for seconds, which is slowness, not a hang.
+/// (A hang still fails, later.)
+let watchdogScale = underSanitizer ? 6 : 1
+
 /// Runs `operation` in a task of its own and returns its outcome — or, if it has not finished
 /// after `limit` of real time, records an issue and returns `nil`, so a hang fails the test by
 /// assertion instead of hanging the suite. (A watchdog, not synchronisation: it never fires in a
@@ -64,6 +69,7 @@ func withWatchdog<T: Sendable>(
     sourceLocation: SourceLocation = #_sourceLocation,
     _ operation: @escaping @Sendable () async throws -> T
 ) async -> Result<T, any Error>? {
+    let limit = limit * watchdogScale
     let claimed = Lock(false)
     let claim: @Sendable () -> Bool = { claimed.withLock { done in defer { done = true }; return !done } }
     let outcome: Result<T, any Error>? = await withUnsafeContinuation { continuation in
@@ -115,11 +121,38 @@ func highDuplicate(_ fd: Int32, slot: Int32) -> Int32 {
     return high
 }
 
-/// A counter shared across threads (tests).
+/// A counter shared across threads (tests), which a task can wait on to reach a value.
 final class Counter: Sendable {
-    private let storage = Atomic<Int>(0)
-    func increment() { storage.add(1, ordering: .relaxed) }
-    var value: Int { storage.load(ordering: .relaxed) }
+    private struct State {
+        var value = 0
+        var waiters: [(target: Int, continuation: UnsafeContinuation<Void, Never>)] = []
+    }
+    private let state = Lock(State())
+
+    func increment() {
+        let ready: [UnsafeContinuation<Void, Never>] = state.withLock { state in
+            state.value += 1
+            let value = state.value
+            let ready = state.waiters.filter { $0.target <= value }.map(\.continuation)
+            state.waiters.removeAll { $0.target <= value }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+    var value: Int { state.withLock { $0.value } }
+
+    /// Returns once the counter has reached `target` (at once if it has).
+    func reach(_ target: Int) async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let reached = state.withLock { state in
+                if state.value >= target { return true }
+                state.waiters.append((target, continuation))
+                return false
+            }
+            if reached { continuation.resume() }
+        }
+    }
 }
 /// The real monotonic clock, in nanoseconds, on any thread. (`ContinuousClock.now` reads virtual
 /// time on a test loop's thread.)

@@ -9,7 +9,7 @@ func withWatchdog<T>(
     _ name: String = #function,
     _ body: () async throws -> T
 ) async rethrows -> T {
-    let watchdog = Watchdog(seconds: seconds, name: name)
+    let watchdog = Watchdog(seconds: seconds * watchdogScale, name: name)
     defer { watchdog.disarm() }
     return try await body()
 }
