@@ -143,7 +143,7 @@ def main():
             if extra_workload == workload:
                 jobs.append((f"{workload} (1M)", [args.binary, "--workload", workload, "--executor", executor], extra_n))
     for loop in filter(None, args.python_loops.split(",")):
-        for workload in ["run-until-complete-sleep0", "call_soon", "call_later(0)"]:
+        for workload in ["run-until-complete-sleep0", "call_soon", "call_later(0)", "socketpair-ping-pong"]:
             jobs.append((workload, [sys.executable, os.path.join(HERE, "talk_benchmarks.py"), "--loop", loop, "--workload", workload], SIZES[workload]))
 
     results = {}  # (label, executor) -> (values, unit)

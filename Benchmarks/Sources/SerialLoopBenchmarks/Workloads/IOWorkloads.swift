@@ -10,6 +10,11 @@ let ioBenchmarks: [Benchmark] = [
     Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop", unit: "ns/round-trip") { n in
         try withLoop { loop in try await serialLoopPingPong(loop, n, measure: nanosecondsPerRound) }
     },
+    // The same two tasks, each iterating a readiness stream (`loop.readiness(fd, .read)`): one wait
+    // object per side for the whole run instead of one per wait.
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop readiness stream", unit: "ns/round-trip") { n in
+        try withLoop { loop in try await serialLoopStreamPingPong(loop, n, measure: nanosecondsPerRound) }
+    },
     Benchmark(workload: "socketpair-ping-pong", executor: "raw epoll", unit: "ns/round-trip") { n in
         rawEpollPingPong(n)
     },
@@ -53,6 +58,35 @@ func serialLoopPingPong(_ loop: Loop, _ n: Int, measure: (Int, () async throws -
     func round() async throws {
         _ = write(a, &byte, 1)
         try await loop.readable(a)
+        _ = read(a, &byte, 1)
+    }
+    for _ in 0..<100 { try await round() }      // warm-up: registrations and buffers in place
+    let result = try await measure(n) { for _ in 0..<n { try await round() } }
+    try await echo.value
+    try loop.close(a)
+    try loop.close(b)
+    return result
+}
+
+/// `serialLoopPingPong` with readiness streams: each side iterates one `loop.readiness` stream.
+func serialLoopStreamPingPong(_ loop: Loop, _ n: Int, measure: (Int, () async throws -> Void) async throws -> Double) async throws -> Double {
+    let (a, b) = socketPair()
+    let echo = Task(executorPreference: loop) {
+        var byte: UInt8 = 0
+        var remaining = n + 100
+        for try await _ in loop.readiness(b, .read) {
+            while read(b, &byte, 1) == 1 {
+                _ = write(b, &byte, 1)
+                remaining -= 1
+            }
+            if remaining == 0 { break }
+        }
+    }
+    var byte: UInt8 = 1
+    var replies = loop.readiness(a, .read).makeAsyncIterator()
+    func round() async throws {
+        _ = write(a, &byte, 1)
+        _ = try await replies.next()
         _ = read(a, &byte, 1)
     }
     for _ in 0..<100 { try await round() }      // warm-up: registrations and buffers in place
