@@ -121,12 +121,12 @@ struct Reactor: ~Copyable {
     // MARK: Waiters
 
     mutating func addWaiter(id: UInt64, _ continuation: LoopContinuation<Void>, fd: Int32, for interest: Interest) throws(LoopError) -> WaitOutcome {
-        let operation = Reactor.operation(fd: fd, interest)
-        try ensureSlot(fd, operation: operation)
+        // The operation's name is built only for an error: a String per wait was measurable.
+        try ensureSlot(fd, operation: Reactor.operation(fd: fd, interest))
         let waiter = Waiter(id: id, continuation: continuation, fd: fd, interest: interest)
         if interest == .read { registrations[Int(fd)].readers.append(waiter) } else { registrations[Int(fd)].writers.append(waiter) }
         do {
-            let outcome = try syncInterest(fd, operation: operation)
+            let outcome = try syncInterest(fd, operation: Reactor.operation(fd: fd, interest))
             switch outcome {
             case .alwaysReady:
                 removeLast(fd: fd, interest: interest)
