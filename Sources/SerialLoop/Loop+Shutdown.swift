@@ -42,7 +42,7 @@ extension Loop {
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
             switch work {
             case .resume: leftovers.sleeps.append(instant)
-            case .sleepWake, .task, .actor, .global: leftovers.taskSleeps.append(instant)
+            case .sleepWake, .task, .global: leftovers.taskSleeps.append(instant)
             case .callback, .timerCallback, .suspension: leftovers.scheduledCallbacks.append(instant)
             }
         }
@@ -97,7 +97,7 @@ extension Loop {
         for work in inbox.close() {
             switch work {
             case .suspension(let start): start(false)
-            case .task, .actor, .global, .sleepWake: abandonedJobs += 1
+            case .task, .global, .sleepWake: abandonedJobs += 1
             case .callback, .timerCallback, .resume: break
             }
         }
@@ -140,7 +140,7 @@ extension Loop {
                 if lifecycle != .shutDown, wakeRuntimeSleepResumedASleeper(work) {
                     liveTaskSleeps.append(LoopClock.Instant(nanosecondsSinceOrigin: deadline))
                 }
-            case .task, .actor, .global: if lifecycle != .shutDown { ready.push(work) }
+            case .task, .global: if lifecycle != .shutDown { ready.push(work) }
             case .callback, .timerCallback, .suspension: break
             }
             count += 1

@@ -35,8 +35,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     let afterlife = Afterlife()
     /// Threads for `offload` (started on demand, joined at shutdown): Offload/OffloadPool.swift.
     let offloadPool = OffloadPool()
-    /// The actors' executor: `asUnownedSerialExecutor()` (Scheduling/LoopSerialExecutor.swift).
-    let actorExecutor = LoopSerialExecutor()
 
     // MARK: Cross-thread state (atomics)
 
@@ -93,7 +91,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         let wakeSignal = reactor.backend.wakeSignal
         inbox = Inbox(wake: { wakeSignal.signal() })
         installGlobalRouting()
-        actorExecutor.loop = self
     }
 
     deinit {
@@ -150,7 +147,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
             ready.push(work)
         } else if !inbox.push(work) {
             switch work {
-            case .task(let job), .actor(let job), .global(let job), .sleepWake(let job): runAfterShutdown(job)
+            case .task(let job), .global(let job), .sleepWake(let job): runAfterShutdown(job)
             case .suspension(let start): start(false)
             case .callback, .timerCallback, .resume: reportWorkAfterShutdown()
             }
@@ -255,8 +252,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         switch work {
         case .task(let job):
             job.runSynchronously(on: asUnownedTaskExecutor())
-        case .actor(let job):
-            job.runSynchronously(isolatedTo: actorExecutor.asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         case .sleepWake(let job):
             isRunningSleepWake = true
             job.runSynchronously(on: asUnownedTaskExecutor())
@@ -467,11 +462,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     /// The serial executor for actors that should run on this loop:
     /// `nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }`.
-    ///
-    /// It is a separate object over the same ready queue (Scheduling/LoopSerialExecutor.swift), so
-    /// actor jobs can run isolated to it and one actor can call another on the loop in place.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
-        actorExecutor.asUnownedSerialExecutor()
+        UnownedSerialExecutor(ordinary: self)
     }
 
     /// Code on the loop thread is isolated to the loop: nothing else can run there concurrently.
