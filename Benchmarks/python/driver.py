@@ -19,6 +19,7 @@ SIZES = {
     "yield": 1_000_000,
     "spawn-await": 300_000,
     "actor-ping-pong": 1_000_000,
+    "task-actor-call": 1_000_000,
     "timers-fire": 1_000_000,
     "schedule-cancel": 1_000_000,
     "timer-op-1k-pending": 1_000_000,
