@@ -15,6 +15,10 @@ let ioBenchmarks: [Benchmark] = [
     Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop readiness stream", unit: "ns/round-trip") { n in
         try withLoop { loop in try await serialLoopStreamPingPong(loop, n, measure: nanosecondsPerRound) }
     },
+    // Reader callbacks (`addReader`, asyncio's add_reader) on both ends: no task, no continuation.
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop addReader", unit: "ns/round-trip") { n in
+        try withLoop { loop in try await serialLoopCallbackPingPong(loop, n) }
+    },
     Benchmark(workload: "socketpair-ping-pong", executor: "raw epoll", unit: "ns/round-trip") { n in
         rawEpollPingPong(n)
     },
@@ -92,6 +96,40 @@ func serialLoopStreamPingPong(_ loop: Loop, _ n: Int, measure: (Int, () async th
     for _ in 0..<100 { try await round() }      // warm-up: registrations and buffers in place
     let result = try await measure(n) { for _ in 0..<n { try await round() } }
     try await echo.value
+    try loop.close(a)
+    try loop.close(b)
+    return result
+}
+
+/// Ping-pong with reader callbacks: b's echoes each byte, a's counts rounds and sends the next.
+func serialLoopCallbackPingPong(_ loop: Loop, _ n: Int) async throws -> Double {
+    final class State {
+        var rounds = 0
+        var start = ContinuousClock.now
+        var byte: UInt8 = 1
+    }
+    let (a, b) = socketPair()
+    let state = State()
+    let done = loop.makeFuture(of: Double.self)
+    try loop.addReader(b) {
+        var byte: UInt8 = 0
+        _ = read(b, &byte, 1)
+        _ = write(b, &byte, 1)
+    }
+    try loop.addReader(a) {
+        _ = read(a, &state.byte, 1)
+        state.rounds += 1
+        if state.rounds == 100 { state.start = .now }          // after a warm-up of 100 rounds
+        if state.rounds == n + 100 {
+            done.succeed(nanoseconds(since: state.start) / Double(n))
+        } else {
+            _ = write(a, &state.byte, 1)
+        }
+    }
+    _ = write(a, &state.byte, 1)
+    let result = try await done.value
+    loop.removeReader(a)
+    loop.removeReader(b)
     try loop.close(a)
     try loop.close(b)
     return result
