@@ -66,6 +66,11 @@ SUBJECT_TARGETS = [
     ("spawn-await", "SerialLoop whole-program", "floor", 1.15),
     ("yield", "SerialLoop whole-program", "SerialLoop", 1.05),
     ("actor-ping-pong", "SerialLoop whole-program", "SerialLoop", 1.05),
+    # Issue 12: tasks on readiness streams within 1.2x raw epoll and ahead of uvloop's add_reader;
+    # reader callbacks within 1.1x raw epoll.
+    ("socketpair-ping-pong", "SerialLoop readiness stream", "raw epoll", 1.2),
+    ("socketpair-ping-pong", "SerialLoop readiness stream", "python uvloop add_reader", 1.0),
+    ("socketpair-ping-pong", "SerialLoop addReader", "raw epoll", 1.1),
 ]
 
 
@@ -77,7 +82,8 @@ INSTRUCTIONS = [
     ("spawn-await", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
     ("actor-ping-pong", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
     ("schedule-cancel", ["SerialLoop", "NIO scheduleCallback"], 20_000, 120_000),
-    ("socketpair-ping-pong", ["SerialLoop", "raw epoll"], 5_000, 25_000),
+    ("task-actor-call", ["SerialLoop", "floor"], 20_000, 120_000),
+    ("socketpair-ping-pong", ["SerialLoop", "SerialLoop readiness stream", "SerialLoop addReader", "raw epoll"], 5_000, 25_000),
 ]
 
 
