@@ -162,6 +162,51 @@ struct ReadinessStreamTests {
         #expect(text == "second")
     }
 
+    /// Tasks on the default executor (foreign to the loop) iterate streams on a `LoopThread`: each
+    /// wait starts through the inbox, reusing one wait object; cancelling one from another thread
+    /// mid-wait ends it with `CancellationError`.
+    @Test func foreignTasksIterateStreamsOnALoopThread() async throws {
+        let thread = try Loop.startThread()
+        defer { thread.shutdown() }
+        let loop = thread.loop
+        let (a, b) = makeSocketPair()
+        let echo = Task {
+            var byte: UInt8 = 0
+            var echoed = 0
+            for try await _ in loop.readiness(b, .read) {
+                while read(b, &byte, 1) == 1 {
+                    _ = write(b, &byte, 1)
+                    echoed += 1
+                }
+                if echoed == 200 { break }
+            }
+            return echoed
+        }
+        let rounds = await withWatchdog("200 foreign round trips") { () async throws -> Int in
+            var byte: UInt8 = 1
+            var replies = loop.readiness(a, .read).makeAsyncIterator()
+            for _ in 0..<200 {
+                _ = write(a, &byte, 1)
+                _ = try await replies.next()
+                #expect(read(a, &byte, 1) == 1)
+            }
+            return 200
+        }
+        #expect(try rounds?.get() == 200)
+        #expect(try await echo.value == 200)
+
+        let waiter = Task { for try await _ in loop.readiness(a, .read) {} }
+        let settled = await withWatchdog("the waiter registering") {
+            while try await loop.onLoop({ loop.pendingWaiterCount }) < 1 { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        #expect(settled != nil)
+        waiter.cancel()
+        let outcome = await withWatchdog("the cancelled waiter") { try await waiter.value }
+        if case .failure(let error)? = outcome { #expect(error is CancellationError, "\(error)") } else { Issue.record("not cancelled: \(String(describing: outcome))") }
+        #expect(try await loop.onLoop { loop.pendingWaiterCount } == 0)
+        close(a); close(b)
+    }
+
     /// A `next()` pending at shutdown: a task of the loop unwinds with `CancellationError`, a
     /// foreign task gets the shutdown error; a `next()` after shutdown fails at once.
     @Test func pendingAndLateWaitsAtShutdown() async throws {

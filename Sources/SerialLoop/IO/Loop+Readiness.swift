@@ -80,7 +80,8 @@ extension Loop {
     ///     }
     ///
     /// Level-triggered, as `readable`: an element means a read (or write) will not block *now*;
-    /// consume until `EAGAIN` before asking again, or the next element comes at once.
+    /// consume until `EAGAIN` before asking again, or the next element comes at once. A regular
+    /// file or directory is always ready: every `next()` returns at once.
     ///
     /// The sequence never finishes on its own; it ends by throwing, with the errors of
     /// ``readable(_:)``:
