@@ -270,7 +270,7 @@ struct Reactor: ~Copyable {
     private mutating func dropVerifiedEntries() {
         guard !unverified.isEmpty else { return }
         if unverifiedCount == 0 {
-            unverified.removeAll(keepingCapacity: true)
+            unverified.clearKeepingCapacity()
             verificationDeadline = 0
         } else if unverified.count > 2 * unverifiedCount + 16 {
             unverified.removeAll { !registrations[Int($0)].isUnverified }
@@ -375,7 +375,7 @@ struct Reactor: ~Copyable {
         var events = scratchEvents
         scratchEvents = []
         defer {
-            events.removeAll(keepingCapacity: true)
+            events.clearKeepingCapacity()
             scratchEvents = events
         }
         let woke = try backend.poll(timeoutNanoseconds: timeoutNanoseconds) { events.append($0) }
@@ -416,7 +416,7 @@ struct Reactor: ~Copyable {
         guard !scratchWaiters.isEmpty else { return }
         waiterCount -= scratchWaiters.count
         for waiter in scratchWaiters { waiter.continuation.resume() }
-        scratchWaiters.removeAll(keepingCapacity: true)
+        scratchWaiters.clearKeepingCapacity()
     }
 
     /// Lazy narrowing: an event arrived for interest that had no waiter and no callback when it was
@@ -477,5 +477,19 @@ struct Reactor: ~Copyable {
         registrations[Int(fd)].kernelInterest = target
         markVerified(fd)
         return .waiting(calledKernel: true)
+    }
+}
+
+extension Array {
+    /// `removeAll(keepingCapacity: true)` for the per-poll buffers, which usually hold one or two
+    /// elements: popping them skips the general `replaceSubrange` path (callgrind: ~130
+    /// instructions a call, three calls per socketpair round trip).
+    @inline(__always)
+    mutating func clearKeepingCapacity() {
+        if count <= 2 {
+            while !isEmpty { removeLast() }
+        } else {
+            removeAll(keepingCapacity: true)
+        }
     }
 }
