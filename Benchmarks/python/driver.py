@@ -19,6 +19,7 @@ SIZES = {
     "yield": 1_000_000,
     "spawn-await": 300_000,
     "actor-ping-pong": 1_000_000,
+    "task-actor-call": 1_000_000,
     "timers-fire": 1_000_000,
     "schedule-cancel": 1_000_000,
     "timer-op-1k-pending": 1_000_000,
@@ -65,6 +66,11 @@ SUBJECT_TARGETS = [
     ("spawn-await", "SerialLoop whole-program", "floor", 1.15),
     ("yield", "SerialLoop whole-program", "SerialLoop", 1.05),
     ("actor-ping-pong", "SerialLoop whole-program", "SerialLoop", 1.05),
+    # Issue 12: tasks on readiness streams within 1.2x raw epoll and ahead of uvloop's add_reader;
+    # reader callbacks within 1.1x raw epoll.
+    ("socketpair-ping-pong", "SerialLoop readiness stream", "raw epoll", 1.2),
+    ("socketpair-ping-pong", "SerialLoop readiness stream", "python uvloop add_reader", 1.0),
+    ("socketpair-ping-pong", "SerialLoop addReader", "raw epoll", 1.1),
 ]
 
 
@@ -76,7 +82,8 @@ INSTRUCTIONS = [
     ("spawn-await", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
     ("actor-ping-pong", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
     ("schedule-cancel", ["SerialLoop", "NIO scheduleCallback"], 20_000, 120_000),
-    ("socketpair-ping-pong", ["SerialLoop", "raw epoll"], 5_000, 25_000),
+    ("task-actor-call", ["SerialLoop", "floor"], 20_000, 120_000),
+    ("socketpair-ping-pong", ["SerialLoop", "SerialLoop readiness stream", "SerialLoop addReader", "raw epoll"], 5_000, 25_000),
 ]
 
 
@@ -143,7 +150,7 @@ def main():
             if extra_workload == workload:
                 jobs.append((f"{workload} (1M)", [args.binary, "--workload", workload, "--executor", executor], extra_n))
     for loop in filter(None, args.python_loops.split(",")):
-        for workload in ["run-until-complete-sleep0", "call_soon", "call_later(0)"]:
+        for workload in ["run-until-complete-sleep0", "call_soon", "call_later(0)", "socketpair-ping-pong"]:
             jobs.append((workload, [sys.executable, os.path.join(HERE, "talk_benchmarks.py"), "--loop", loop, "--workload", workload], SIZES[workload]))
 
     results = {}  # (label, executor) -> (values, unit)

@@ -68,8 +68,10 @@ protocol Suspension: AnyObject, Sendable {
 
 extension Loop {
     /// Suspends the calling task in `suspension`: see the notes at the top of this file.
+    /// `isolation`: the caller's actor (`#isolation` inside is this parameter), so a caller
+    /// isolated to an actor on the loop (`AsyncIterator.next(isolation:)`) does not hop off it.
     @inline(__always)
-    func suspend<S: Suspension>(_ suspension: S) async throws -> S.Value {
+    func suspend<S: Suspension>(_ suspension: S, isolation: isolated (any Actor)? = #isolation) async throws -> S.Value {
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (raw: UnsafeContinuation<S.Value, any Error>) in
                 if isOnLoopThread {

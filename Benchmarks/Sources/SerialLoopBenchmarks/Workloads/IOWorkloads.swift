@@ -10,6 +10,15 @@ let ioBenchmarks: [Benchmark] = [
     Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop", unit: "ns/round-trip") { n in
         try withLoop { loop in try await serialLoopPingPong(loop, n, measure: nanosecondsPerRound) }
     },
+    // The same two tasks, each iterating a readiness stream (`loop.readiness(fd, .read)`): one wait
+    // object per side for the whole run instead of one per wait.
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop readiness stream", unit: "ns/round-trip") { n in
+        try withLoop { loop in try await serialLoopStreamPingPong(loop, n, measure: nanosecondsPerRound) }
+    },
+    // Reader callbacks (`addReader`, asyncio's add_reader) on both ends: no task, no continuation.
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop addReader", unit: "ns/round-trip") { n in
+        try withLoop { loop in try await serialLoopCallbackPingPong(loop, n) }
+    },
     Benchmark(workload: "socketpair-ping-pong", executor: "raw epoll", unit: "ns/round-trip") { n in
         rawEpollPingPong(n)
     },
@@ -58,6 +67,70 @@ func serialLoopPingPong(_ loop: Loop, _ n: Int, measure: (Int, () async throws -
     for _ in 0..<100 { try await round() }      // warm-up: registrations and buffers in place
     let result = try await measure(n) { for _ in 0..<n { try await round() } }
     try await echo.value
+    try loop.close(a)
+    try loop.close(b)
+    return result
+}
+
+/// `serialLoopPingPong` with readiness streams: each side iterates one `loop.readiness` stream.
+func serialLoopStreamPingPong(_ loop: Loop, _ n: Int, measure: (Int, () async throws -> Void) async throws -> Double) async throws -> Double {
+    let (a, b) = socketPair()
+    let echo = Task(executorPreference: loop) {
+        var byte: UInt8 = 0
+        var remaining = n + 100
+        // One read per element, as the `readable` variant and raw epoll do (reading on to EAGAIN
+        // would add a syscall per round trip that the other rows do not make).
+        for try await _ in loop.readiness(b, .read) {
+            _ = read(b, &byte, 1)
+            _ = write(b, &byte, 1)
+            remaining -= 1
+            if remaining == 0 { break }
+        }
+    }
+    var byte: UInt8 = 1
+    var replies = loop.readiness(a, .read).makeAsyncIterator()
+    func round() async throws {
+        _ = write(a, &byte, 1)
+        _ = try await replies.next()
+        _ = read(a, &byte, 1)
+    }
+    for _ in 0..<100 { try await round() }      // warm-up: registrations and buffers in place
+    let result = try await measure(n) { for _ in 0..<n { try await round() } }
+    try await echo.value
+    try loop.close(a)
+    try loop.close(b)
+    return result
+}
+
+/// Ping-pong with reader callbacks: b's echoes each byte, a's counts rounds and sends the next.
+func serialLoopCallbackPingPong(_ loop: Loop, _ n: Int) async throws -> Double {
+    final class State {
+        var rounds = 0
+        var start = ContinuousClock.now
+        var byte: UInt8 = 1
+    }
+    let (a, b) = socketPair()
+    let state = State()
+    let done = loop.makeFuture(of: Double.self)
+    try loop.addReader(b) {
+        var byte: UInt8 = 0
+        _ = read(b, &byte, 1)
+        _ = write(b, &byte, 1)
+    }
+    try loop.addReader(a) {
+        _ = read(a, &state.byte, 1)
+        state.rounds += 1
+        if state.rounds == 100 { state.start = .now }          // after a warm-up of 100 rounds
+        if state.rounds == n + 100 {
+            done.succeed(nanoseconds(since: state.start) / Double(n))
+        } else {
+            _ = write(a, &state.byte, 1)
+        }
+    }
+    _ = write(a, &state.byte, 1)
+    let result = try await done.value
+    loop.removeReader(a)
+    loop.removeReader(b)
     try loop.close(a)
     try loop.close(b)
     return result

@@ -87,6 +87,9 @@ let memoryBenchmarks: [Benchmark] = [
     Benchmark(workload: "allocations-per-round-trip", executor: "SerialLoop", unit: "allocs/round-trip") { n in
         try withLoop { loop in try await serialLoopPingPong(loop, n, measure: allocationsPerRound) }
     },
+    Benchmark(workload: "allocations-per-round-trip", executor: "SerialLoop readiness stream", unit: "allocs/round-trip") { n in
+        try withLoop { loop in try await serialLoopStreamPingPong(loop, n, measure: allocationsPerRound) }
+    },
 ]
 
 func allocationsPerRound(_ n: Int, _ body: () async throws -> Void) async throws -> Double {

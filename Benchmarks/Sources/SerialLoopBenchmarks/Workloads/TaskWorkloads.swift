@@ -52,6 +52,13 @@ let taskBenchmarks: [Benchmark] = [
     Benchmark(workload: "actor-ping-pong", executor: "SerialLoop", unit: "ns/call") { n in
         try withLoop { loop in await actorPingPong(n, on: loop.asUnownedSerialExecutor()) }
     },
+    // A task that prefers the loop calling an actor on the loop (the other common hop).
+    Benchmark(workload: "task-actor-call", executor: "SerialLoop", unit: "ns/call") { n in
+        try withLoop { loop in await taskActorCalls(n, on: loop.asUnownedSerialExecutor()) }
+    },
+    Benchmark(workload: "task-actor-call", executor: "floor", unit: "ns/call") { n in
+        try Floor.run { floor in await taskActorCalls(n, on: floor.asUnownedSerialExecutor()) }
+    },
     Benchmark(workload: "actor-ping-pong", executor: "floor", unit: "ns/call") { n in
         try Floor.run { floor in await actorPingPong(n, on: floor.asUnownedSerialExecutor()) }
     },
@@ -79,6 +86,15 @@ func actorPingPong(_ n: Int, on executor: UnownedSerialExecutor) async -> Double
     let pinger = Pinger(executor), ponger = Ponger(executor)
     let start = ContinuousClock.now
     _ = await pinger.run(n, against: ponger)
+    return nanoseconds(since: start) / Double(n)
+}
+
+func taskActorCalls(_ n: Int, on executor: UnownedSerialExecutor) async -> Double {
+    let ponger = Ponger(executor)
+    var total = 0
+    let start = ContinuousClock.now
+    for _ in 0..<n { total += await ponger.ping() }
+    precondition(total > 0)
     return nanoseconds(since: start) / Double(n)
 }
 

@@ -1,0 +1,159 @@
+// Readiness streams: many waits on one descriptor, one wait object
+//
+// A long-lived reader waits on the same descriptor over and over: `readable`, read until EAGAIN,
+// `readable` again. Each `readable` call allocates its wait (`PendingWait`, shared with its
+// cancellation handler) and names itself for errors. A readiness stream allocates its wait object
+// once, when iteration begins, and reuses it for every `next()`:
+//
+//     for try await _ in loop.readiness(fd, .read) {
+//         while read(fd, &buffer, buffer.count) > 0 { … }      // until EAGAIN
+//     }
+//
+// What a `next()` still costs, and why:
+// - A cancellation handler per `next()`. Swift has no public way to keep one installed across
+//   calls: the runtime allocates a handler's record on the task's stack allocator, scoped to the
+//   `withTaskCancellationHandler` body, so it cannot outlive one `next()`. The handler itself is
+//   cheap (two atomic updates of the task status, no heap allocation); what the stream saves is
+//   the heap allocation, the retain/release traffic and the generic wait object.
+// - An append to the descriptor's waiter list (capacity is kept, so no allocation). The kernel
+//   registration is made once and kept across waits (interest is narrowed lazily, Reactor.swift).
+//
+// Every `next()` goes through the same door as `readable` (`Loop.suspend`, Suspension.swift), so it
+// has the same guarantees: a `next()` pending at shutdown is resumed (a task of the loop with
+// `CancellationError`, a foreign task with the shutdown error), one started after shutdown fails at
+// once, and the descriptor-closed-behind-the-loop's-back checks apply to its waits.
+
+/// An `AsyncSequence` that yields each time a descriptor is ready: see ``Loop/readiness(_:_:)``.
+public struct DescriptorReadiness: AsyncSequence, Sendable {
+    /// Which readiness the sequence reports.
+    public enum Kind: Sendable {
+        /// Readable, at end-of-file, hung up, or in error: a read will not block.
+        case read
+        /// Writable, hung up, or in error: a write will not block.
+        case write
+    }
+
+    public typealias Element = Void
+    public typealias Failure = any Error
+
+    let loop: Loop
+    let fd: Int32
+    let kind: Kind
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(wait: ReusableWait(fd: fd, interest: kind == .read ? .read : .write), loop: loop)
+    }
+
+    /// Iterates a ``DescriptorReadiness``. Use it from one task at a time.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let wait: ReusableWait
+        let loop: Loop
+        /// The sequence threw: later calls return `nil`.
+        var isFinished = false
+
+        /// Suspends until the descriptor is ready; returns `()` then, or `nil` once the sequence
+        /// has ended (it ends by throwing).
+        public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(any Error) -> Void? {
+            if isFinished { return nil }
+            do {
+                try await loop.suspend(wait)
+                return ()
+            } catch {
+                isFinished = true
+                throw error
+            }
+        }
+
+        public mutating func next() async throws -> Void? {
+            try await next(isolation: nil)
+        }
+    }
+}
+
+extension Loop {
+    /// A stream of readiness events for `fd`: each iteration suspends until `fd` is readable
+    /// (`.read`) or writable (`.write`), like ``readable(_:)`` / ``writable(_:)``, but with one wait
+    /// object for the whole iteration instead of one per wait. For long-lived readers and writers:
+    ///
+    ///     for try await _ in loop.readiness(fd, .read) {
+    ///         // read until EAGAIN
+    ///     }
+    ///
+    /// Level-triggered, as `readable`: an element means a read (or write) will not block *now*;
+    /// consume until `EAGAIN` before asking again, or the next element comes at once. A regular
+    /// file or directory is always ready: every `next()` returns at once.
+    ///
+    /// The sequence never finishes on its own; it ends by throwing, with the errors of
+    /// ``readable(_:)``:
+    /// - `CancellationError` when the iterating task is cancelled (a wait in progress is removed at
+    ///   once). Cancellation *throws* rather than finishing quietly, so a reader can tell "I was
+    ///   cancelled" from a loop that ended;
+    /// - ``LoopError`` naming `readable(fd:)` / `writable(fd:)` and the errno for an invalid or
+    ///   closed descriptor, or when the descriptor is closed through ``close(_:)`` /
+    ///   ``deregister(_:)`` while waiting;
+    /// - ``LoopError/loopHasShutDown(_:)`` once the loop has shut down; a wait pending when the loop
+    ///   shuts down is resumed with `CancellationError` (a task of the loop) or that error (a
+    ///   foreign task).
+    /// After it has thrown, `next()` returns `nil`.
+    ///
+    /// Any thread; iterate it from one task at a time. Nothing is registered until the first
+    /// `next()`.
+    public func readiness(_ fd: Int32, _ kind: DescriptorReadiness.Kind) -> DescriptorReadiness {
+        DescriptorReadiness(loop: self, fd: fd, kind: kind)
+    }
+}
+
+/// The wait object of a readiness stream: a `PendingWait` that can start again after each wait
+/// ends. Its state lives on the loop thread.
+///
+/// A cancellation that arrives after the wait it was meant for ended (it can: a cancellation from
+/// another thread travels through the inbox) cancels the next wait instead, which is what the
+/// task wants: cancellation is sticky.
+final class ReusableWait: Suspension, @unchecked Sendable {
+    enum State {
+        /// Between waits (or before the first).
+        case idle
+        /// Waiting, as this waiter id (stale once the reactor resumed it: `removeWaiter` finds nothing).
+        case waiting(UInt64)
+        /// The task was cancelled: every later start fails with `CancellationError`.
+        case cancelled
+    }
+    let fd: Int32
+    let interest: Interest
+    @exclusivity(unchecked) var state = State.idle
+
+    init(fd: Int32, interest: Interest) {
+        self.fd = fd
+        self.interest = interest
+    }
+
+    var operation: String { Reactor.operation(fd: fd, interest) }
+
+    func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
+        if case .cancelled = state {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        do {
+            let id = loop.makeWaiterID()
+            switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
+            case .waiting:
+                state = .waiting(id)
+            case .alwaysReady:
+                state = .idle
+                continuation.resume()
+            }
+        } catch {
+            state = .idle
+            continuation.resume(throwing: error)
+        }
+    }
+
+    func cancel(on loop: Loop) {
+        if case .waiting(let id) = state,
+           let continuation = loop.reactor.removeWaiter(id: id, fd: fd, for: interest) {
+            continuation.resume(throwing: CancellationError())
+        }
+        state = .cancelled
+    }
+}
