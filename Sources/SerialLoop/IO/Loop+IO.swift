@@ -23,7 +23,7 @@ extension Loop {
     }
 
     private func waitForReadiness(_ fd: Int32, _ interest: Interest) async throws {
-        try await suspend(PendingWait(fd: fd, interest: interest))
+        try await suspend(DescriptorWait(fd: fd, interest: interest))
     }
 
     // MARK: Closing descriptors
@@ -102,17 +102,25 @@ extension Loop {
     }
 }
 
-/// One `readable`/`writable` wait, shared with its cancellation handler. Loop thread only.
-final class PendingWait: Suspension, @unchecked Sendable {
+/// A wait for a descriptor's readiness, shared with its cancellation handler: one per `readable`/
+/// `writable` call, or one per readiness stream, started again for each element
+/// (Loop+Readiness.swift). Its state lives on the loop thread.
+///
+/// A cancellation that arrives after the wait it was meant for ended (it can: a cancellation from
+/// another thread travels through the inbox) cancels the next wait instead, which is what a
+/// stream's task wants: cancellation is sticky.
+final class DescriptorWait: Suspension, @unchecked Sendable {
     enum State {
-        case notStarted
+        /// Before a wait, or between two.
+        case idle
+        /// Waiting, as this waiter id (stale once the reactor resumed it: `removeWaiter` finds nothing).
         case waiting(UInt64)
+        /// The task was cancelled: every later start fails with `CancellationError`.
         case cancelled
-        case finished
     }
     let fd: Int32
     let interest: Interest
-    @exclusivity(unchecked) var state = State.notStarted
+    @exclusivity(unchecked) var state = State.idle
 
     init(fd: Int32, interest: Interest) {
         self.fd = fd
@@ -122,7 +130,7 @@ final class PendingWait: Suspension, @unchecked Sendable {
     var operation: String { Reactor.operation(fd: fd, interest) }
 
     func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
-        guard case .notStarted = state else {
+        if case .cancelled = state {
             continuation.resume(throwing: CancellationError())
             return
         }
@@ -136,11 +144,11 @@ final class PendingWait: Suspension, @unchecked Sendable {
             case .waiting:
                 state = .waiting(id)
             case .alwaysReady:
-                state = .finished
+                state = .idle
                 continuation.resume()
             }
         } catch {
-            state = .finished
+            state = .idle
             continuation.resume(throwing: error)
         }
     }

@@ -1,7 +1,7 @@
 // Readiness streams: many waits on one descriptor, one wait object
 //
 // A long-lived reader waits on the same descriptor over and over: `readable`, read until EAGAIN,
-// `readable` again. Each `readable` call allocates its wait (`PendingWait`, shared with its
+// `readable` again. Each `readable` call allocates its wait (`DescriptorWait`, shared with its
 // cancellation handler) and names itself for errors. A readiness stream allocates its wait object
 // once, when iteration begins, and reuses it for every `next()`:
 //
@@ -41,12 +41,12 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
     let kind: Kind
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(wait: ReusableWait(fd: fd, interest: kind == .read ? .read : .write), loop: loop)
+        AsyncIterator(wait: DescriptorWait(fd: fd, interest: kind == .read ? .read : .write), loop: loop)
     }
 
     /// Iterates a ``DescriptorReadiness``. Use it from one task at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let wait: ReusableWait
+        let wait: DescriptorWait
         let loop: Loop
         /// The sequence threw: later calls return `nil`.
         var isFinished = false
@@ -100,60 +100,5 @@ extension Loop {
     /// `next()`.
     public func readiness(_ fd: Int32, _ kind: DescriptorReadiness.Kind) -> DescriptorReadiness {
         DescriptorReadiness(loop: self, fd: fd, kind: kind)
-    }
-}
-
-/// The wait object of a readiness stream: a `PendingWait` that can start again after each wait
-/// ends. Its state lives on the loop thread.
-///
-/// A cancellation that arrives after the wait it was meant for ended (it can: a cancellation from
-/// another thread travels through the inbox) cancels the next wait instead, which is what the
-/// task wants: cancellation is sticky.
-final class ReusableWait: Suspension, @unchecked Sendable {
-    enum State {
-        /// Between waits (or before the first).
-        case idle
-        /// Waiting, as this waiter id (stale once the reactor resumed it: `removeWaiter` finds nothing).
-        case waiting(UInt64)
-        /// The task was cancelled: every later start fails with `CancellationError`.
-        case cancelled
-    }
-    let fd: Int32
-    let interest: Interest
-    @exclusivity(unchecked) var state = State.idle
-
-    init(fd: Int32, interest: Interest) {
-        self.fd = fd
-        self.interest = interest
-    }
-
-    var operation: String { Reactor.operation(fd: fd, interest) }
-
-    func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
-        if case .cancelled = state {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
-        do {
-            let id = loop.makeWaiterID()
-            switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
-            case .waiting:
-                state = .waiting(id)
-            case .alwaysReady:
-                state = .idle
-                continuation.resume()
-            }
-        } catch {
-            state = .idle
-            continuation.resume(throwing: error)
-        }
-    }
-
-    func cancel(on loop: Loop) {
-        if case .waiting(let id) = state,
-           let continuation = loop.reactor.removeWaiter(id: id, fd: fd, for: interest) {
-            continuation.resume(throwing: CancellationError())
-        }
-        state = .cancelled
     }
 }
