@@ -135,6 +135,7 @@ final class PendingWait: Suspension, @unchecked Sendable {
             switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
             case .waiting:
                 state = .waiting(id)
+                if loop.observation != nil { loop.noteWaitStart(id) }
             case .alwaysReady:
                 state = .finished
                 continuation.resume()

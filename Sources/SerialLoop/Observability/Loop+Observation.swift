@@ -14,6 +14,8 @@ final class LoopObservation {
     var polledThisTick: Int64 = 0
     /// Where the pending scheduled callbacks were created (debug mode); swept lazily.
     var timerSites: [TimerID: RawCallbackSite] = [:]
+    /// When the pending descriptor waits began (loop time), by waiter ID (debug mode); swept lazily.
+    var waitStarts: [UInt64: Int64] = [:]
 
     var isEmpty: Bool { instruments.isEmpty && debug == nil }
 }
@@ -58,6 +60,7 @@ extension Loop {
             } else {
                 observation.debug = nil
                 observation.timerSites.removeAll()
+                observation.waitStarts.removeAll()
             }
             metricsStorage.capturesSites.store(newValue != nil, ordering: .relaxed)
             self.observation = observation.isEmpty ? nil : observation
