@@ -16,6 +16,11 @@ final class LoopObservation {
     var timerSites: [TimerID: RawCallbackSite] = [:]
     /// When the pending descriptor waits began (loop time), by waiter ID (debug mode); swept lazily.
     var waitStarts: [UInt64: Int64] = [:]
+    /// Names of tasks seen on the loop (debug mode), by task address. Holding the
+    /// `UnsafeCurrentTask` retains the task, so its address cannot be reused by another task while
+    /// the entry lives; the table is cleared when it reaches `taskNameLimit`.
+    var taskNames: [UnsafeRawPointer: (task: UnsafeCurrentTask, name: String)] = [:]
+    static let taskNameLimit = 1024
 
     var isEmpty: Bool { instruments.isEmpty && debug == nil }
 }
@@ -61,6 +66,7 @@ extension Loop {
                 observation.debug = nil
                 observation.timerSites.removeAll()
                 observation.waitStarts.removeAll()
+                observation.taskNames.removeAll()
             }
             metricsStorage.capturesSites.store(newValue != nil, ordering: .relaxed)
             self.observation = observation.isEmpty ? nil : observation
@@ -115,6 +121,9 @@ extension Loop {
         observation.jobSite = nil
         observation.jobTaskName = nil
         observation.isRunningJob = true
+        // For a task job, the job is the task: its address is the key of `taskNames`.
+        var taskAddress: UnsafeRawPointer? = nil
+        if case .task(let job) = work { taskAddress = unsafeBitCast(job, to: UnsafeRawPointer.self) }
         let start = monotonicNanoseconds()
         run(work)
         let end = monotonicNanoseconds()
@@ -128,7 +137,7 @@ extension Loop {
             var caused: Int64 = 0
             if timeMode == .real, let next = timers.nextDeadline { caused = max(0, end - max(next, start)) }
             observation.debug?.deliver(LoopDebugReport(
-                kind: .slowJob, job: kind, taskName: observation.jobTaskName, site: observation.jobSite?.site,
+                kind: .slowJob, job: kind, taskName: observation.jobTaskName ?? taskAddress.flatMap { observation.taskNames[$0]?.name }, site: observation.jobSite?.site,
                 duration: .nanoseconds(duration), lag: .nanoseconds(caused), lateTimers: 0, suppressed: 0))
         }
     }
@@ -181,8 +190,23 @@ extension Loop {
     /// job: an enqueue (a yield, an actor hop, a task completing for an awaiter on the loop, a child
     /// task) or a suspension on a loop API. The executor cannot ask a job for its task's name, but
     /// code running inside the job can: `Task.name` there is the running task's.
+    ///
+    /// The name is kept for the job itself and, by the task's address, for the task's later jobs.
+    /// A task whose only job is the slow one and that neither enqueues nor suspends on the loop
+    /// within it stays unnamed: once a task completes, the runtime has dropped its name.
     func noteTaskName() {
-        guard isOnLoopThread, let observation, observation.isRunningJob, observation.jobTaskName == nil else { return }
-        observation.jobTaskName = Task.name
+        guard isOnLoopThread, let observation else { return }
+        withUnsafeCurrentTask { task in
+            guard let task else { return }
+            let address = unsafeBitCast(task, to: UnsafeRawPointer.self)
+            if let known = observation.taskNames[address] {
+                if observation.isRunningJob && observation.jobTaskName == nil { observation.jobTaskName = known.name }
+                return
+            }
+            guard let name = Task.name else { return }
+            if observation.isRunningJob && observation.jobTaskName == nil { observation.jobTaskName = name }
+            if observation.taskNames.count >= LoopObservation.taskNameLimit { observation.taskNames.removeAll() }
+            observation.taskNames[address] = (task, name)
+        }
     }
 }
