@@ -221,7 +221,7 @@ struct ObservabilityTests {
         #expect(first.contains("timer 0.01 seconds lag 0.0 seconds"))
         #expect(first.contains { $0.hasPrefix("poll") })
         #expect(first.filter { $0 == "tick" }.count == first.filter { $0 == "tick end" }.count + 1,
-                "the tick that removes the instrument does not end observed")
+                "the events were returned from inside the last tick's job")
     }
 
     // MARK: Pending work

@@ -5,6 +5,9 @@
 /// What the loop observes while instruments or debug mode are installed. Loop thread only.
 final class LoopObservation {
     var instruments: [any LoopInstrument] = []
+    /// The instruments of the tick in progress: changes to `instruments` take effect at the next
+    /// tick, so an instrument never sees a `jobDidRun` without its `jobWillRun`.
+    var active: [any LoopInstrument] = []
     var debug: DebugReporter?
     /// Set while `runObserved` runs a job, with what the job revealed about itself.
     var isRunningJob = false
@@ -79,7 +82,8 @@ extension Loop {
     func observedTick(_ observation: LoopObservation) -> Bool {
         let start = monotonicNanoseconds()
         observation.polledThisTick = 0
-        for instrument in observation.instruments { instrument.tickWillStart() }
+        observation.active = observation.instruments
+        for instrument in observation.active { instrument.tickWillStart() }
         moveDueTimersObserved(now: readClockForTick(), observation)      // 1, 2
         drainInbox()                                                     // 3
         let count = ready.count
@@ -90,7 +94,7 @@ extension Loop {
         if goesOn { pollAndDeliver() }                                   // 5, 6
         let busy = monotonicNanoseconds() - start - observation.polledThisTick
         metricsStorage.tickDuration.record(busy)
-        for instrument in observation.instruments { instrument.tickDidEnd(duration: .nanoseconds(busy)) }
+        for instrument in observation.active { instrument.tickDidEnd(duration: .nanoseconds(busy)) }
         return goesOn
     }
 
@@ -101,7 +105,7 @@ extension Loop {
         while let (deadline, work) = timers.popDue(now: now) {
             let lag = now - deadline
             metricsStorage.noteTimerFired(lag: lag)
-            for instrument in observation.instruments {
+            for instrument in observation.active {
                 instrument.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag))
             }
             if lag >= threshold {
@@ -117,7 +121,7 @@ extension Loop {
 
     private func runObserved(_ work: Work, _ observation: LoopObservation) {
         let kind = LoopJobKind(work)
-        for instrument in observation.instruments { instrument.jobWillRun(kind) }
+        for instrument in observation.active { instrument.jobWillRun(kind) }
         observation.jobSite = nil
         observation.jobTaskName = nil
         observation.isRunningJob = true
@@ -130,7 +134,7 @@ extension Loop {
         observation.isRunningJob = false
         let duration = end - start
         metricsStorage.jobDuration.record(duration)
-        for instrument in observation.instruments { instrument.jobDidRun(kind, duration: .nanoseconds(duration)) }
+        for instrument in observation.active { instrument.jobDidRun(kind, duration: .nanoseconds(duration)) }
         if let debug = observation.debug, duration >= debug.options.slowJobThreshold.saturatingNanoseconds {
             // The lag this job caused: how late the earliest timer is now, counted from when the
             // job started if it was due before (real time: a test loop's clock stands still in a job).
@@ -144,12 +148,12 @@ extension Loop {
 
     /// `poll` with hooks.
     func observedPoll(timeoutNanoseconds: Int64?, _ observation: LoopObservation) -> Int {
-        for instrument in observation.instruments { instrument.pollWillStart(timeout: timeoutNanoseconds.map { .nanoseconds($0) }) }
+        for instrument in observation.active { instrument.pollWillStart(timeout: timeoutNanoseconds.map { .nanoseconds($0) }) }
         let start = monotonicNanoseconds()
         let events = pollOnce(timeoutNanoseconds: timeoutNanoseconds)
         let blocked = monotonicNanoseconds() - start
         observation.polledThisTick += blocked
-        for instrument in observation.instruments { instrument.pollDidEnd(events: events, blocked: .nanoseconds(blocked)) }
+        for instrument in observation.active { instrument.pollDidEnd(events: events, blocked: .nanoseconds(blocked)) }
         return events
     }
 

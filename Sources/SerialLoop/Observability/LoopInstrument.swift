@@ -16,8 +16,9 @@
 /// 5. `tickDidEnd(duration:)`: the tick's time, not counting time blocked in polls.
 ///
 /// A tick that ends the run (after `stop()`, or when `run(until:)` is done) skips step 4.
-/// Instruments added or removed by a hook take effect from the next tick. Shutdown's final drain
-/// runs without hooks.
+/// Instruments added or removed during a tick (by a hook or a job) take effect from the next tick:
+/// a removed instrument still gets the rest of the current tick's hooks. Shutdown's final drain
+/// runs jobs and timers without hooks (its polls do call the poll hooks).
 public protocol LoopInstrument: AnyObject {
     func tickWillStart()
     func timerDidFire(deadline: LoopClock.Instant, lag: Duration)

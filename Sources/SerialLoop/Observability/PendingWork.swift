@@ -80,7 +80,10 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
 
     public var description: String {
         var lines = ["pending work at \(Duration.nanoseconds(now.nanosecondsSinceOrigin).diagnosticText): \(readyJobs) ready job(s), \(timers.count) timer(s), \(descriptorWaits.count) descriptor wait(s), \(futureAwaiters) task(s) awaiting \(awaitedFutures) future(s)"]
-        for timer in timers { lines.append("  timer: \(timer)") }
+        for timer in timers {
+            let due = timer.deadline.nanosecondsSinceOrigin == .max ? "" : ", in \(now.duration(to: timer.deadline).diagnosticText)"
+            lines.append("  timer: \(timer)\(due)")
+        }
         for wait in descriptorWaits { lines.append("  wait: \(wait)") }
         return lines.joined(separator: "\n")
     }
