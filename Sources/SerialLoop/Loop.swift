@@ -347,7 +347,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Polls once, delivering readiness. Poll failures other than EINTR are loop bugs, not user errors.
     /// A poll that may block is timed (two clock reads next to a syscall that parks the thread).
     func pollOnce(timeoutNanoseconds: Int64?) -> Int {
-        let blocks = timeoutNanoseconds != 0
+        let blocks = LoopMetricsStorage.isCompiledIn && timeoutNanoseconds != 0
         let start = blocks ? monotonicNanoseconds() : 0
         do {
             let (events, woke) = try reactor.poll(timeoutNanoseconds: timeoutNanoseconds) { callback in

@@ -110,11 +110,13 @@ struct LoopCounter: ~Copyable {
 
     @inline(__always)
     func add(_ amount: Int) {
+        guard LoopMetricsStorage.isCompiledIn else { return }
         value.store(value.load(ordering: .relaxed) &+ amount, ordering: .relaxed)
     }
 
     @inline(__always)
     func set(_ newValue: Int) {
+        guard LoopMetricsStorage.isCompiledIn else { return }
         value.store(newValue, ordering: .relaxed)
     }
 
@@ -163,6 +165,7 @@ final class DurationHistogram: @unchecked Sendable {
     /// Loop thread only.
     @inline(__always)
     func record(_ nanoseconds: Int64) {
+        guard LoopMetricsStorage.isCompiledIn else { return }
         let value = Int(Swift.max(nanoseconds, 0))
         let slot = buckets + Self.bucket(for: value)
         slot.pointee.store(slot.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
@@ -206,6 +209,14 @@ final class DurationHistogram: @unchecked Sendable {
 
 /// The loop's always-on metrics (single writer: the loop thread).
 final class LoopMetricsStorage: @unchecked Sendable {
+    /// Building with `-DSERIALLOOP_NO_METRICS` compiles the always-on metrics out (every update
+    /// folds away), for measuring what they cost; `loop.metrics` then reads zeros.
+    #if SERIALLOOP_NO_METRICS
+    static let isCompiledIn = false
+    #else
+    static let isCompiledIn = true
+    #endif
+
     let ticks = LoopCounter()
     let jobs = LoopCounter()
     let callbacks = LoopCounter()
