@@ -224,6 +224,80 @@ struct ObservabilityTests {
                 "the events were returned from inside the last tick's job")
     }
 
+    @Test func anInstrumentRemovedMidTickStillSeesTheTickThroughAndNothingAfter() throws {
+        final class SelfRemoving: LoopInstrument {
+            let loop: Loop
+            var events: [String] = []
+            init(loop: Loop) { self.loop = loop }
+            func jobWillRun(_ job: LoopJobKind) { events.append("job"); loop.removeInstrument(self) }
+            func jobDidRun(_ job: LoopJobKind, duration: Duration) { events.append("end") }
+            func tickDidEnd(duration: Duration) { events.append("tick end") }
+        }
+        let (events, installed) = try withTestLoop { loop in
+            let instrument = SelfRemoving(loop: loop)
+            loop.addInstrument(instrument)
+            loop.callSoon {}
+            loop.callSoon {}
+            await Task.yield()
+            await loop.runUntilIdle()
+            return (instrument.events, loop.removeInstrument(instrument))
+        }
+        #expect(events == ["job", "end", "job", "end", "job", "end", "tick end"])
+        #expect(installed == false)
+    }
+
+    @Test func debugModeAndInstrumentsCanBeInstalledFromAnotherThreadThroughExecute() async throws {
+        let log = ReportLog()
+        try await withLoop { loop in
+            await withCheckedContinuation { continuation in
+                let thread = spawnThread {
+                    loop.execute {
+                        loop.debug = LoopDebugOptions(slowJobThreshold: .milliseconds(20), sink: log.sink)
+                        continuation.resume()
+                    }
+                }
+                pthread_detach(thread)
+            }
+            let line = #line + 1
+            loop.execute { blockThread(for: .milliseconds(25)) }
+            try await loop.sleep(for: .milliseconds(1))
+            #expect(log.all.compactMap(\.site?.line) == [UInt(line)])
+            loop.debug = nil
+            #expect(loop.debug == nil)
+        }
+    }
+
+    @Test func histogramQuantilesAreWithinABucketOfTheTruth() {
+        var generator = SplitMix(seed: 13)
+        print("histogram seed 13")
+        let histogram = DurationHistogram()
+        var values: [Int64] = []
+        for _ in 0..<10_000 {
+            let value = Int64(generator.next() % 50_000_000)
+            values.append(value)
+            histogram.record(value)
+        }
+        values.sort()
+        let snapshot = histogram.snapshot()
+        for (q, estimate) in [(0.5, snapshot.p50), (0.9, snapshot.p90), (0.99, snapshot.p99)] {
+            let truth = Double(values[Int((q * Double(values.count)).rounded(.up)) - 1])
+            let error = abs(Double(estimate.saturatingNanoseconds) - truth) / truth
+            #expect(error <= 0.0625, "q\(q): \(estimate) vs \(truth)")
+        }
+        #expect(snapshot.max == .nanoseconds(values.last!))
+        #expect(snapshot.count == 10_000)
+        for index in 1..<DurationHistogram.bucketCount {
+            #expect(DurationHistogram.bounds(of: index).low == DurationHistogram.bounds(of: index - 1).high)
+            #expect(DurationHistogram.bucket(for: DurationHistogram.bounds(of: index).low) == index)
+        }
+    }
+
+    @Test func pendingWorkOfALoopThatHasShutDownIsEmpty() async throws {
+        let loop = try await withLoop { loop in loop }
+        #expect(loop.hasShutDown)
+        #expect(await loop.pendingWork.isEmpty)
+    }
+
     // MARK: Pending work
 
     @Test func pendingWorkListsExactlyWhatAScenarioCreatedThenNothing() async throws {
@@ -279,5 +353,18 @@ struct ObservabilityTests {
             #expect(after.isEmpty, "\(after)")
             loop.debug = nil
         }
+    }
+}
+
+/// A seeded generator (SplitMix64), so a failing histogram check replays.
+private struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

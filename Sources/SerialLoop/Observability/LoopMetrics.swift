@@ -22,7 +22,9 @@ public struct LoopMetrics: Sendable, CustomStringConvertible {
     public var callbacks = 0
     /// Timers that fired (sleeps, `Task.sleep`s, scheduled callbacks).
     public var timersFired = 0
-    /// Scheduled callbacks cancelled before they ran.
+    /// Timers cancelled before they fired: scheduled callbacks (also after their timer fired but
+    /// before they ran), `loop.sleep`s of cancelled tasks. (`Task.sleep`s: the runtime cannot
+    /// withdraw their timers, so they fire, as no-ops.)
     public var timersCancelled = 0
     /// Calls into the I/O backend (epoll_wait), blocking or not.
     public var polls = 0

@@ -91,8 +91,9 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
 
 extension Loop {
     /// What the loop is waiting for, as a consistent snapshot taken on the loop's thread between
-    /// jobs (from another thread: as the next inbox item). Any thread. On a loop that has shut
-    /// down: empty.
+    /// jobs. Any thread: from another thread the snapshot is taken by a callback through the inbox,
+    /// so it is answered when the loop next turns (a loop that is not running answers once it
+    /// runs again). On a loop that has shut down: empty.
     public var pendingWork: LoopPendingWork {
         get async {
             if isOnLoopThread { return currentPendingWork() }

@@ -79,6 +79,7 @@ final class PendingSleep: Suspension, @unchecked Sendable {
 
     func cancel(on loop: Loop) {
         if case .scheduled(let id) = state, case .resume(let continuation)? = loop.timers.cancel(id) {
+            loop.metricsStorage.timersCancelled.add(1)
             continuation.resume(throwing: CancellationError())
         }
         state = .cancelled
