@@ -69,7 +69,7 @@ final class App: @unchecked Sendable {
             let id = nextTaskID
             nextTaskID += 1
             // A plain Task {}: in whole-program mode it runs on the loop, like everything else.
-            tasks[id] = Task(name: "request \(id)") {
+            tasks[id] = Task(name: "connection \(id + 1)") {
                 await self.serve(connection)
                 self.tasks[id] = nil
             }
