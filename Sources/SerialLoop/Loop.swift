@@ -172,7 +172,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     public var hasShutDown: Bool { isShutDown.load(ordering: .acquiring) }
 
     /// Runs `callback` on the loop after the work already queued (asyncio's `call_soon`). Unlike
-    /// ``execute(_:)`` the closure need not be `Sendable`, because it never leaves the loop thread.
+    /// ``execute(_:file:line:)`` the closure need not be `Sendable`, because it never leaves the loop thread.
     /// - Precondition: called on the loop's thread.
     public func callSoon(_ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) {
         preconditionOnLoopThread("Loop.callSoon(_:)")
