@@ -2,27 +2,28 @@
 // installed. The plain tick in Loop.swift pays one branch for all of this (`observation != nil`);
 // the phases here are the same, in the same order, with hooks and timing around them.
 
-/// What the loop observes while instruments or debug mode are installed. Loop thread only.
+/// What the loop observes while instruments or debug mode are installed. Loop thread only, so
+/// the runtime's dynamic exclusivity checks are off for its properties (as for the loop's own).
 final class LoopObservation {
-    var instruments: [any LoopInstrument] = []
+    @exclusivity(unchecked) var instruments: [any LoopInstrument] = []
     /// The instruments of the tick in progress: changes to `instruments` take effect at the next
     /// tick, so an instrument never sees a `jobDidRun` without its `jobWillRun`.
-    var active: [any LoopInstrument] = []
-    var debug: DebugReporter?
+    @exclusivity(unchecked) var active: [any LoopInstrument] = []
+    @exclusivity(unchecked) var debug: DebugReporter?
     /// Set while `runObserved` runs a job, with what the job revealed about itself.
-    var isRunningJob = false
-    var jobSite: RawCallbackSite?
-    var jobTaskName: String?
+    @exclusivity(unchecked) var isRunningJob = false
+    @exclusivity(unchecked) var jobSite: RawCallbackSite?
+    @exclusivity(unchecked) var jobTaskName: String?
     /// Real time this tick spent in polls (subtracted from the tick's duration).
-    var polledThisTick: Int64 = 0
+    @exclusivity(unchecked) var polledThisTick: Int64 = 0
     /// Where the pending scheduled callbacks were created (debug mode); swept lazily.
-    var timerSites: [TimerID: RawCallbackSite] = [:]
+    @exclusivity(unchecked) var timerSites: [TimerID: RawCallbackSite] = [:]
     /// When the pending descriptor waits began (loop time), by waiter ID (debug mode); swept lazily.
-    var waitStarts: [UInt64: Int64] = [:]
+    @exclusivity(unchecked) var waitStarts: [UInt64: Int64] = [:]
     /// Names of tasks seen on the loop (debug mode), by task address. Holding the
     /// `UnsafeCurrentTask` retains the task, so its address cannot be reused by another task while
     /// the entry lives; the table is cleared when it reaches `taskNameLimit`.
-    var taskNames: [UnsafeRawPointer: (task: UnsafeCurrentTask, name: String)] = [:]
+    @exclusivity(unchecked) var taskNames: [UnsafeRawPointer: (task: UnsafeCurrentTask, name: String)] = [:]
     static let taskNameLimit = 1024
 
     var isEmpty: Bool { instruments.isEmpty && debug == nil }
