@@ -222,7 +222,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @inline(__always)
     func moveDueTimers(now: Int64) {
         while let (deadline, work) = timers.popDue(now: now) {
-            metricsStorage.noteTimerFired(lag: now - deadline)
+            metricsStorage.noteTimerFired(lag: now.saturatingSubtract(deadline))
             activate(work)
         }
     }

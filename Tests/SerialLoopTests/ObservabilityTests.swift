@@ -139,6 +139,18 @@ struct ObservabilityTests {
         #expect(metrics.timersFired == 1002)
     }
 
+    @Test func aTimerAtASaturatedPastDeadlineDoesNotOverflowTheLagMetrics() async throws {
+        let lag = try await withTestLoop { loop in
+            let fired = loop.makeFuture(of: Void.self)
+            loop.schedule(at: loop.now.advanced(by: .seconds(Int64.min))) { fired.succeed(()) }
+            try await fired.value
+            return loop.metrics.loopLag
+        }
+        #expect(lag.count == 1)
+        #expect(lag.max == .nanoseconds(Int64.max))
+        #expect(lag.total == .nanoseconds(Int64.max))
+    }
+
     @Test func countersAndGaugesFollowTheWork() async throws {
         let metrics = try await withTestLoop { loop in
             let before = loop.metrics

@@ -104,7 +104,7 @@ extension Loop {
         var worst: Int64 = 0
         let threshold = observation.debug?.options.lagThreshold.saturatingNanoseconds ?? .max
         while let (deadline, work) = timers.popDue(now: now) {
-            let lag = now - deadline
+            let lag = now.saturatingSubtract(deadline)
             metricsStorage.noteTimerFired(lag: lag)
             for instrument in observation.active {
                 instrument.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag))

@@ -172,7 +172,9 @@ final class DurationHistogram: @unchecked Sendable {
         let slot = buckets + Self.bucket(for: value)
         slot.pointee.store(slot.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
         count.add(1)
-        sum.add(value)
+        // Saturating: a timer scheduled at a saturated past deadline fires "Int64.max late".
+        let (total, overflow) = sum.current.addingReportingOverflow(value)
+        sum.set(overflow ? .max : total)
         if value > maximum.current { maximum.set(value) }
     }
 

@@ -125,7 +125,7 @@ extension Loop {
         let starts = observation?.waitStarts ?? [:]
         work.descriptorWaits = reactor.allWaiters().map { waiter in
             .init(fd: waiter.fd, interest: waiter.interest == .read ? .readable : .writable,
-                  waited: starts[waiter.id].map { .nanoseconds(now - $0) })
+                  waited: starts[waiter.id].map { .nanoseconds(now.saturatingSubtract($0)) })
         }
         work.awaitedFutures = pendingAwaits.count
         work.futureAwaiters = pendingAwaits.values.reduce(0) { $0 + (($1 as? any AwaiterCounting)?.awaiterCount ?? 0) }
