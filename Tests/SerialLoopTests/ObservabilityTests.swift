@@ -86,7 +86,8 @@ struct ObservabilityTests {
             "SerialLoopTests/ObservabilityTests.swift:\(scheduleLine)",
             "SerialLoopTests/ObservabilityTests.swift:\(readerLine)",
         ])
-        #expect(log.all.filter { $0.kind == .slowJob }.allSatisfy { $0.duration >= .milliseconds(40) })
+        // (Other jobs may pass 30 ms on a loaded machine; only the three with sites are checked.)
+        #expect(log.all.filter { $0.site != nil }.allSatisfy { $0.duration >= .milliseconds(40) })
     }
 
     @Test func reportsAreRateLimitedAndCountWhatTheyDropped() async throws {
@@ -273,7 +274,8 @@ struct ObservabilityTests {
             let line = #line + 1
             loop.execute { blockThread(for: .milliseconds(25)) }
             try await loop.sleep(for: .milliseconds(1))
-            #expect(log.all.compactMap(\.site?.line) == [UInt(line)])
+            let ours = log.all.compactMap(\.site).filter { $0.fileID.hasPrefix("SerialLoopTests/") }
+            #expect(ours.map(\.line) == [UInt(line)])
             loop.debug = nil
             #expect(loop.debug == nil)
         }
