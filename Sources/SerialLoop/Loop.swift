@@ -38,7 +38,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     // MARK: Cross-thread state (atomics)
 
-    private let stopRequested = Atomic<Bool>(false)
+    let stopRequested = Atomic<Bool>(false)
+    /// Always-on metrics: written by the loop thread, read by any (Observability/LoopMetrics.swift).
+    let metricsStorage = LoopMetricsStorage()
     /// Virtual time in nanoseconds (test loops). Written by the loop thread, read by any thread.
     let virtualNanoseconds = Atomic<Int64>(0)
     /// Set once shutdown has closed the inbox (Loop+Shutdown.swift).
@@ -80,6 +82,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var servesMainQueue = false
     /// Busy ticks since the main-queue descriptor was last polled (see `defersBusyPoll`).
     @exclusivity(unchecked) var busyTicksSinceMainQueuePoll = 0
+    /// Instruments and debug mode; `nil` when neither is installed, which keeps the tick plain
+    /// (Observability/Loop+Observation.swift).
+    @exclusivity(unchecked) var observation: LoopObservation? = nil
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
     /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
@@ -157,8 +162,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Runs `callback` on the loop after the work already queued (asyncio's `call_soon_threadsafe`).
     /// Any thread; from another thread it wakes a parked loop. After shutdown the callback is
     /// dropped with a warning on stderr (see ``hasShutDown``).
-    public func execute(_ callback: @escaping @Sendable () -> Void) {
-        submit(.callback(callback))
+    /// In debug mode the callback remembers its creation site (`file`, `line`) for slow-job reports.
+    public func execute(_ callback: @escaping @Sendable () -> Void, file: StaticString = #fileID, line: UInt = #line) {
+        submit(.callback(taggedSendable(callback, file: file, line: line)))
     }
 
     /// Whether the loop has shut down: its `withLoop` returned, or its `LoopThread` was shut down.
@@ -166,11 +172,11 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     public var hasShutDown: Bool { isShutDown.load(ordering: .acquiring) }
 
     /// Runs `callback` on the loop after the work already queued (asyncio's `call_soon`). Unlike
-    /// ``execute(_:)`` the closure need not be `Sendable`, because it never leaves the loop thread.
+    /// ``execute(_:file:line:)`` the closure need not be `Sendable`, because it never leaves the loop thread.
     /// - Precondition: called on the loop's thread.
-    public func callSoon(_ callback: @escaping () -> Void) {
+    public func callSoon(_ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) {
         preconditionOnLoopThread("Loop.callSoon(_:)")
-        ready.push(.callback(callback))
+        ready.push(.callback(tagged(callback, file: file, line: line)))
     }
 
     private func reportWorkAfterShutdown() {
@@ -194,10 +200,14 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// - Returns: `false` when the loop should stop turning.
     @inline(__always)
     func tick() -> Bool {
+        if let observation { return observedTick(observation) }
         let now = readClockForTick()                         // 1
         moveDueTimers(now: now)                             // 2
         drainInbox()                                         // 3
-        runReady(count: ready.count)                         // 4
+        let count = ready.count
+        metricsStorage.noteTick(readyJobs: count)
+        runReady(count: count)                               // 4
+        metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
         if exitRequested || stopRequested.load(ordering: .relaxed) { return false }
         pollAndDeliver()                                     // 5, 6
         return true
@@ -211,7 +221,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     @inline(__always)
     func moveDueTimers(now: Int64) {
-        while let (_, work) = timers.popDue(now: now) {
+        while let (deadline, work) = timers.popDue(now: now) {
+            metricsStorage.noteTimerFired(lag: now.saturatingSubtract(deadline))
             activate(work)
         }
     }
@@ -235,6 +246,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         guard inbox.mayHaveWork else { return }
         // Arrivals a time hold accounts for (offload outcomes) do not restart the quiet period.
         inbox.take(into: &inboxBuffer)
+        metricsStorage.crossThreadArrivals.add(inboxBuffer.count)
         if timeMode == .virtual && !inboxBuffer.isEmpty { noteCrossThreadArrival() }
         for work in inboxBuffer { ready.push(work) }
         inboxBuffer.removeAll(keepingCapacity: true)
@@ -261,17 +273,21 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
             // timers (virtual on a test loop) instead of the global executor's (see GlobalRouting.swift).
             job.runSynchronously(on: asUnownedTaskExecutor())
         case .callback(let body):
+            metricsStorage.callbacks.add(1)
             body()
         case .suspension(let start):
             start(true)
         case .timerCallback(let id, let body):
-            if firedCallbacks.remove(id) != nil { body() }
+            if firedCallbacks.remove(id) != nil {
+                metricsStorage.callbacks.add(1)
+                body()
+            }
         case .resume(let continuation):
             continuation.resume()
         }
     }
 
-    private func pollAndDeliver() {
+    func pollAndDeliver() {
         if !ready.isEmpty || inbox.mayHaveWork {
             // Work is waiting: peek at I/O without blocking, and skip the syscall when no
             // descriptor is watched (the wake-up eventfd matters only to a parked loop).
@@ -321,14 +337,29 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         }
     }
 
-    /// Polls once, delivering readiness. Poll failures other than EINTR are loop bugs, not user errors.
+    /// Polls once, delivering readiness (with the instruments' hooks around it, if any).
     @discardableResult
     func poll(timeoutNanoseconds: Int64?) -> Int {
+        if let observation { return observedPoll(timeoutNanoseconds: timeoutNanoseconds, observation) }
+        return pollOnce(timeoutNanoseconds: timeoutNanoseconds)
+    }
+
+    /// Polls once, delivering readiness. Poll failures other than EINTR are loop bugs, not user errors.
+    /// A poll that may block is timed (two clock reads next to a syscall that parks the thread).
+    func pollOnce(timeoutNanoseconds: Int64?) -> Int {
+        let blocks = LoopMetricsStorage.isCompiledIn && timeoutNanoseconds != 0
+        let start = blocks ? monotonicNanoseconds() : 0
         do {
             let (events, woke) = try reactor.poll(timeoutNanoseconds: timeoutNanoseconds) { callback in
                 self.ready.push(.callback(callback))
             }
             if woke { inbox.wakeConsumed() }
+            metricsStorage.polls.add(1)
+            if woke { metricsStorage.wakeUps.add(1) }
+            if blocks {
+                metricsStorage.blockingPolls.add(1)
+                metricsStorage.pollBlocked.record(monotonicNanoseconds() - start)
+            }
             let count = events + (woke ? 1 : 0)
             guard reactor.mayNeedVerification else { return count }
             return count + reactor.verifyIfDue(now: monotonicNanoseconds())
@@ -453,6 +484,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     // MARK: Executor conformance
 
     public func enqueue(_ job: consuming ExecutorJob) {
+        if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
         submit(.task(UnownedJob(job)))
     }
 

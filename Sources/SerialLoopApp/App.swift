@@ -10,6 +10,11 @@ import SerialLoopNet
 ///   GET /count          "requests=N in-flight=M"
 ///   GET /hash?path=P    the FNV-1a 64 hash of the file P, read with blocking calls off the loop
 ///   GET /slow/MS        answers after MS milliseconds on the loop's timers (0...60000)
+///   GET /block/MS       blocks the loop thread for MS milliseconds (0...10000), then answers: a
+///                       deliberately bad handler, for debug mode to catch
+///
+/// Diagnostics: debug mode is on (jobs over 100 ms are reported on stderr with the request task's
+/// name), and SIGUSR1 prints what the loop is waiting for and its metrics on stdout.
 ///
 /// Graceful stop: on the first SIGTERM or SIGINT the listener closes (new connections are
 /// refused), requests already read are answered, connections that have not sent a complete
@@ -44,6 +49,13 @@ final class App: @unchecked Sendable {
                 break
             }
         }
+        loop.debug = LoopDebugOptions(slowJobThreshold: .milliseconds(100))
+        let dumpSignals = try loop.signals(SIGUSR1)
+        let dumper = Task {
+            for await _ in dumpSignals {
+                say("SIGUSR1: \(await self.loop.pendingWork)\nmetrics: \(self.loop.metrics)")
+            }
+        }
         say("listening on \(listener.address)")
         while !isStopping {
             let connection: TCPConnection
@@ -58,7 +70,7 @@ final class App: @unchecked Sendable {
             let id = nextTaskID
             nextTaskID += 1
             // A plain Task {}: in whole-program mode it runs on the loop, like everything else.
-            tasks[id] = Task {
+            tasks[id] = Task(name: "connection \(id + 1)") {
                 await self.serve(connection)
                 self.tasks[id] = nil
             }
@@ -69,6 +81,8 @@ final class App: @unchecked Sendable {
         }
         watcher.cancel()
         await watcher.value
+        dumper.cancel()
+        await dumper.value
         say("stopped after \(await stats.started) request(s)")
     }
 
@@ -115,6 +129,12 @@ final class App: @unchecked Sendable {
             } catch {
                 return ("404 Not Found", "\(error)\n")
             }
+        case _ where path.hasPrefix("/block/"):
+            guard let milliseconds = Int(path.dropFirst("/block/".count)), (0...10_000).contains(milliseconds) else {
+                return ("400 Bad Request", "usage: /block/MS with MS in 0...10000\n")
+            }
+            usleep(UInt32(milliseconds) * 1000)
+            return ("200 OK", "blocked the loop for \(milliseconds) ms\n")
         case _ where path.hasPrefix("/slow/"):
             guard let milliseconds = Int(path.dropFirst("/slow/".count)), (0...60_000).contains(milliseconds) else {
                 return ("400 Bad Request", "usage: /slow/MS with MS in 0...60000\n")

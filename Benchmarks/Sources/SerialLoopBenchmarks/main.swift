@@ -4,7 +4,7 @@
 @preconcurrency import Glibc
 
 /// Every benchmark, one list per workload family (Workloads/*.swift).
-let benchmarks = taskBenchmarks + wholeProgramBenchmarks + timerBenchmarks + ioBenchmarks + crossThreadBenchmarks + offloadBenchmarks + memoryBenchmarks + talkBenchmarks
+let benchmarks = observabilityBenchmarks + taskBenchmarks + wholeProgramBenchmarks + timerBenchmarks + ioBenchmarks + crossThreadBenchmarks + offloadBenchmarks + memoryBenchmarks + talkBenchmarks
 
 let arguments = CommandLine.arguments
 func argument(_ name: String) -> String? {

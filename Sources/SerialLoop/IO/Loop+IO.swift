@@ -56,10 +56,10 @@ extension Loop {
     /// - Throws: ``LoopError`` for an invalid descriptor, or `EPERM` for a regular file (always
     ///   readable, so the callback would spin).
     /// - Precondition: called on the loop's thread.
-    public func addReader(_ fd: Int32, _ callback: @escaping () -> Void) throws(LoopError) {
+    public func addReader(_ fd: Int32, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) throws(LoopError) {
         preconditionOnLoopThread("Loop.addReader(_:_:)")
         try checkDescriptor(fd, "addReader(fd: \(fd))")
-        try reactor.setCallback(callback, fd: fd, for: .read, operation: "addReader(fd: \(fd))")
+        try reactor.setCallback(tagged(callback, file: file, line: line), fd: fd, for: .read, operation: "addReader(fd: \(fd))")
     }
 
     /// Removes the reader callback for `fd`. Returns whether there was one.
@@ -70,10 +70,10 @@ extension Loop {
     }
 
     /// Calls `callback` on the loop each tick while `fd` is writable (asyncio's `add_writer`).
-    public func addWriter(_ fd: Int32, _ callback: @escaping () -> Void) throws(LoopError) {
+    public func addWriter(_ fd: Int32, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) throws(LoopError) {
         preconditionOnLoopThread("Loop.addWriter(_:_:)")
         try checkDescriptor(fd, "addWriter(fd: \(fd))")
-        try reactor.setCallback(callback, fd: fd, for: .write, operation: "addWriter(fd: \(fd))")
+        try reactor.setCallback(tagged(callback, file: file, line: line), fd: fd, for: .write, operation: "addWriter(fd: \(fd))")
     }
 
     /// Removes the writer callback for `fd`. Returns whether there was one.
@@ -143,6 +143,7 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
             switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
             case .waiting:
                 state = .waiting(id)
+                if loop.observation != nil { loop.noteWaitStart(id) }
             case .alwaysReady:
                 state = .idle
                 continuation.resume()

@@ -343,6 +343,11 @@ struct Reactor: ~Copyable {
         return all
     }
 
+    /// Every suspended waiter, by descriptor (`loop.pendingWork`).
+    func allWaiters() -> [Waiter] {
+        registrations.flatMap { $0.readers + $0.writers }
+    }
+
     /// Descriptors with suspended waiters, and how many (leftover reports).
     func waitingDescriptors() -> [(fd: Int32, readers: Int, writers: Int)] {
         registrations.indices.compactMap { fd in

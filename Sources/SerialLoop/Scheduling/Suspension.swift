@@ -75,6 +75,7 @@ extension Loop {
         try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (raw: UnsafeContinuation<S.Value, any Error>) in
                 if isOnLoopThread {
+                    if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
                     if lifecycle == .shutDown {
                         raw.resume(throwing: LoopError.loopHasShutDown(suspension.operation))
                     } else {

@@ -6,7 +6,7 @@
 /// that prefers the loop (~100 ns per actor call instead of ~250 ns with a separate serial-executor
 /// object, whose jobs must be enqueued).
 ///
-/// `@unchecked Sendable`: callbacks that cross threads enter through ``Loop/execute(_:)``, which takes
+/// `@unchecked Sendable`: callbacks that cross threads enter through ``Loop/execute(_:file:line:)``, which takes
 /// `@Sendable` closures; callbacks created on the loop thread never leave it.
 enum Work: @unchecked Sendable {
     /// A task or actor job.

@@ -25,17 +25,18 @@ extension Loop {
     /// - Precondition: called on the loop's thread.
     /// - Complexity: O(log n) in the number of pending timers.
     @discardableResult
-    public func schedule(after delay: Duration, _ callback: @escaping () -> Void) -> ScheduledCallback {
-        schedule(at: now.advanced(by: delay), callback)
+    public func schedule(after delay: Duration, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) -> ScheduledCallback {
+        schedule(at: now.advanced(by: delay), callback, file: file, line: line)
     }
 
     /// Runs `callback` on the loop when its clock reaches `deadline` (asyncio's `call_at`).
     /// - Precondition: called on the loop's thread.
     @discardableResult
-    public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void) -> ScheduledCallback {
+    public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) -> ScheduledCallback {
         preconditionOnLoopThread("Loop.schedule(at:)")
         let id = timers.reserveID()
-        timers.schedule(at: deadline.nanosecondsSinceOrigin, .timerCallback(id, callback), id: id)
+        timers.schedule(at: deadline.nanosecondsSinceOrigin, .timerCallback(id, tagged(callback, file: file, line: line)), id: id)
+        if observation != nil { noteTimerSite(id, file: file, line: line) }
         return ScheduledCallback(loop: self, id: id)
     }
 
@@ -78,6 +79,7 @@ final class PendingSleep: Suspension, @unchecked Sendable {
 
     func cancel(on loop: Loop) {
         if case .scheduled(let id) = state, case .resume(let continuation)? = loop.timers.cancel(id) {
+            loop.metricsStorage.timersCancelled.add(1)
             continuation.resume(throwing: CancellationError())
         }
         state = .cancelled
@@ -93,7 +95,9 @@ public struct ScheduledCallback: Sendable {
     /// from another thread the removal happens on the loop's next tick.
     public func cancel() {
         loop.onLoopThread {
-            if self.loop.timers.cancel(self.id) == nil { self.loop.firedCallbacks.remove(self.id) }
+            if self.loop.timers.cancel(self.id) != nil || self.loop.firedCallbacks.remove(self.id) != nil {
+                self.loop.metricsStorage.timersCancelled.add(1)
+            }
         }
     }
 

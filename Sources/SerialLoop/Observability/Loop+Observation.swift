@@ -1,0 +1,217 @@
+// The observed tick: what runs instead of the plain tick while an instrument or debug mode is
+// installed. The plain tick in Loop.swift pays one branch for all of this (`observation != nil`);
+// the phases here are the same, in the same order, with hooks and timing around them.
+
+/// What the loop observes while instruments or debug mode are installed. Loop thread only, so
+/// the runtime's dynamic exclusivity checks are off for its properties (as for the loop's own).
+final class LoopObservation {
+    @exclusivity(unchecked) var instruments: [any LoopInstrument] = []
+    /// The instruments of the tick in progress: changes to `instruments` take effect at the next
+    /// tick, so an instrument never sees a `jobDidRun` without its `jobWillRun`.
+    @exclusivity(unchecked) var active: [any LoopInstrument] = []
+    @exclusivity(unchecked) var debug: DebugReporter?
+    /// Set while `runObserved` runs a job, with what the job revealed about itself.
+    @exclusivity(unchecked) var isRunningJob = false
+    @exclusivity(unchecked) var jobSite: RawCallbackSite?
+    @exclusivity(unchecked) var jobTaskName: String?
+    /// Real time this tick spent in polls (subtracted from the tick's duration).
+    @exclusivity(unchecked) var polledThisTick: Int64 = 0
+    /// Where the pending scheduled callbacks were created (debug mode); swept lazily.
+    @exclusivity(unchecked) var timerSites: [TimerID: RawCallbackSite] = [:]
+    /// When the pending descriptor waits began (loop time), by waiter ID (debug mode); swept lazily.
+    @exclusivity(unchecked) var waitStarts: [UInt64: Int64] = [:]
+    /// Names of tasks seen on the loop (debug mode), by task address. Holding the
+    /// `UnsafeCurrentTask` retains the task, so its address cannot be reused by another task while
+    /// the entry lives; the table is cleared when it reaches `taskNameLimit`.
+    @exclusivity(unchecked) var taskNames: [UnsafeRawPointer: (task: UnsafeCurrentTask, name: String)] = [:]
+    static let taskNameLimit = 1024
+
+    var isEmpty: Bool { instruments.isEmpty && debug == nil }
+}
+
+extension Loop {
+    // MARK: Installing
+
+    /// Installs `instrument`: its hooks run from the next tick on (see ``LoopInstrument`` for
+    /// their order). Loop thread only; from another thread, install it in `loop.execute { }`.
+    /// Installing the same instrument twice calls its hooks twice.
+    public func addInstrument(_ instrument: any LoopInstrument) {
+        preconditionOnLoopThread("Loop.addInstrument(_:)")
+        let observation = self.observation ?? LoopObservation()
+        observation.instruments.append(instrument)
+        self.observation = observation
+    }
+
+    /// Removes `instrument` (every installation of it). Returns whether it was installed.
+    /// Loop thread only.
+    @discardableResult
+    public func removeInstrument(_ instrument: any LoopInstrument) -> Bool {
+        preconditionOnLoopThread("Loop.removeInstrument(_:)")
+        guard let observation else { return false }
+        let before = observation.instruments.count
+        observation.instruments.removeAll { $0 === instrument }
+        if observation.isEmpty { self.observation = nil }
+        return observation.instruments.count != before
+    }
+
+    /// Debug mode: `nil` (the default) is off. Setting options turns it on; see
+    /// ``LoopDebugOptions``. Loop thread only; from another thread, set it in `loop.execute { }`.
+    public var debug: LoopDebugOptions? {
+        get {
+            preconditionOnLoopThread("Loop.debug")
+            return observation?.debug?.options
+        }
+        set {
+            preconditionOnLoopThread("Loop.debug")
+            let observation = self.observation ?? LoopObservation()
+            if let newValue {
+                if observation.debug == nil { observation.debug = DebugReporter(options: newValue) } else { observation.debug!.options = newValue }
+            } else {
+                observation.debug = nil
+                observation.timerSites.removeAll()
+                observation.waitStarts.removeAll()
+                observation.taskNames.removeAll()
+            }
+            metricsStorage.capturesSites.store(newValue != nil, ordering: .relaxed)
+            self.observation = observation.isEmpty ? nil : observation
+        }
+    }
+
+    // MARK: The observed tick
+
+    /// `tick()` with hooks and timing: the same phases, in the same order.
+    func observedTick(_ observation: LoopObservation) -> Bool {
+        let start = monotonicNanoseconds()
+        observation.polledThisTick = 0
+        observation.active = observation.instruments
+        for instrument in observation.active { instrument.tickWillStart() }
+        moveDueTimersObserved(now: readClockForTick(), observation)      // 1, 2
+        drainInbox()                                                     // 3
+        let count = ready.count
+        metricsStorage.noteTick(readyJobs: count)
+        for _ in 0..<count { runObserved(ready.pop(), observation) }     // 4
+        metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
+        let goesOn = !(exitRequested || stopRequested.load(ordering: .relaxed))
+        if goesOn { pollAndDeliver() }                                   // 5, 6
+        let busy = monotonicNanoseconds() - start - observation.polledThisTick
+        metricsStorage.tickDuration.record(busy)
+        for instrument in observation.active { instrument.tickDidEnd(duration: .nanoseconds(busy)) }
+        return goesOn
+    }
+
+    private func moveDueTimersObserved(now: Int64, _ observation: LoopObservation) {
+        var late = 0
+        var worst: Int64 = 0
+        let threshold = observation.debug?.options.lagThreshold.saturatingNanoseconds ?? .max
+        while let (deadline, work) = timers.popDue(now: now) {
+            let lag = now.saturatingSubtract(deadline)
+            metricsStorage.noteTimerFired(lag: lag)
+            for instrument in observation.active {
+                instrument.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag))
+            }
+            if lag >= threshold {
+                late += 1
+                worst = max(worst, lag)
+            }
+            activate(work)
+        }
+        if late > 0 {
+            observation.debug?.deliver(LoopDebugReport(kind: .lateTimers, duration: .zero, lag: .nanoseconds(worst), lateTimers: late, suppressed: 0))
+        }
+    }
+
+    private func runObserved(_ work: Work, _ observation: LoopObservation) {
+        let kind = LoopJobKind(work)
+        for instrument in observation.active { instrument.jobWillRun(kind) }
+        observation.jobSite = nil
+        observation.jobTaskName = nil
+        observation.isRunningJob = true
+        // For a task job, the job is the task: its address is the key of `taskNames`.
+        var taskAddress: UnsafeRawPointer? = nil
+        if case .task(let job) = work { taskAddress = unsafeBitCast(job, to: UnsafeRawPointer.self) }
+        let start = monotonicNanoseconds()
+        run(work)
+        let end = monotonicNanoseconds()
+        observation.isRunningJob = false
+        let duration = end - start
+        metricsStorage.jobDuration.record(duration)
+        for instrument in observation.active { instrument.jobDidRun(kind, duration: .nanoseconds(duration)) }
+        if let debug = observation.debug, duration >= debug.options.slowJobThreshold.saturatingNanoseconds {
+            // The lag this job caused: how late the earliest timer is now, counted from when the
+            // job started if it was due before (real time: a test loop's clock stands still in a job).
+            var caused: Int64 = 0
+            if timeMode == .real, let next = timers.nextDeadline { caused = max(0, end - max(next, start)) }
+            observation.debug?.deliver(LoopDebugReport(
+                kind: .slowJob, job: kind, taskName: observation.jobTaskName ?? taskAddress.flatMap { observation.taskNames[$0]?.name }, site: observation.jobSite?.site,
+                duration: .nanoseconds(duration), lag: .nanoseconds(caused), lateTimers: 0, suppressed: 0))
+        }
+    }
+
+    /// `poll` with hooks.
+    func observedPoll(timeoutNanoseconds: Int64?, _ observation: LoopObservation) -> Int {
+        for instrument in observation.active { instrument.pollWillStart(timeout: timeoutNanoseconds.map { .nanoseconds($0) }) }
+        let start = monotonicNanoseconds()
+        let events = pollOnce(timeoutNanoseconds: timeoutNanoseconds)
+        let blocked = monotonicNanoseconds() - start
+        observation.polledThisTick += blocked
+        for instrument in observation.active { instrument.pollDidEnd(events: events, blocked: .nanoseconds(blocked)) }
+        return events
+    }
+
+    // MARK: What jobs reveal about themselves (debug mode)
+
+    /// Wraps a loop-thread callback so that, in debug mode, it names its creation site when it runs.
+    @inline(__always)
+    func tagged(_ callback: @escaping () -> Void, file: StaticString, line: UInt) -> () -> Void {
+        guard metricsStorage.capturesSites.load(ordering: .relaxed) else { return callback }
+        let site = RawCallbackSite(fileID: file, line: line)
+        return { [weak self] in
+            self?.observation?.jobSite = site
+            callback()
+        }
+    }
+
+    /// `tagged` for `execute`'s `@Sendable` callbacks (any thread).
+    @inline(__always)
+    func taggedSendable(_ callback: @escaping @Sendable () -> Void, file: StaticString, line: UInt) -> @Sendable () -> Void {
+        guard metricsStorage.capturesSites.load(ordering: .relaxed) else { return callback }
+        let site = RawCallbackSite(fileID: file, line: line)
+        return { [weak self] in
+            self?.observation?.jobSite = site
+            callback()
+        }
+    }
+
+    /// Remembers a scheduled callback's creation site for `pendingWork` (debug mode).
+    func noteTimerSite(_ id: TimerID, file: StaticString, line: UInt) {
+        guard let observation, observation.debug != nil else { return }
+        if observation.timerSites.count >= 2 * timers.count + 64 {
+            observation.timerSites = observation.timerSites.filter { timers.contains($0.key) }
+        }
+        observation.timerSites[id] = RawCallbackSite(fileID: file, line: line)
+    }
+
+    /// Called (in debug mode) where the runtime or a task calls into the loop from inside a task's
+    /// job: an enqueue (a yield, an actor hop, a task completing for an awaiter on the loop, a child
+    /// task) or a suspension on a loop API. The executor cannot ask a job for its task's name, but
+    /// code running inside the job can: `Task.name` there is the running task's.
+    ///
+    /// The name is kept for the job itself and, by the task's address, for the task's later jobs.
+    /// A task whose only job is the slow one and that neither enqueues nor suspends on the loop
+    /// within it stays unnamed: once a task completes, the runtime has dropped its name.
+    func noteTaskName() {
+        guard isOnLoopThread, let observation else { return }
+        withUnsafeCurrentTask { task in
+            guard let task else { return }
+            let address = unsafeBitCast(task, to: UnsafeRawPointer.self)
+            if let known = observation.taskNames[address] {
+                if observation.isRunningJob && observation.jobTaskName == nil { observation.jobTaskName = known.name }
+                return
+            }
+            guard let name = Task.name else { return }
+            if observation.isRunningJob && observation.jobTaskName == nil { observation.jobTaskName = name }
+            if observation.taskNames.count >= LoopObservation.taskNameLimit { observation.taskNames.removeAll() }
+            observation.taskNames[address] = (task, name)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+@preconcurrency import Glibc
+
+/// Debug mode (asyncio's debug mode): set ``Loop/debug`` to report slow jobs and late timers.
+///
+/// While it is on, every job is timed (two clock reads per job: see README, "Diagnosing a slow
+/// loop"), and callbacks remember where they were created (`execute`, `schedule`, `addReader`,
+/// `addWriter` capture `#fileID:#line`).
+public struct LoopDebugOptions: Sendable {
+    /// Jobs that run at least this long are reported.
+    public var slowJobThreshold: Duration
+    /// Timers that fire at least this late are reported (the worst per tick).
+    public var lagThreshold: Duration
+    /// At most this many reports per second; the rest are counted and the count is given with the
+    /// next report.
+    public var maximumReportsPerSecond: Int
+    /// Where reports go. Called on the loop's thread. Default: one line on stderr.
+    public var sink: @Sendable (LoopDebugReport) -> Void
+
+    public init(
+        slowJobThreshold: Duration = .milliseconds(100),
+        lagThreshold: Duration = .milliseconds(100),
+        maximumReportsPerSecond: Int = 10,
+        sink: @escaping @Sendable (LoopDebugReport) -> Void = LoopDebugOptions.standardError
+    ) {
+        self.slowJobThreshold = slowJobThreshold
+        self.lagThreshold = lagThreshold
+        self.maximumReportsPerSecond = maximumReportsPerSecond
+        self.sink = sink
+    }
+
+    /// Writes the report's description, one line, to stderr.
+    public static let standardError: @Sendable (LoopDebugReport) -> Void = { report in
+        fputs("SerialLoop: \(report)\n", stderr)
+    }
+}
+
+/// One debug-mode finding.
+public struct LoopDebugReport: Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// A job ran longer than `slowJobThreshold`.
+        case slowJob
+        /// Timers fired later than `lagThreshold`.
+        case lateTimers
+    }
+
+    public var kind: Kind
+    /// For slow jobs: what ran.
+    public var job: LoopJobKind?
+    /// For slow task jobs: the task's name (`Task(name:)`), when the loop could see it (see README).
+    public var taskName: String?
+    /// For slow callbacks: where the callback was created.
+    public var site: LoopCallbackSite?
+    /// For slow jobs: how long the job ran (real time).
+    public var duration: Duration
+    /// Slow jobs: how late the earliest pending timer was when the job ended (the lag it caused),
+    /// zero if none was due. Late timers: the worst lateness of the tick.
+    public var lag: Duration
+    /// Late timers: how many timers of the tick were late.
+    public var lateTimers: Int
+    /// Reports dropped by the rate limit since the previous report.
+    public var suppressed: Int
+
+    public var description: String {
+        var text: String
+        switch kind {
+        case .slowJob:
+            var what = job?.description ?? "job"
+            if let taskName { what += " \"\(taskName)\"" }
+            if let site { what += " created at \(site)" }
+            text = "slow \(what) ran \(duration.diagnosticText)"
+            if lag > .zero { text += ", making the next timer \(lag.diagnosticText) late" }
+        case .lateTimers:
+            text = "loop lag: \(lateTimers) timer(s) fired up to \(lag.diagnosticText) late"
+        }
+        if suppressed > 0 { text += " (\(suppressed) more report(s) suppressed)" }
+        return text
+    }
+}
+
+/// A creation site as captured (no conversion until a report needs it).
+struct RawCallbackSite {
+    let fileID: StaticString
+    let line: UInt
+
+    var site: LoopCallbackSite { LoopCallbackSite(fileID: fileID.description, line: line) }
+}
+
+/// Rate-limited delivery of debug reports. Loop thread only.
+struct DebugReporter {
+    var options: LoopDebugOptions
+    private var windowStart: Int64 = 0
+    private var sentInWindow = 0
+    private var suppressed = 0
+
+    init(options: LoopDebugOptions) {
+        self.options = options
+    }
+
+    mutating func deliver(_ report: LoopDebugReport) {
+        let now = monotonicNanoseconds()
+        if now - windowStart >= 1_000_000_000 {
+            windowStart = now
+            sentInWindow = 0
+        }
+        guard sentInWindow < max(1, options.maximumReportsPerSecond) else {
+            suppressed += 1
+            return
+        }
+        sentInWindow += 1
+        var report = report
+        report.suppressed = suppressed
+        suppressed = 0
+        options.sink(report)
+    }
+}

@@ -1,0 +1,98 @@
+/// Hooks around each phase of the loop (Trio's `Instrument`): install one with
+/// ``Loop/addInstrument(_:)``, remove it with ``Loop/removeInstrument(_:)``.
+///
+/// Every hook is called on the loop's thread, synchronously, inside the tick: keep them short.
+/// All have empty default implementations.
+///
+/// ## The order hooks fire in
+/// For each tick (see `Loop.tick()`):
+/// 1. `tickWillStart()`;
+/// 2. `timerDidFire(deadline:lag:)` for each due timer, in `(deadline, sequence)` order (phase 2);
+/// 3. for each job that was ready when the tick began, in FIFO order: `jobWillRun(_:)`, the job,
+///    `jobDidRun(_:duration:)` (phase 4);
+/// 4. if the tick polls for I/O (it may not: work is ready and no descriptor is watched):
+///    `pollWillStart(timeout:)`, the poll, `pollDidEnd(events:blocked:)` (phases 5–6; a blocking
+///    wait that wakes up to check descriptors polls more than once);
+/// 5. `tickDidEnd(duration:)`: the tick's time, not counting time blocked in polls.
+///
+/// A tick that ends the run (after `stop()`, or when `run(until:)` is done) skips step 4.
+/// Instruments added or removed during a tick (by a hook or a job) take effect from the next tick:
+/// a removed instrument still gets the rest of the current tick's hooks. Shutdown's final drain
+/// runs jobs and timers without hooks (its polls do call the poll hooks).
+public protocol LoopInstrument: AnyObject {
+    func tickWillStart()
+    func timerDidFire(deadline: LoopClock.Instant, lag: Duration)
+    func jobWillRun(_ job: LoopJobKind)
+    func jobDidRun(_ job: LoopJobKind, duration: Duration)
+    /// `timeout`: `nil` waits until woken, `.zero` only peeks.
+    func pollWillStart(timeout: Duration?)
+    /// `events`: descriptors ready plus one for a wake-up; `blocked`: real time spent in the poll.
+    func pollDidEnd(events: Int, blocked: Duration)
+    func tickDidEnd(duration: Duration)
+}
+
+extension LoopInstrument {
+    public func tickWillStart() {}
+    public func timerDidFire(deadline: LoopClock.Instant, lag: Duration) {}
+    public func jobWillRun(_ job: LoopJobKind) {}
+    public func jobDidRun(_ job: LoopJobKind, duration: Duration) {}
+    public func pollWillStart(timeout: Duration?) {}
+    public func pollDidEnd(events: Int, blocked: Duration) {}
+    public func tickDidEnd(duration: Duration) {}
+}
+
+/// What kind of work a job is.
+public enum LoopJobKind: Sendable, Equatable, CustomStringConvertible {
+    /// A task or actor job.
+    case task
+    /// The wake-up of a `Task.sleep` (or another runtime-clock sleep).
+    case taskSleepWakeUp
+    /// A job headed for the global executor that a test loop ran instead.
+    case globalJob
+    /// A callback: `execute`, `callSoon`, reader/writer callbacks, future callbacks.
+    case callback
+    /// A `schedule(after:)`/`schedule(at:)` callback whose timer fired.
+    case scheduledCallback
+    /// The start of a wait requested from another thread.
+    case waitStart
+    /// A continuation resumed from the ready queue.
+    case resumption
+
+    init(_ work: Work) {
+        switch work {
+        case .task: self = .task
+        case .sleepWake: self = .taskSleepWakeUp
+        case .global: self = .globalJob
+        case .callback: self = .callback
+        case .timerCallback: self = .scheduledCallback
+        case .suspension: self = .waitStart
+        case .resume: self = .resumption
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .task: "task"
+        case .taskSleepWakeUp: "Task.sleep wake-up"
+        case .globalJob: "global job"
+        case .callback: "callback"
+        case .scheduledCallback: "scheduled callback"
+        case .waitStart: "wait start"
+        case .resumption: "resumption"
+        }
+    }
+}
+
+/// Where a callback was created: captured by `execute`, `schedule(after:)`/`schedule(at:)`,
+/// `addReader`/`addWriter` while debug mode is on.
+public struct LoopCallbackSite: Sendable, Hashable, CustomStringConvertible {
+    public let fileID: String
+    public let line: UInt
+
+    public init(fileID: String, line: UInt) {
+        self.fileID = fileID
+        self.line = line
+    }
+
+    public var description: String { "\(fileID):\(line)" }
+}

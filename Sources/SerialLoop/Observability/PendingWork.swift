@@ -1,0 +1,145 @@
+/// What a live loop is waiting for (``Loop/pendingWork``): the shape of ``LoopLeftovers``, with
+/// more detail, taken while the loop runs.
+public struct LoopPendingWork: Sendable, CustomStringConvertible {
+    /// A pending timer.
+    public struct Timer: Sendable, CustomStringConvertible {
+        public enum Kind: Sendable, Equatable {
+            /// A task in `loop.sleep` / a `loop.clock` sleep.
+            case loopSleep
+            /// A `Task.sleep` (or `ContinuousClock`/`SuspendingClock` sleep) of a task on the loop.
+            case taskSleep
+            /// A `schedule(after:)`/`schedule(at:)` callback.
+            case scheduledCallback
+        }
+        public var deadline: LoopClock.Instant
+        public var kind: Kind
+        /// Where a scheduled callback was created, if debug mode was on then.
+        public var site: LoopCallbackSite?
+
+        public var description: String {
+            let due = deadline.nanosecondsSinceOrigin == .max ? "never" : "at \(Duration.nanoseconds(deadline.nanosecondsSinceOrigin).diagnosticText)"
+            let what: String
+            switch kind {
+            case .loopSleep: what = "loop.sleep"
+            case .taskSleep: what = "Task.sleep"
+            case .scheduledCallback: what = "scheduled callback" + (site.map { " from \($0)" } ?? "")
+            }
+            return "\(what) due \(due)"
+        }
+    }
+
+    /// A task suspended in `readable`/`writable`.
+    public struct DescriptorWait: Sendable, CustomStringConvertible {
+        public enum Interest: Sendable, Equatable { case readable, writable }
+        public var fd: Int32
+        public var interest: Interest
+        /// How long it has waited (loop time), if debug mode was on when the wait began.
+        public var waited: Duration?
+
+        public var description: String {
+            "\(interest == .readable ? "readable" : "writable")(fd: \(fd))" + (waited.map { " for \($0.diagnosticText)" } ?? "")
+        }
+    }
+
+    /// The loop's time when the snapshot was taken.
+    public var now: LoopClock.Instant
+    /// Pending timers, earliest first.
+    public var timers: [Timer] = []
+    /// Suspended descriptor waits, by descriptor.
+    public var descriptorWaits: [DescriptorWait] = []
+    /// Futures and gathers that tasks await.
+    public var awaitedFutures = 0
+    /// Tasks awaiting an uncompleted `LoopFuture`.
+    public var futureAwaiters = 0
+    /// Jobs on the ready queue (when taken on the loop thread from a job: the ones behind it).
+    public var readyJobs = 0
+
+    /// Nothing pending: no timer, no wait, no awaited future, no ready job.
+    public var isEmpty: Bool {
+        timers.isEmpty && descriptorWaits.isEmpty && awaitedFutures == 0 && readyJobs == 0
+    }
+
+    /// The same facts, as ``LoopLeftovers``.
+    public var leftovers: LoopLeftovers {
+        var leftovers = LoopLeftovers()
+        for timer in timers {
+            switch timer.kind {
+            case .loopSleep: leftovers.sleeps.append(timer.deadline)
+            case .taskSleep: leftovers.taskSleeps.append(timer.deadline)
+            case .scheduledCallback: leftovers.scheduledCallbacks.append(timer.deadline)
+            }
+        }
+        var byDescriptor: [Int32: (readers: Int, writers: Int)] = [:]
+        for wait in descriptorWaits {
+            if wait.interest == .readable { byDescriptor[wait.fd, default: (0, 0)].readers += 1 } else { byDescriptor[wait.fd, default: (0, 0)].writers += 1 }
+        }
+        leftovers.descriptorWaits = byDescriptor.keys.sorted().map { ($0, byDescriptor[$0]!.readers, byDescriptor[$0]!.writers) }
+        leftovers.futureAwaiters = futureAwaiters
+        return leftovers
+    }
+
+    public var description: String {
+        var lines = ["pending work at \(Duration.nanoseconds(now.nanosecondsSinceOrigin).diagnosticText): \(readyJobs) ready job(s), \(timers.count) timer(s), \(descriptorWaits.count) descriptor wait(s), \(futureAwaiters) task(s) awaiting \(awaitedFutures) future(s)"]
+        for timer in timers {
+            let due = timer.deadline.nanosecondsSinceOrigin == .max ? "" : ", in \(now.duration(to: timer.deadline).diagnosticText)"
+            lines.append("  timer: \(timer)\(due)")
+        }
+        for wait in descriptorWaits { lines.append("  wait: \(wait)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension Loop {
+    /// What the loop is waiting for, as a consistent snapshot taken on the loop's thread between
+    /// jobs. Any thread: from another thread the snapshot is taken by a callback through the inbox,
+    /// so it is answered when the loop next turns (a loop that is not running answers once it
+    /// runs again). On a loop that has shut down: empty.
+    public var pendingWork: LoopPendingWork {
+        get async {
+            if isOnLoopThread { return currentPendingWork() }
+            return await withUnsafeContinuation { (continuation: UnsafeContinuation<LoopPendingWork, Never>) in
+                if !inbox.push(.callback({ continuation.resume(returning: self.currentPendingWork()) })) {
+                    continuation.resume(returning: LoopPendingWork(now: self.now))
+                }
+            }
+        }
+    }
+
+    /// ``pendingWork`` now. Loop thread only.
+    public func currentPendingWork() -> LoopPendingWork {
+        preconditionOnLoopThread("Loop.currentPendingWork()")
+        let now = nowNanoseconds
+        var work = LoopPendingWork(now: LoopClock.Instant(nanosecondsSinceOrigin: now))
+        let sites = observation?.timerSites ?? [:]
+        var timerList: [(Int64, LoopPendingWork.Timer)] = []
+        timers.forEach { deadline, item in
+            let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
+            switch item {
+            case .resume: timerList.append((deadline, .init(deadline: instant, kind: .loopSleep)))
+            case .sleepWake, .task, .global: timerList.append((deadline, .init(deadline: instant, kind: .taskSleep)))
+            case .timerCallback(let id, _): timerList.append((deadline, .init(deadline: instant, kind: .scheduledCallback, site: sites[id]?.site)))
+            case .callback, .suspension: timerList.append((deadline, .init(deadline: instant, kind: .scheduledCallback)))
+            }
+        }
+        work.timers = timerList.sorted { $0.0 < $1.0 }.map(\.1)
+        let starts = observation?.waitStarts ?? [:]
+        work.descriptorWaits = reactor.allWaiters().map { waiter in
+            .init(fd: waiter.fd, interest: waiter.interest == .read ? .readable : .writable,
+                  waited: starts[waiter.id].map { .nanoseconds(now.saturatingSubtract($0)) })
+        }
+        work.awaitedFutures = pendingAwaits.count
+        work.futureAwaiters = pendingAwaits.values.reduce(0) { $0 + (($1 as? any AwaiterCounting)?.awaiterCount ?? 0) }
+        work.readyJobs = ready.count
+        return work
+    }
+
+    /// Records when a descriptor wait began (while observing).
+    func noteWaitStart(_ id: UInt64) {
+        guard let observation, observation.debug != nil else { return }
+        if observation.waitStarts.count >= 2 * reactor.waiterCount + 64 {
+            let live = Set(reactor.allWaiters().map(\.id))
+            observation.waitStarts = observation.waitStarts.filter { live.contains($0.key) }
+        }
+        observation.waitStarts[id] = nowNanoseconds
+    }
+}
