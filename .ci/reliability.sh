@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 # --no-parallel: under a sanitizer's slowdown, tests that block cooperative threads (sync loops,
 # child processes) starve the others' tasks for tens of seconds on 2 cores; one at a time, each
 # test's watchdog measures the test, not its neighbours.
+# SWIFT_BACKTRACE=enable=no: tests that expect a child to trap (exit tests, ModeTests' misuse
+# fixtures) would otherwise wait for Swift's backtracer, which TSan's fork interceptor breaks.
+export SWIFT_BACKTRACE=enable=no
 echo "== ThreadSanitizer: swift test --sanitize=thread"
 SERIALLOOP_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/.ci/tsan-suppressions.txt" \
     swift test --sanitize=thread --scratch-path .build-tsan --no-parallel

@@ -205,7 +205,7 @@ struct FixtureError: Error, CustomStringConvertible {
 /// What a child process printed and how it ended.
 struct ChildRun: Sendable {
     /// The watchdog: a child still running after this is killed and the test fails.
-    static let timeoutMilliseconds: Int32 = 10_000
+    static let timeoutMilliseconds: Int32 = 10_000 * Int32(watchdogScale)
 
     var stdout = ""
     var stderr = ""
