@@ -99,7 +99,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     }
 
     deinit {
-        if lifecycle != .shutDown { reactor.backend.close() }
+        guard lifecycle != .shutDown else { return }
+        reportAbandonedWork()
+        reactor.backend.close()
     }
 
     /// Whether the caller is on the loop's thread.

@@ -32,6 +32,36 @@ private final class HookRecorder: LoopInstrument {
 
 @Suite("Observability: metrics, instruments, debug mode, pending work")
 struct ObservabilityTests {
+    /// A loop dropped without `shutdown()` while work is pending leaves its waiters suspended
+    /// forever; debug mode says so when the loop is deallocated (issue 13, part 5).
+    @Test func aLoopDeallocatedWithPendingWorkIsReported() throws {
+        let log = ReportLog()
+        do {
+            let loop = try Loop()
+            loop.debug = LoopDebugOptions(sink: log.sink)
+            loop.schedule(after: .seconds(60)) {}
+            loop.schedule(after: .seconds(120)) {}
+        }                                                   // deallocated here, never shut down
+        let reports = log.all.filter { $0.kind == .abandonedWork }
+        #expect(reports.count == 1)
+        #expect(reports.first?.pending?.hasPrefix("2 timer(s)") == true, "\(reports)")
+        #expect(reports.first?.description.contains("deallocated without shutdown()") == true)
+        // A loop that was shut down, or had nothing pending, reports nothing.
+        let quiet = ReportLog()
+        do {
+            let loop = try Loop()
+            loop.debug = LoopDebugOptions(sink: quiet.sink)
+            loop.schedule(after: .seconds(60)) {}.cancel()
+        }
+        do {
+            let loop = try Loop()
+            loop.debug = LoopDebugOptions(sink: quiet.sink)
+            loop.schedule(after: .seconds(60)) {}
+            loop.shutdown()
+        }
+        #expect(quiet.all.isEmpty, "\(quiet.all)")
+    }
+
     // MARK: Debug mode
 
     @Test func aJobThatBlocks150msIsReportedOnceWithItsTaskNameAndDuration() async throws {

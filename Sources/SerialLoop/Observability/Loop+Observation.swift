@@ -1,3 +1,5 @@
+@preconcurrency import Glibc
+
 // The observed tick: what runs instead of the plain tick while an instrument or debug mode is
 // installed. The plain tick in Loop.swift pays one branch for all of this (`observation != nil`);
 // the phases here are the same, in the same order, with hooks and timing around them.
@@ -212,6 +214,24 @@ extension Loop {
             if observation.isRunningJob && observation.jobTaskName == nil { observation.jobTaskName = name }
             if observation.taskNames.count >= LoopObservation.taskNameLimit { observation.taskNames.removeAll() }
             observation.taskNames[address] = (task, name)
+        }
+    }
+}
+
+extension Loop {
+    /// A loop deallocated without `shutdown()` (see `deinit`): if work was still pending, its
+    /// suspended tasks are lost without a word — say so, through the debug sink in debug mode,
+    /// else on stderr (it is always a bug).
+    func reportAbandonedWork() {
+        let timers = self.timers.count, waiters = reactor.waiterCount, futures = pendingAwaits.count, jobs = ready.count
+        guard timers + waiters + futures + jobs > 0 else { return }
+        let pending = "\(timers) timer(s), \(waiters) descriptor waiter(s), \(futures) awaited future(s)/gather(s), \(jobs) ready job(s)"
+        let report = LoopDebugReport(kind: .abandonedWork, job: nil, taskName: nil, site: nil, duration: .zero, lag: .zero,
+                                     lateTimers: 0, suppressed: 0, pending: pending)
+        if let options = observation?.debug?.options {
+            options.sink(report)
+        } else {
+            fputs("SerialLoop: \(report)\n", stderr)
         }
     }
 }

@@ -41,6 +41,9 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
         case slowJob
         /// Timers fired later than `lagThreshold`.
         case lateTimers
+        /// The loop was deallocated without `shutdown()` while work was still pending on it: the
+        /// tasks suspended there are never resumed (`pending` says what).
+        case abandonedWork
     }
 
     public var kind: Kind
@@ -59,6 +62,8 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
     public var lateTimers: Int
     /// Reports dropped by the rate limit since the previous report.
     public var suppressed: Int
+    /// Abandoned work: what was still pending when the loop was deallocated.
+    public var pending: String? = nil
 
     public var description: String {
         var text: String
@@ -71,6 +76,8 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
             if lag > .zero { text += ", making the next timer \(lag.diagnosticText) late" }
         case .lateTimers:
             text = "loop lag: \(lateTimers) timer(s) fired up to \(lag.diagnosticText) late"
+        case .abandonedWork:
+            text = "a loop was deallocated without shutdown() while work was pending (\(pending ?? "?")); tasks suspended on it will never resume: call loop.shutdown() after run() returns, or use withLoop"
         }
         if suppressed > 0 { text += " (\(suppressed) more report(s) suppressed)" }
         return text
