@@ -312,7 +312,7 @@ struct ObservabilityTests {
     }
 
     @Test func histogramQuantilesAreWithinABucketOfTheTruth() {
-        var generator = SplitMix(seed: 13)
+        var generator = SplitMix64(seed: 13)
         print("histogram seed 13")
         let histogram = DurationHistogram()
         var values: [Int64] = []
@@ -397,18 +397,5 @@ struct ObservabilityTests {
             #expect(after.isEmpty, "\(after)")
             loop.debug = nil
         }
-    }
-}
-
-/// A seeded generator (SplitMix64), so a failing histogram check replays.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
