@@ -38,7 +38,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     // MARK: Cross-thread state (atomics)
 
-    let stopRequested = Atomic<Bool>(false)
     /// Always-on metrics: written by the loop thread, read by any (Observability/LoopMetrics.swift).
     let metricsStorage = LoopMetricsStorage()
     /// Virtual time in nanoseconds (test loops). Written by the loop thread, read by any thread.
@@ -210,7 +209,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         metricsStorage.noteTick(readyJobs: count)
         runReady(count: count)                               // 4
         metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
-        if exitRequested || stopRequested.load(ordering: .relaxed) { return false }
+        if exitRequested || inbox.isStopRequested { return false }
         pollAndDeliver()                                     // 5, 6
         return true
     }
@@ -315,7 +314,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// - Returns: how many events (including a wake-up) arrived.
     @discardableResult
     func parkAndPoll(timeoutNanoseconds: Int64?) -> Int {
-        if stopRequested.load(ordering: .relaxed) { return 1 }
         guard inbox.beginParking() else {
             return 1 + (reactor.hasKernelInterest ? poll(timeoutNanoseconds: 0) : 0)
         }
@@ -413,14 +411,14 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         currentRunID = 0
         let exited = exitRequested
         exitRequested = false
-        stopRequested.store(false, ordering: .relaxed)
+        // Stops requested until now ended this run (they coalesce); later ones end the next.
+        inbox.consumeStop()
         return exited
     }
 
     /// Makes ``run()`` (or a `run(until:)`) return after the current tick's jobs. Any thread.
     public func stop() {
-        stopRequested.store(true, ordering: .sequentiallyConsistent)
-        inbox.wakeIfNeeded()
+        inbox.requestStop()
     }
 
     /// Runs the loop until `task` completes and returns its value or rethrows its error

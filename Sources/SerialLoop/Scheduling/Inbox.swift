@@ -5,8 +5,12 @@ import Synchronization
 ///
 /// Wake-ups are coalesced: a producer writes the eventfd only when the loop is parked (or about to
 /// park) and no wake-up is already in flight. The loop announces `isParking` *before* it re-checks
-/// `hasWork`, and producers publish `hasWork` *before* they read `isParking` (both sequentially
-/// consistent), so at least one side always sees the other: no lost wake-up.
+/// `hasWork` and `stopRequested`, and producers publish those *before* they read `isParking` or
+/// `wakeInFlight` (all sequentially consistent), so at least one side always sees the other: no
+/// lost wake-up. `stop()` is part of the same protocol: a stop flag checked only before the
+/// barrier could be missed while a stale `wakeInFlight` (the loop had read the eventfd but its
+/// clearing store was not yet visible) made the stopper skip the eventfd — a loop parked for good
+/// with a stop pending (issue 9's rare torture hang).
 ///
 /// Shutdown closes the inbox under its lock: a push either lands before the close (and shutdown
 /// sees it) or is refused (and the producer keeps its work). Nothing falls in between.
@@ -22,6 +26,8 @@ final class Inbox: Sendable {
     private let isParking = Atomic<Bool>(false)
     /// Set by the producer that wrote the eventfd; cleared by the loop after it read it.
     private let wakeInFlight = Atomic<Bool>(false)
+    /// `Loop.stop()`: set by any thread, consumed by the run that ends because of it.
+    private let stopFlag = Atomic<Bool>(false)
     private let wake: @Sendable () -> Void
 
     init(wake: @escaping @Sendable () -> Void) {
@@ -45,9 +51,26 @@ final class Inbox: Sendable {
         return true
     }
 
-    /// Wakes the loop even if it is not parked (used by `stop()`).
-    func wakeIfNeeded() {
-        if !wakeInFlight.exchange(true, ordering: .acquiringAndReleasing) {
+    /// Any thread: asks the current (or next) run to end after its current tick's jobs.
+    func requestStop() {
+        stopFlag.store(true, ordering: .sequentiallyConsistent)
+        wakeIfNeeded()
+    }
+
+    /// Loop thread, once per tick: cheap, may be late by a tick (the parking check is exact).
+    var isStopRequested: Bool { stopFlag.load(ordering: .relaxed) }
+
+    /// Loop thread, when a run ends: takes every stop requested so far (they coalesce into the
+    /// run that is ending), and none requested later. An exchange, not a store: reading the stoppers' `true`
+    /// synchronises with them, so whatever they published before `stop()` (e.g. "do not run
+    /// again") is visible to the loop thread afterwards.
+    func consumeStop() {
+        _ = stopFlag.exchange(false, ordering: .sequentiallyConsistent)
+    }
+
+    /// Writes the eventfd unless a wake-up is already in flight.
+    private func wakeIfNeeded() {
+        if !wakeInFlight.exchange(true, ordering: .sequentiallyConsistent) {
             wake()
         }
     }
@@ -71,10 +94,11 @@ final class Inbox: Sendable {
         }
     }
 
-    /// Loop thread, before a blocking poll. Returns `false` if work arrived meanwhile (do not block).
+    /// Loop thread, before a blocking poll. Returns `false` if work or a stop arrived meanwhile
+    /// (do not block).
     func beginParking() -> Bool {
         isParking.store(true, ordering: .sequentiallyConsistent)
-        if hasWork.load(ordering: .sequentiallyConsistent) {
+        if hasWork.load(ordering: .sequentiallyConsistent) || stopFlag.load(ordering: .sequentiallyConsistent) {
             isParking.store(false, ordering: .relaxed)
             return false
         }
@@ -86,8 +110,10 @@ final class Inbox: Sendable {
         isParking.store(false, ordering: .relaxed)
     }
 
-    /// Loop thread, after it consumed the eventfd.
+    /// Loop thread, after it consumed the eventfd. Sequentially consistent: a producer whose
+    /// exchange still sees `true` must have published its work or stop before this store, so the
+    /// loop's next `beginParking` sees it.
     func wakeConsumed() {
-        wakeInFlight.store(false, ordering: .releasing)
+        wakeInFlight.store(false, ordering: .sequentiallyConsistent)
     }
 }

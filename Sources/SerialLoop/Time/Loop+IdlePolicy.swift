@@ -95,7 +95,7 @@ extension Loop {
             // quiet, so the period starts over after it runs. Arrivals from other threads run too,
             // but the period goes on.
             if !ready.isEmpty { virtualClock.quietPeriodStart = nil; return false }
-            if inbox.mayHaveWork { return false }
+            if inbox.mayHaveWork || inbox.isStopRequested { return false }
         }
     }
 
