@@ -353,6 +353,7 @@ struct ObservabilityTests {
             #expect(initial.isEmpty, "\(initial)")
             let (a, b) = makeSocketPair()
             defer { close(a); close(b) }
+            let futureLine = #line + 1
             let future = loop.makeFuture(of: Int.self)
             let sleeper = Task(executorPreference: loop) { try await loop.sleep(for: .seconds(10)) }
             let taskSleeper = Task(executorPreference: loop) { try await Task.sleep(for: .seconds(20)) }
@@ -374,6 +375,7 @@ struct ObservabilityTests {
             #expect(work.descriptorWaits.first?.interest == .readable)
             #expect(work.descriptorWaits.first?.waited == .seconds(2))
             #expect(work.awaitedFutures == 1 && work.futureAwaiters == 1)
+            #expect(work.futures.map(\.description) == ["LoopFuture<Int> made at SerialLoopTests/ObservabilityTests.swift:\(futureLine): 1 task(s) waiting for 2 s"])
             #expect(work.leftovers.description == loop.leftovers().description)
 
             // From another thread: the same snapshot, taken on the loop.
@@ -397,5 +399,41 @@ struct ObservabilityTests {
             #expect(after.isEmpty, "\(after)")
             loop.debug = nil
         }
+    }
+
+    // MARK: Dropped futures
+
+    /// A future dropped uncompleted with done-callbacks registered could never complete: its
+    /// callbacks get a `LoopError` instead of waiting for ever, and the drop is reported with
+    /// where the future was made. Completed futures and futures nobody waits for go quietly.
+    @Test func aFutureDroppedUncompletedWithCallbacksIsReportedWithItsSite() async throws {
+        let log = ReportLog()
+        let outcomes = Lock<[String]>([])
+        let line = #line + 3
+        try await withTestLoop { loop in
+            loop.debug = LoopDebugOptions(sink: log.sink)
+            var future: LoopFuture<String>? = loop.makeFuture()
+            future!.whenComplete { result in outcomes.withLock { $0.append("dropped: \(result)") } }
+            var completed: LoopFuture<Int>? = loop.makeFuture()
+            completed!.whenComplete { result in outcomes.withLock { $0.append("completed: \(result)") } }
+            completed!.succeed(1)
+            var unobserved: LoopFuture<Int>? = loop.makeFuture()
+            await loop.runUntilIdle()
+            future = nil
+            completed = nil
+            unobserved = nil
+            await loop.runUntilIdle()
+            _ = (future, completed, unobserved)
+            loop.debug = nil
+        }
+        let dropped = log.all.filter { $0.kind == .droppedFuture }
+        #expect(dropped.count == 1, "\(log.all)")
+        #expect(dropped.first?.site?.description == "SerialLoopTests/ObservabilityTests.swift:\(line)")
+        #expect(dropped.first?.futureType == "String")
+        #expect(dropped.first?.description.contains("0 awaiting task(s), 1 done-callback(s)") == true, "\(dropped)")
+        let ran = outcomes.withLock { $0 }
+        #expect(ran.count == 2, "\(ran)")
+        #expect(ran.first == "completed: success(1)")
+        #expect(ran.last?.contains("LoopFuture.value: the LoopFuture<String> made at SerialLoopTests/ObservabilityTests.swift:\(line) was deallocated without being completed") == true, "\(ran)")
     }
 }

@@ -42,14 +42,18 @@ final class GatherState<T: Sendable>: Suspension, ShutdownCancellable, @unchecke
     private var children: [Task<Void, Never>] = []
     private var isCancelled = false
     private weak var loop: Loop?
+    private(set) var awaitedSince: Int64 = 0
+    private let count: Int
 
     init(_ operations: [@Sendable () async throws -> T]) {
         self.operations = operations
         results = Array(repeating: nil, count: operations.count)
         remaining = operations.count
+        count = operations.count
     }
 
     var operation: String { "gather(_:)" }
+    var awaitDescription: String { "gather(_:) of \(count)" }
 
     func start(on loop: Loop, _ continuation: LoopContinuation<[T]>) {
         self.continuation = continuation
@@ -58,6 +62,7 @@ final class GatherState<T: Sendable>: Suspension, ShutdownCancellable, @unchecke
             return
         }
         self.loop = loop
+        awaitedSince = loop.nowNanoseconds
         loop.pendingAwaits[ObjectIdentifier(self)] = self
         for (index, operation) in operations.enumerated() {
             children.append(Task(executorPreference: loop) {

@@ -1,8 +1,14 @@
+@preconcurrency import Glibc
+
 /// Something tasks are suspended on that shutdown must resume, so none is leaked.
 protocol ShutdownCancellable: AnyObject {
     /// Resumes every suspended awaiter (see `LoopContinuation.resumeForShutdown`). Returns how
     /// many there were.
     func resumeAwaitersForShutdown() -> Int
+    /// For `pendingWork`: what the tasks await, e.g. "LoopFuture<Int> made at App.swift:42".
+    var awaitDescription: String { get }
+    /// Loop time when the first current awaiter began waiting.
+    var awaitedSince: Int64 { get }
 }
 
 /// A loop-bound future (asyncio's `Future`): a value that arrives later, for bridging callback code
@@ -13,21 +19,33 @@ protocol ShutdownCancellable: AnyObject {
 /// Observe it with ``whenComplete(_:)`` (done-callbacks, run on the loop in registration order,
 /// each as its own callback on the ready queue, like `call_soon`) or `try await future.value`
 /// (any number of awaiters, from any task).
+///
+/// A future dropped uncompleted while done-callbacks wait for it can never be completed: when the
+/// last reference to it goes, it fails with a ``LoopError`` (the callbacks run with it instead of
+/// never) and the drop is reported — to the debug sink in debug mode, else one line on stderr.
+/// (A task awaiting `value` holds the future itself, so an awaited future is never dropped; a
+/// future nobody completes shows up in ``Loop/pendingWork`` with where it was made and for how
+/// long it has been awaited.)
 public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     public let loop: Loop
-    /// Loop thread only.
-    private(set) var result: Result<Value, any Error>?
-    private var callbacks: [(Result<Value, any Error>) -> Void] = []
-    private var awaiters: [(id: UInt64, continuation: LoopContinuation<Value>)] = []
+    /// What awaiters and the loop hold: the handle's lifetime is the user's alone, so its
+    /// `deinit` means "nobody can complete this future any more".
+    let state: FutureState<Value>
 
-    init(loop: Loop) {
+    init(loop: Loop, site: RawCallbackSite) {
         self.loop = loop
+        self.state = FutureState(loop: loop, site: site)
+    }
+
+    deinit {
+        let state = self.state
+        loop.onLoopThread { state.abandon() }
     }
 
     /// Whether the future has a result. Loop thread only.
     public var isDone: Bool {
         loop.preconditionOnLoopThread("LoopFuture.isDone")
-        return result != nil
+        return state.result != nil
     }
 
     public func succeed(_ value: Value) {
@@ -44,10 +62,45 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     }
 
     public func complete(with result: Result<Value, any Error>) {
-        loop.onLoopThread { self.resolve(result) }
+        let state = self.state
+        loop.onLoopThread { state.resolve(result) }
     }
 
-    private func resolve(_ result: Result<Value, any Error>) {
+    /// Runs `callback` with the result once the future completes (at once, on the next tick, if it
+    /// already has). Loop thread only.
+    public func whenComplete(_ callback: @escaping (Result<Value, any Error>) -> Void) {
+        loop.preconditionOnLoopThread("LoopFuture.whenComplete(_:)")
+        state.whenComplete(callback)
+    }
+
+    /// The future's value, once it has one. Cancelling the awaiting task throws `CancellationError`
+    /// in that task only; the future itself is unaffected.
+    /// - Throws: the future's error; ``LoopError/loopHasShutDown(_:)`` once the loop has shut down;
+    ///   a ``LoopError`` if the future is deallocated uncompleted while the task awaits it.
+    public var value: Value {
+        get async throws {
+            try await loop.suspend(FutureAwait(state))
+        }
+    }
+}
+
+/// A future's result, done-callbacks and awaiters. Loop thread only.
+final class FutureState<Value: Sendable> {
+    let loop: Loop
+    /// Where the future was made, for the report if it is dropped uncompleted.
+    let site: RawCallbackSite
+    private(set) var result: Result<Value, any Error>?
+    private var callbacks: [(Result<Value, any Error>) -> Void] = []
+    private var awaiters: [(id: UInt64, continuation: LoopContinuation<Value>)] = []
+    /// Loop time when the first current awaiter arrived (for `pendingWork`).
+    private(set) var awaitedSince: Int64 = 0
+
+    init(loop: Loop, site: RawCallbackSite) {
+        self.loop = loop
+        self.site = site
+    }
+
+    func resolve(_ result: Result<Value, any Error>) {
         guard self.result == nil else { return }
         self.result = result
         let callbacks = self.callbacks, awaiters = self.awaiters
@@ -58,10 +111,7 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
         for awaiter in awaiters { awaiter.continuation.resume(with: result) }
     }
 
-    /// Runs `callback` with the result once the future completes (at once, on the next tick, if it
-    /// already has). Loop thread only.
-    public func whenComplete(_ callback: @escaping (Result<Value, any Error>) -> Void) {
-        loop.preconditionOnLoopThread("LoopFuture.whenComplete(_:)")
+    func whenComplete(_ callback: @escaping (Result<Value, any Error>) -> Void) {
         if let result {
             loop.ready.push(.callback { callback(result) })
         } else {
@@ -69,39 +119,43 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
         }
     }
 
-    /// The future's value, once it has one. Cancelling the awaiting task throws `CancellationError`
-    /// in that task only; the future itself is unaffected.
-    /// - Throws: the future's error; ``LoopError/loopHasShutDown(_:)`` once the loop has shut down.
-    public var value: Value {
-        get async throws {
-            try await loop.suspend(FutureAwait(self))
-        }
-    }
-
-    fileprivate func addAwaiter(_ id: UInt64, _ continuation: LoopContinuation<Value>) {
+    func addAwaiter(_ id: UInt64, _ continuation: LoopContinuation<Value>) {
         if let result {
             continuation.resume(with: result)
             return
         }
-        if awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = self }
+        if awaiters.isEmpty {
+            loop.pendingAwaits[ObjectIdentifier(self)] = self
+            awaitedSince = loop.nowNanoseconds
+        }
         awaiters.append((id, continuation))
     }
 
-    fileprivate func cancelAwaiter(_ id: UInt64) {
+    func cancelAwaiter(_ id: UInt64) {
         guard let index = awaiters.firstIndex(where: { $0.id == id }) else { return }
         let continuation = awaiters.remove(at: index).continuation
         if awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = nil }
         continuation.resume(throwing: CancellationError())
     }
+
+    /// The last handle went away. Uncompleted with callbacks (or awaiters, which in practice hold
+    /// the handle): it fails, since nothing could complete it any more, and the drop is reported.
+    func abandon() {
+        guard result == nil, !awaiters.isEmpty || !callbacks.isEmpty else { return }
+        let tasks = awaiters.count, callbacks = self.callbacks.count
+        let error = LoopError(operation: "LoopFuture.value", reason: "the LoopFuture<\(Value.self)> made at \(site.site) was deallocated without being completed, so nothing could complete it")
+        resolve(.failure(error))
+        loop.reportDroppedFuture(type: "\(Value.self)", site: site.site, awaitingTasks: tasks, callbacks: callbacks)
+    }
 }
 
 /// One `await future.value`, shared with its cancellation handler. Loop thread only.
 private final class FutureAwait<Value: Sendable>: Suspension, @unchecked Sendable {
-    let future: LoopFuture<Value>
+    let future: FutureState<Value>
     var id: UInt64 = 0
     var isCancelled = false
 
-    init(_ future: LoopFuture<Value>) {
+    init(_ future: FutureState<Value>) {
         self.future = future
     }
 
@@ -122,8 +176,9 @@ private final class FutureAwait<Value: Sendable>: Suspension, @unchecked Sendabl
     }
 }
 
-extension LoopFuture: ShutdownCancellable, AwaiterCounting {
+extension FutureState: ShutdownCancellable, AwaiterCounting {
     var awaiterCount: Int { awaiters.count }
+    var awaitDescription: String { "LoopFuture<\(Value.self)> made at \(site.site)" }
 
     func resumeAwaitersForShutdown() -> Int {
         let awaiters = self.awaiters
@@ -135,7 +190,21 @@ extension LoopFuture: ShutdownCancellable, AwaiterCounting {
 
 extension Loop {
     /// Creates a future bound to this loop.
-    public func makeFuture<Value: Sendable>(of type: Value.Type = Value.self) -> LoopFuture<Value> {
-        LoopFuture(loop: self)
+    /// `file` and `line` name the future in the report if it is dropped uncompleted while awaited.
+    public func makeFuture<Value: Sendable>(of type: Value.Type = Value.self, file: StaticString = #fileID, line: UInt = #line) -> LoopFuture<Value> {
+        LoopFuture(loop: self, site: RawCallbackSite(fileID: file, line: line))
+    }
+
+    /// A future was dropped uncompleted while awaited: to the debug sink in debug mode, else stderr.
+    func reportDroppedFuture(type: String, site: LoopCallbackSite, awaitingTasks: Int, callbacks: Int) {
+        var report = LoopDebugReport(kind: .droppedFuture, job: nil, taskName: nil, site: site, duration: .zero, lag: .zero,
+                                     lateTimers: 0, suppressed: 0)
+        report.pending = "\(awaitingTasks) awaiting task(s), \(callbacks) done-callback(s)"
+        report.futureType = type
+        if let options = observation?.debug?.options {
+            options.sink(report)
+        } else {
+            fputs("SerialLoop: \(report)\n", stderr)
+        }
     }
 }

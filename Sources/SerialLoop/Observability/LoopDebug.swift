@@ -44,6 +44,10 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
         /// The loop was deallocated without `shutdown()` while work was still pending on it: the
         /// tasks suspended there are never resumed (`pending` says what).
         case abandonedWork
+        /// A `LoopFuture` was deallocated uncompleted while done-callbacks (or tasks) waited for
+        /// it: it failed with a `LoopError` so they run instead of waiting for ever (`site`:
+        /// where it was made; `pending`: how many of each).
+        case droppedFuture
     }
 
     public var kind: Kind
@@ -62,8 +66,11 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
     public var lateTimers: Int
     /// Reports dropped by the rate limit since the previous report.
     public var suppressed: Int
-    /// Abandoned work: what was still pending when the loop was deallocated.
+    /// Abandoned work: what was still pending when the loop was deallocated. Dropped future: its
+    /// awaiting tasks and done-callbacks.
     public var pending: String? = nil
+    /// Dropped future: its value type.
+    public var futureType: String? = nil
 
     public var description: String {
         var text: String
@@ -78,6 +85,8 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
             text = "loop lag: \(lateTimers) timer(s) fired up to \(lag.diagnosticText) late"
         case .abandonedWork:
             text = "a loop was deallocated without shutdown() while work was pending (\(pending ?? "?")); tasks suspended on it will never resume: call loop.shutdown() after run() returns, or use withLoop"
+        case .droppedFuture:
+            text = "a LoopFuture<\(futureType ?? "?")> made at \(site?.description ?? "?") was deallocated without being completed while \(pending ?? "work") waited for it; it failed with an error instead: keep the future until you complete it"
         }
         if suppressed > 0 { text += " (\(suppressed) more report(s) suppressed)" }
         return text

@@ -41,13 +41,29 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
         }
     }
 
+    /// Something tasks are suspended on until code elsewhere completes it.
+    public struct AwaitedFuture: Sendable, CustomStringConvertible {
+        /// What it is: `LoopFuture<Int> made at App.swift:42`, or `gather(_:) of 3`.
+        public var what: String
+        /// How many tasks are suspended on it.
+        public var awaiters: Int
+        /// How long the first of them has waited (loop time).
+        public var waited: Duration
+
+        public var description: String {
+            "\(what): \(awaiters) task(s) waiting for \(waited.diagnosticText)"
+        }
+    }
+
     /// The loop's time when the snapshot was taken.
     public var now: LoopClock.Instant
     /// Pending timers, earliest first.
     public var timers: [Timer] = []
     /// Suspended descriptor waits, by descriptor.
     public var descriptorWaits: [DescriptorWait] = []
-    /// Futures and gathers that tasks await.
+    /// Futures and gathers that tasks await, longest-awaited first.
+    public var futures: [AwaitedFuture] = []
+    /// Futures and gathers that tasks await (`futures.count`).
     public var awaitedFutures = 0
     /// Tasks awaiting an uncompleted `LoopFuture`.
     public var futureAwaiters = 0
@@ -85,6 +101,7 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
             lines.append("  timer: \(timer)\(due)")
         }
         for wait in descriptorWaits { lines.append("  wait: \(wait)") }
+        for future in futures { lines.append("  awaited: \(future)") }
         return lines.joined(separator: "\n")
     }
 }
@@ -127,6 +144,10 @@ extension Loop {
             .init(fd: waiter.fd, interest: waiter.interest == .read ? .readable : .writable,
                   waited: starts[waiter.id].map { .nanoseconds(now.saturatingSubtract($0)) })
         }
+        work.futures = pendingAwaits.values.map { pending in
+            LoopPendingWork.AwaitedFuture(what: pending.awaitDescription, awaiters: (pending as? any AwaiterCounting)?.awaiterCount ?? 1,
+                                          waited: .nanoseconds(now.saturatingSubtract(pending.awaitedSince)))
+        }.sorted { $0.waited > $1.waited }
         work.awaitedFutures = pendingAwaits.count
         work.futureAwaiters = pendingAwaits.values.reduce(0) { $0 + (($1 as? any AwaiterCounting)?.awaiterCount ?? 0) }
         work.readyJobs = ready.count
