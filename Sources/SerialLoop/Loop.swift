@@ -417,6 +417,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     }
 
     /// Makes ``run()`` (or a `run(until:)`) return after the current tick's jobs. Any thread.
+    /// Called while no run is turning, it ends the next run after its first tick's jobs
+    /// (asyncio's `stop()`). Stops not yet seen by a run coalesce: they end one run, not several.
     public func stop() {
         inbox.requestStop()
     }
