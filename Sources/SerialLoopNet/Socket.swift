@@ -33,14 +33,15 @@ import CSerialLoopShims
 /// }
 /// ```
 public final class TCPListener: @unchecked Sendable {
+    private let descriptor: SocketDescriptor
     /// The loop the socket is registered with.
-    public let loop: Loop
-    /// The descriptor; it stays readable after `close()`, for error messages. Loop thread only.
-    public let fd: Int32
+    public var loop: Loop { descriptor.loop }
+    /// The descriptor; it stays readable after `close()`, for error messages.
+    public var fd: Int32 { descriptor.fd }
     /// The address actually bound: with port 0, the port the kernel chose.
     public let address: SocketAddress
     /// Whether `close()` ran. Loop thread only.
-    public private(set) var isClosed = false
+    public var isClosed: Bool { descriptor.isClosed }
 
     /// Creates a socket, binds it to `address` (with `SO_REUSEADDR`) and listens.
     ///
@@ -65,8 +66,7 @@ public final class TCPListener: @unchecked Sendable {
             Glibc.close(fd)     // never seen by the loop: a plain close is right
             throw error
         }
-        self.loop = loop
-        self.fd = fd
+        descriptor = SocketDescriptor(loop: loop, fd: fd, owner: "TCPListener")
     }
 
     /// Waits for the next incoming connection and returns it (non-blocking, `TCP_NODELAY` set).
@@ -76,45 +76,26 @@ public final class TCPListener: @unchecked Sendable {
     ///   or naming `readable` when the listener is closed while waiting; `CancellationError` when
     ///   the task is cancelled.
     public func accept() async throws -> TCPConnection {
-        while true {
-            try checkOpen("accept")
-            // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
-            // does not declare it (it needs _GNU_SOURCE in the C shim).
-            let connection = Glibc.accept(fd, nil, nil)
-            if connection >= 0 {
-                let accepted = TCPConnection(loop: loop, fd: connection)   // closes it if we throw below
-                _ = try syscall("fcntl(fd: \(connection), F_SETFL, O_NONBLOCK)") {
-                    fcntl(connection, F_SETFL, fcntl(connection, F_GETFL) | O_NONBLOCK)
-                }
-                _ = try syscall("fcntl(fd: \(connection), F_SETFD, FD_CLOEXEC)") { fcntl(connection, F_SETFD, FD_CLOEXEC) }
-                setNoDelay(connection)
-                return accepted
-            }
-            switch c_serial_loop_errno() {
-            case EAGAIN, EWOULDBLOCK: try await loop.readable(fd)
-            case EINTR, ECONNABORTED, EPROTO: continue
-            case let code: throw LoopError(operation: "accept(fd: \(fd))", errno: code)
-            }
+        // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
+        // does not declare it (it needs _GNU_SOURCE in the C shim).
+        let fd = descriptor.fd
+        let connection = try await descriptor.perform("accept", waitingFor: .read, retrying: [ECONNABORTED, EPROTO]) {
+            Glibc.accept(fd, nil, nil)
         }
+        let accepted = TCPConnection(loop: loop, fd: connection)   // closes it if we throw below
+        _ = try syscall("fcntl(fd: \(connection), F_SETFL, O_NONBLOCK)") {
+            fcntl(connection, F_SETFL, fcntl(connection, F_GETFL) | O_NONBLOCK)
+        }
+        _ = try syscall("fcntl(fd: \(connection), F_SETFD, FD_CLOEXEC)") { fcntl(connection, F_SETFD, FD_CLOEXEC) }
+        setNoDelay(connection)
+        return accepted
     }
 
     /// Stops listening: closes the socket through the loop, so tasks waiting in ``accept()`` wake
     /// with a ``LoopError``. Idempotent.
     /// - Throws: ``LoopError`` naming `close` if the kernel refuses.
     public func close() throws(LoopError) {
-        loop.preconditionOnLoopThread("TCPListener.close()")
-        guard !isClosed else { return }
-        isClosed = true
-        try loop.close(fd)
-    }
-
-    private func checkOpen(_ operation: String) throws(LoopError) {
-        loop.preconditionOnLoopThread("TCPListener.\(operation)()")
-        if isClosed { throw LoopError(operation: "\(operation)(fd: \(fd))", errno: EBADF) }
-    }
-
-    deinit {
-        if !isClosed { closeThroughLoop(loop, fd) }
+        try descriptor.close()
     }
 }
 
@@ -130,16 +111,16 @@ public final class TCPListener: @unchecked Sendable {
 /// }
 /// ```
 public final class TCPConnection: @unchecked Sendable {
+    private let descriptor: SocketDescriptor
     /// The loop the socket is registered with.
-    public let loop: Loop
-    /// The descriptor; it stays readable after `close()`, for error messages. Loop thread only.
-    public let fd: Int32
+    public var loop: Loop { descriptor.loop }
+    /// The descriptor; it stays readable after `close()`, for error messages.
+    public var fd: Int32 { descriptor.fd }
     /// Whether `close()` ran. Loop thread only.
-    public private(set) var isClosed = false
+    public var isClosed: Bool { descriptor.isClosed }
 
     init(loop: Loop, fd: Int32) {
-        self.loop = loop
-        self.fd = fd
+        descriptor = SocketDescriptor(loop: loop, fd: fd, owner: "TCPConnection")
     }
 
     /// Connects to `address` without blocking the loop (`TCP_NODELAY` set on the new socket).
@@ -178,20 +159,17 @@ public final class TCPConnection: @unchecked Sendable {
     /// - Throws: ``LoopError`` naming `read` and the errno (e.g. `ECONNRESET`), or naming
     ///   `readable` when the connection is closed while waiting; `CancellationError`.
     public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
-        while true {
-            try checkOpen("read")
-            let count = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if count >= 0 { return count }
-            try await waitOrThrow(c_serial_loop_errno(), "read", readable: true)
-        }
+        let fd = self.fd
+        return try await descriptor.perform("read", waitingFor: .read) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     /// Reads what has arrived, up to `maxCount` bytes (at least one: waits for data). An empty
     /// array means end-of-file. The same errors as ``read(into:)``.
     public func read(upToCount maxCount: Int) async throws -> [UInt8] {
         precondition(maxCount > 0, "TCPConnection.read(upToCount:) needs a positive count, got \(maxCount)")
+        let fd = self.fd
         while true {
-            try checkOpen("read")
+            try descriptor.checkOpen("read")
             var code: Int32 = 0
             let bytes = [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, initialized in
                 let count = Glibc.read(fd, buffer.baseAddress, maxCount)
@@ -199,7 +177,7 @@ public final class TCPConnection: @unchecked Sendable {
                 initialized = max(count, 0)
             }
             if code == 0 { return bytes }
-            try await waitOrThrow(code, "read", readable: true)
+            try await descriptor.wait(afterFailureWith: code, "read", for: .read)
         }
     }
 
@@ -209,16 +187,11 @@ public final class TCPConnection: @unchecked Sendable {
     ///   peer went away), or naming `writable` when the connection is closed while waiting;
     ///   `CancellationError` (part of the bytes may have been sent).
     public func write(_ bytes: [UInt8]) async throws {
+        let fd = self.fd
         var offset = 0
         while offset < bytes.count {
-            try checkOpen("write")
-            let sent = bytes.withUnsafeBytes { raw in
-                send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-            }
-            if sent >= 0 {
-                offset += sent
-            } else {
-                try await waitOrThrow(c_serial_loop_errno(), "write", readable: false)
+            offset += try await descriptor.perform("write", waitingFor: .write) {
+                bytes.withUnsafeBytes { raw in send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL)) }
             }
         }
     }
@@ -231,14 +204,14 @@ public final class TCPConnection: @unchecked Sendable {
     /// Half-closes the connection: the peer reads end-of-file, while this side can still read.
     /// - Throws: ``LoopError`` naming `shutdown`.
     public func shutdownWrite() throws(LoopError) {
-        try checkOpen("shutdownWrite")
+        try descriptor.checkOpen("shutdownWrite")
         _ = try syscall("shutdown(fd: \(fd), SHUT_WR)") { shutdown(fd, Int32(SHUT_WR)) }
     }
 
     /// This end's address.
     public var localAddress: SocketAddress {
         get throws(LoopError) {
-            try checkOpen("localAddress")
+            try descriptor.checkOpen("localAddress")
             return try socketAddress(of: fd, "getsockname", getsockname)
         }
     }
@@ -246,7 +219,7 @@ public final class TCPConnection: @unchecked Sendable {
     /// The peer's address.
     public var peerAddress: SocketAddress {
         get throws(LoopError) {
-            try checkOpen("peerAddress")
+            try descriptor.checkOpen("peerAddress")
             return try socketAddress(of: fd, "getpeername", getpeername)
         }
     }
@@ -255,31 +228,7 @@ public final class TCPConnection: @unchecked Sendable {
     /// a ``LoopError``. Idempotent.
     /// - Throws: ``LoopError`` naming `close` if the kernel refuses.
     public func close() throws(LoopError) {
-        loop.preconditionOnLoopThread("TCPConnection.close()")
-        guard !isClosed else { return }
-        isClosed = true
-        try loop.close(fd)
-    }
-
-    private func checkOpen(_ operation: String) throws(LoopError) {
-        loop.preconditionOnLoopThread("TCPConnection.\(operation)")
-        if isClosed { throw LoopError(operation: "\(operation)(fd: \(fd))", errno: EBADF) }
-    }
-
-    /// `EAGAIN`: wait for readiness; `EINTR`: return to retry; anything else: throw, naming the call.
-    private func waitOrThrow(_ code: Int32, _ operation: String, readable: Bool) async throws {
-        switch code {
-        case EAGAIN, EWOULDBLOCK:
-            if readable { try await loop.readable(fd) } else { try await loop.writable(fd) }
-        case EINTR:
-            return
-        default:
-            throw LoopError(operation: "\(operation)(fd: \(fd))", errno: code)
-        }
-    }
-
-    deinit {
-        if !isClosed { closeThroughLoop(loop, fd) }
+        try descriptor.close()
     }
 }
 
@@ -300,15 +249,5 @@ private func setNoDelay(_ fd: Int32) {
 private func withSockaddr<R>(_ address: sockaddr_in, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
     withUnsafePointer(to: address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-}
-
-/// Closes a socket that was dropped without `close()`, through its loop so the reactor forgets it
-/// (a plain `close(2)` would let a reused descriptor number inherit stale registrations).
-private func closeThroughLoop(_ loop: Loop, _ fd: Int32) {
-    if loop.isOnLoopThread {
-        try? loop.close(fd)
-    } else {
-        loop.execute { try? loop.close(fd) }
     }
 }
