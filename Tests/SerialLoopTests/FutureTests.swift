@@ -4,8 +4,8 @@ import Testing
 
 @Suite("Futures and gather")
 struct FutureTests {
-    @Test func doneCallbacksRunInRegistrationOrderAfterCompletion() async throws {
-        let log = try await withLoop { loop in
+    @Test(arguments: bothClocks) func doneCallbacksRunInRegistrationOrderAfterCompletion(time: Loop.TimeMode) async throws {
+        let log = try await withLoop(time: time) { loop in
             let future = loop.makeFuture(of: Int.self)
             let log = LoopBox<[String]>([])
             future.whenComplete { log.value.append("first \(try! $0.get())") }
@@ -22,8 +22,8 @@ struct FutureTests {
         #expect(log == ["after succeed", "first 1", "second 1", "late 1"])
     }
 
-    @Test func severalAwaitersAllGetTheValue() async throws {
-        let values = try await withLoop { loop in
+    @Test(arguments: bothClocks) func severalAwaitersAllGetTheValue(time: Loop.TimeMode) async throws {
+        let values = try await withLoop(time: time) { loop in
             let future = loop.makeFuture(of: String.self)
             let awaiters = (0..<5).map { _ in Task(executorPreference: loop) { try await future.value } }
             loop.schedule(after: .milliseconds(1)) { future.succeed("v") }
@@ -34,9 +34,9 @@ struct FutureTests {
         #expect(values == Array(repeating: "v", count: 5))
     }
 
-    @Test func failureIsRethrownToAwaiters() async throws {
+    @Test(arguments: bothClocks) func failureIsRethrownToAwaiters(time: Loop.TimeMode) async throws {
         await #expect(throws: Boom.self) {
-            try await withLoop { loop in
+            try await withLoop(time: time) { loop in
                 let future = loop.makeFuture(of: Int.self)
                 future.fail(Boom())
                 return try await future.value
@@ -44,8 +44,8 @@ struct FutureTests {
         }
     }
 
-    @Test func completingFromAnotherThreadResumesOnTheLoop() async throws {
-        let (value, onLoop) = try await withLoop { loop in
+    @Test(arguments: bothClocks) func completingFromAnotherThreadResumesOnTheLoop(time: Loop.TimeMode) async throws {
+        let (value, onLoop) = try await withLoop(time: time) { loop in
             let future = loop.makeFuture(of: Int.self)
             let thread = spawnThread { future.succeed(99) }
             let value = try await future.value
@@ -56,8 +56,8 @@ struct FutureTests {
         #expect(onLoop)
     }
 
-    @Test func cancellingAnAwaiterLeavesTheFutureUsable() async throws {
-        let (outcome, later) = try await withLoop { loop in
+    @Test(arguments: bothClocks) func cancellingAnAwaiterLeavesTheFutureUsable(time: Loop.TimeMode) async throws {
+        let (outcome, later) = try await withLoop(time: time) { loop in
             let future = loop.makeFuture(of: Int.self)
             let awaiter = Task(executorPreference: loop) { try await future.value }
             await loop.idleTick()
@@ -70,11 +70,11 @@ struct FutureTests {
         #expect(later == 5)
     }
 
-    @Test func gatherReturnsResultsInInputOrder() async throws {
-        let results = try await withTestLoop { loop in
+    @Test(arguments: bothClocks) func gatherReturnsResultsInInputOrder(time: Loop.TimeMode) async throws {
+        let results = try await withLoop(time: time) { loop in
             try await loop.gather((0..<10).map { i in
                 { @Sendable in
-                    try await Task.sleep(for: .milliseconds(100 - i * 10))  // finish in reverse
+                    try await Task.sleep(for: .milliseconds(10 - i))  // finish in reverse
                     return i
                 }
             })
@@ -82,12 +82,12 @@ struct FutureTests {
         #expect(results == Array(0..<10))
     }
 
-    @Test func gatherCancelsTheRestOnFirstError() async throws {
+    @Test(arguments: bothClocks) func gatherCancelsTheRestOnFirstError(time: Loop.TimeMode) async throws {
         let cancelled = LoopOutcome()
         await #expect(throws: Boom.self) {
-            try await withTestLoop { loop in
+            try await withLoop(time: time) { loop in
                 _ = try await loop.gather([
-                    { @Sendable in try await Task.sleep(for: .seconds(1)); throw Boom() },
+                    { @Sendable in try await Task.sleep(for: .milliseconds(1)); throw Boom() },
                     { @Sendable in
                         do { try await loop.sleep(for: .seconds(60)) } catch is CancellationError { cancelled.set("yes") }
                         return ()
@@ -111,8 +111,8 @@ struct FutureTests {
         #expect(sum == n * (n - 1) / 2)
     }
 
-    @Test func gatherOverFuturesAndTasks() async throws {
-        let (fromFutures, fromTasks) = try await withLoop { loop in
+    @Test(arguments: bothClocks) func gatherOverFuturesAndTasks(time: Loop.TimeMode) async throws {
+        let (fromFutures, fromTasks) = try await withLoop(time: time) { loop in
             let futures = (0..<3).map { _ in loop.makeFuture(of: Int.self) }
             for (i, future) in futures.enumerated().reversed() { future.succeed(i) }
             let tasks = (0..<3).map { i in Task<Int, any Error>(executorPreference: loop) { i * 10 } }

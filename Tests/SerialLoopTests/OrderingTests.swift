@@ -3,8 +3,8 @@ import Testing
 
 @Suite("Ordering rules")
 struct OrderingTests {
-    @Test func callbacksRunInFIFOOrder() async throws {
-        let order = try await withLoop { loop in
+    @Test(arguments: bothClocks) func callbacksRunInFIFOOrder(time: Loop.TimeMode) async throws {
+        let order = try await withLoop(time: time) { loop in
             let log = LoopBox<[Int]>([])
             let done = loop.makeFuture(of: [Int].self)
             for i in 0..<100 { loop.callSoon { log.value.append(i) } }
@@ -14,10 +14,10 @@ struct OrderingTests {
         #expect(order == Array(0..<100))
     }
 
-    @Test func workEnqueuedDuringATickWaitsForTheNextTick() async throws {
+    @Test(arguments: bothClocks) func workEnqueuedDuringATickWaitsForTheNextTick(time: Loop.TimeMode) async throws {
         // Tick snapshot: a callback queued by a running callback runs after everything that was
         // already ready, even though it was queued "in the middle".
-        let order = try await withLoop { loop in
+        let order = try await withLoop(time: time) { loop in
             let log = LoopBox<[String]>([])
             let done = loop.makeFuture(of: [String].self)
             loop.callSoon {
@@ -50,10 +50,10 @@ struct OrderingTests {
         #expect(delivered)
     }
 
-    @Test func equalDeadlinesFireInSchedulingOrder() async throws {
-        let order = try await withTestLoop { loop in
+    @Test(arguments: bothClocks) func equalDeadlinesFireInSchedulingOrder(time: Loop.TimeMode) async throws {
+        let order = try await withLoop(time: time) { loop in
             let log = LoopBox<[Int]>([])
-            let deadline = loop.now.advanced(by: .seconds(1))
+            let deadline = loop.now.advanced(by: .milliseconds(2))
             for i in 0..<50 { loop.schedule(at: deadline) { log.value.append(i) } }
             try await loop.sleep(until: deadline.advanced(by: .nanoseconds(1)))
             return log.value
@@ -61,8 +61,8 @@ struct OrderingTests {
         #expect(order == Array(0..<50))
     }
 
-    @Test func timersFireInDeadlineOrderWhateverTheSchedulingOrder() async throws {
-        let order = try await withTestLoop { loop in
+    @Test(arguments: bothClocks) func timersFireInDeadlineOrderWhateverTheSchedulingOrder(time: Loop.TimeMode) async throws {
+        let order = try await withLoop(time: time) { loop in
             let log = LoopBox<[Int]>([])
             for delay in [5, 1, 4, 2, 3] {
                 loop.schedule(after: .milliseconds(delay)) { log.value.append(delay) }
@@ -73,51 +73,54 @@ struct OrderingTests {
         #expect(order == [1, 2, 3, 4, 5])
     }
 
-    @Test func dueTimersAreAllCollectedBeforeAnyRuns() async throws {
+    @Test(arguments: bothClocks) func dueTimersAreAllCollectedBeforeAnyRuns(time: Loop.TimeMode) async throws {
         // Two timers due at the same tick: the first one's callback schedules an immediate
         // callback; it must run after the second timer, not between.
-        let order = try await withTestLoop { loop in
+        let order = try await withLoop(time: time) { loop in
             let log = LoopBox<[String]>([])
-            loop.schedule(after: .seconds(1)) {
+            let done = loop.makeFuture(of: [String].self)
+            // Both due at one instant, so one tick collects both (on a real loop too).
+            let deadline = loop.now.advanced(by: .milliseconds(2))
+            loop.schedule(at: deadline) {
                 log.value.append("t1")
-                loop.callSoon { log.value.append("t1-soon") }
+                loop.callSoon { log.value.append("t1-soon"); done.succeed(log.value) }
             }
-            loop.schedule(after: .seconds(1)) { log.value.append("t2") }
-            try await loop.sleep(for: .seconds(2))
-            return log.value
+            loop.schedule(at: deadline) { log.value.append("t2") }
+            return try await done.value
         }
         #expect(order == ["t1", "t2", "t1-soon"])
     }
 
-    @Test func cancelledTimersNeverFireAndLeaveNothingBehind() async throws {
-        let (fired, pending) = try await withTestLoop { loop in
+    @Test(arguments: bothClocks) func cancelledTimersNeverFireAndLeaveNothingBehind(time: Loop.TimeMode) async throws {
+        let (fired, pending) = try await withLoop(time: time) { loop in
             let fired = LoopBox(0)
             var handles: [ScheduledCallback] = []
             for i in 0..<1000 {
-                handles.append(loop.schedule(after: .milliseconds(i)) { fired.value += 1 })
+                handles.append(loop.schedule(after: .microseconds(i)) { fired.value += 1 })
             }
             for handle in handles where handle.isPending { handle.cancel() }
             let pending = loop.pendingTimerCount
-            try await loop.sleep(for: .seconds(2))
+            try await loop.sleep(for: .milliseconds(3))
             return (fired.value, pending)
         }
         #expect(fired == 0)
         #expect(pending == 0)
     }
 
-    @Test func aCallbackCancelledByAnotherDueInTheSameTickNeverRuns() async throws {
+    @Test(arguments: bothClocks) func aCallbackCancelledByAnotherDueInTheSameTickNeverRuns(time: Loop.TimeMode) async throws {
         // Due timers are collected before any runs; cancelling one that was already collected
         // must still keep it from running (found by the HTTP server's idle timer).
-        let log = try await withTestLoop { loop in
+        let log = try await withLoop(time: time) { loop in
             let log = LoopBox<[String]>([])
             var second: ScheduledCallback?
-            loop.schedule(after: .milliseconds(10)) {
+            let deadline = loop.now.advanced(by: .milliseconds(2))
+            loop.schedule(at: deadline) {
                 log.value.append("first")
                 #expect(second?.isPending == true)
                 second?.cancel()
                 #expect(second?.isPending == false)
             }
-            second = loop.schedule(after: .milliseconds(10)) { log.value.append("second") }
+            second = loop.schedule(at: deadline) { log.value.append("second") }
             try await loop.sleep(for: .milliseconds(20))
             return log.value
         }
