@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import Synchronization
 
 /// Something tasks are suspended on that shutdown must resume, so none is leaked.
 protocol ShutdownCancellable: AnyObject {
@@ -38,6 +39,8 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     }
 
     deinit {
+        // Nothing waits (or it completed): nothing to do, and no trip to the loop thread.
+        guard state.hasWaiters.load(ordering: .acquiring) else { return }
         let state = self.state
         loop.onLoopThread { state.abandon() }
     }
@@ -94,6 +97,10 @@ final class FutureState<Value: Sendable> {
     private var awaiters: [(id: UInt64, continuation: LoopContinuation<Value>)] = []
     /// Loop time when the first current awaiter arrived (for `pendingWork`).
     private(set) var awaitedSince: Int64 = 0
+    /// Uncompleted, with callbacks or awaiters: the handle's `deinit` (any thread) must look.
+    /// Written on the loop thread while a handle is alive (every path that adds a waiter goes
+    /// through one), so a `deinit` cannot race with a change from `false` to `true`.
+    let hasWaiters = Atomic<Bool>(false)
 
     init(loop: Loop, site: RawCallbackSite) {
         self.loop = loop
@@ -106,6 +113,7 @@ final class FutureState<Value: Sendable> {
         let callbacks = self.callbacks, awaiters = self.awaiters
         self.callbacks = []
         self.awaiters = []
+        hasWaiters.store(false, ordering: .releasing)
         if !awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = nil }
         for callback in callbacks { loop.ready.push(.callback { callback(result) }) }
         for awaiter in awaiters { awaiter.continuation.resume(with: result) }
@@ -116,6 +124,7 @@ final class FutureState<Value: Sendable> {
             loop.ready.push(.callback { callback(result) })
         } else {
             callbacks.append(callback)
+            hasWaiters.store(true, ordering: .releasing)
         }
     }
 
@@ -129,6 +138,7 @@ final class FutureState<Value: Sendable> {
             awaitedSince = loop.nowNanoseconds
         }
         awaiters.append((id, continuation))
+        hasWaiters.store(true, ordering: .releasing)
     }
 
     func cancelAwaiter(_ id: UInt64) {
