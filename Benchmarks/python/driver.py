@@ -154,6 +154,25 @@ def run(command):
     sys.exit(f"benchmark failed: {' '.join(command)}\n{output.stdout}\n{output.stderr}")
 
 
+def previous_medians(path):
+    """The medians table of an earlier RESULTS.md (full runs only), as {(label, executor): value}."""
+    previous = {}
+    if not os.path.exists(path):
+        return previous
+    with open(path) as f:
+        text = f.read()
+    if "Mode: full" not in text:
+        return previous
+    for line in text.split("## ")[0].splitlines() if "## " in text else text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] not in ("workload", "---"):
+            try:
+                previous[(cells[0], cells[1])] = float(cells[2])
+            except ValueError:
+                pass
+    return previous
+
+
 def ratio(value, other):
     r = value / other
     return f"{r:.2f}" if r >= 0.1 else f"{r:.2g}"
@@ -207,6 +226,9 @@ def main():
     counted = [] if args.smoke or args.no_instructions else instruction_rows(args.binary)
 
     medians = {key: statistics.median(values) for key, (values, _) in results.items()}
+    # Issue 12: "every other row no worse than in today's RESULTS.md (±5 %)": the table this run
+    # replaces, read before it is overwritten.
+    previous = {} if args.smoke else previous_medians(args.out)
     units = {key: unit for key, (_, unit) in results.items()}
     labels = []
     for label, _, _ in jobs:
@@ -289,6 +311,19 @@ def main():
     if ours is not None and floor is not None:
         extra = ours - floor
         lines.append(f"| allocations per same-thread job enqueue (per yield, above the floor's) | floor | {extra:+.4f} | 0 | {'yes' if extra <= 0.0005 else 'no'} |")
+
+    compared = [(key, previous[key], medians[key]) for key in medians
+                if key in previous and key[1].startswith("SerialLoop") and previous[key] > 0]
+    if compared:
+        worse = [(key, before, now) for key, before, now in compared if now > before * 1.05]
+        lines.append(f"\n### SerialLoop rows against the RESULTS.md this run replaced (±5 %)\n")
+        lines.append(f"{len(compared)} SerialLoop rows compared, {len(worse)} worse by more than 5 % "
+                     "(wall-clock medians on this shared VM move by ±20 % between runs: read with the ratios and instruction counts).\n")
+        if worse:
+            lines.append("| workload | executor | before | now | ratio |")
+            lines.append("|---|---|---:|---:|---:|")
+            for (label, executor), before, now in worse:
+                lines.append(f"| {label} | {executor} | {before:.2f} | {now:.2f} | {now / before:.2f} |")
 
     lines.append("\n## How each row is measured\n")
     lines.append("Each peer is driven the fastest way its own documentation allows (issue 12); where a row")

@@ -230,7 +230,8 @@ final class TwoObjectFloor: @unchecked Sendable {
 
 /// The two-object floor's task executor role (see `TwoObjectFloor`).
 final class FloorTaskExecutor: TaskExecutor, @unchecked Sendable {
-    unowned let floor: TwoObjectFloor
+    // unowned(unsafe): no reference-count check per enqueue; the floor outlives every job it runs.
+    unowned(unsafe) let floor: TwoObjectFloor
     init(_ floor: TwoObjectFloor) { self.floor = floor }
     func enqueue(_ job: consuming ExecutorJob) { floor.push(job, .task) }
     func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
@@ -238,7 +239,8 @@ final class FloorTaskExecutor: TaskExecutor, @unchecked Sendable {
 
 /// The two-object floor's serial executor role: the actors' `unownedExecutor`.
 final class FloorSerialExecutor: SerialExecutor, @unchecked Sendable {
-    unowned let floor: TwoObjectFloor
+    // unowned(unsafe): no reference-count check per enqueue; the floor outlives every job it runs.
+    unowned(unsafe) let floor: TwoObjectFloor
     init(_ floor: TwoObjectFloor) { self.floor = floor }
     func enqueue(_ job: consuming ExecutorJob) { floor.push(job, .actor) }
     func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
