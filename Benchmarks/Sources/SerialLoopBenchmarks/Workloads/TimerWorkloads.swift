@@ -22,6 +22,10 @@ let timerBenchmarks: [Benchmark] = [
             return (processCPUNanoseconds() - cpu) / Double(n)
         }
     },
+    Benchmark(workload: "timers-fire", executor: "floor", unit: "CPU ns/timer",
+              method: "FloorTimers.swift: a slot heap with in-place cancel, fired by a plain loop (clock read, fire due, `clock_nanosleep` to the next deadline); no tasks") { n in
+        floorTimersFire(n)
+    },
     Benchmark(workload: "timers-fire", executor: "NIO scheduleTask", unit: "CPU ns/timer",
               method: "inside one `eventLoop.execute`, n × `scheduleTask(in:)` with the same deadlines; process CPU") { n in
         let cpu = processCPUNanoseconds()
@@ -57,6 +61,10 @@ let timerBenchmarks: [Benchmark] = [
             for _ in 0..<n { loop.schedule(after: .seconds(3600)) {}.cancel() }
             return nanoseconds(since: start) / Double(n)
         }
+    },
+    Benchmark(workload: "schedule-cancel", executor: "floor", unit: "ns/op",
+              method: "FloorTimers.swift from a task on the one-object floor: n × (`schedule(after: 1 h) {}`: one clock read, heap push; `cancel`: in-place heap removal)") { n in
+        try floorScheduleCancel(n)
     },
     Benchmark(workload: "schedule-cancel", executor: "NIO scheduleTask", unit: "ns/op",
               method: "inside one `eventLoop.execute`, n × `scheduleTask(in: 1 h) {}.cancel()`") { n in
