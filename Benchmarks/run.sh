@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the benchmarks in release mode, runs every workload several times, and writes RESULTS.md.
 #   Benchmarks/run.sh            full run: 5 fresh processes per row, medians, ratios, plus callgrind
-#                                instruction counts (about 7 minutes on 2 cores)
+#                                instruction counts (15+ minutes on the shared 2-core VM)
 #   Benchmarks/run.sh --smoke    tiny sizes, one repetition, no callgrind: checks that everything builds
 #                                and runs (a few seconds after the build); writes .build/RESULTS-smoke.md
 # Any other arguments go to python/driver.py (e.g. --reps 3, --no-instructions).

@@ -106,9 +106,14 @@ final class Floor: TaskExecutor, SerialExecutor, @unchecked Sendable {
     }
 }
 
-/// A growable power-of-two ring buffer of jobs (the floor's ready queue). Not thread-safe.
-struct JobRing: ~Copyable {
-    private var storage: UnsafeMutablePointer<UnownedJob>
+/// The one-object floor's ready queue.
+typealias JobRing = Ring<UnownedJob>
+
+/// A growable power-of-two ring buffer (the floors' ready queues). Not thread-safe. Generic so the
+/// two-object floor can queue each job with the role it came in for; specialised in this module,
+/// so `Ring<UnownedJob>` compiles to the same code the one-object floor had before.
+struct Ring<Element>: ~Copyable {
+    private var storage: UnsafeMutablePointer<Element>
     private var mask: Int
     private var head = 0
     private var count = 0
@@ -118,27 +123,31 @@ struct JobRing: ~Copyable {
         mask = capacity - 1
     }
 
-    deinit { storage.deallocate() }
+    deinit {
+        (storage + head).deinitialize(count: min(count, mask + 1 - head))
+        if head + count > mask + 1 { storage.deinitialize(count: head + count - (mask + 1)) }
+        storage.deallocate()
+    }
 
     @inline(__always)
-    mutating func push(_ job: UnownedJob) {
+    mutating func push(_ element: Element) {
         if count == mask + 1 { grow() }
-        (storage + ((head + count) & mask)).initialize(to: job)
+        (storage + ((head + count) & mask)).initialize(to: element)
         count += 1
     }
 
     @inline(__always)
-    mutating func pop() -> UnownedJob? {
+    mutating func pop() -> Element? {
         guard count > 0 else { return nil }
-        let job = (storage + head).move()
+        let element = (storage + head).move()
         head = (head + 1) & mask
         count -= 1
-        return job
+        return element
     }
 
     private mutating func grow() {
         let capacity = mask + 1
-        let bigger = UnsafeMutablePointer<UnownedJob>.allocate(capacity: capacity * 2)
+        let bigger = UnsafeMutablePointer<Element>.allocate(capacity: capacity * 2)
         let firstRun = capacity - head
         bigger.moveInitialize(from: storage + head, count: firstRun)
         (bigger + firstRun).moveInitialize(from: storage, count: head)
@@ -147,4 +156,94 @@ struct JobRing: ~Copyable {
         mask = capacity * 2 - 1
         head = 0
     }
+}
+
+// MARK: - The two-object floor
+
+/// The floor for actor rows (issue 12): two executor objects over one ready queue, so each job can
+/// be run the way its role allows — which one object in both roles cannot do, because the runtime
+/// calls the same `enqueue` for both roles and the executor cannot tell them apart.
+///
+/// - `taskExecutor` (a `TaskExecutor`, what tasks prefer): its jobs run
+///   `runSynchronously(on: taskExecutor)`.
+/// - `serialExecutor` (a `SerialExecutor`, the actors' `unownedExecutor`): its jobs run
+///   `runSynchronously(isolatedTo: serialExecutor, taskExecutor: taskExecutor)`, so the runtime
+///   knows it is on the actors' executor *and* the task's preferred executor: a call from one such
+///   actor to another switches in place, with no job (the one-object floor enqueues one per call).
+///   The price: returning from an actor to a task's nonisolated code changes serial executor
+///   identity, so it costs a job where the one-object floor's may not (`task-actor-call`).
+/// - Same-thread only: no inbox, no parking. The rows that use it (actor ping-pong, task → actor
+///   calls) enqueue every job from the floor thread; a job from any other thread stops the process.
+final class TwoObjectFloor: @unchecked Sendable {
+    enum Role { case task, actor }
+    struct Entry {
+        let job: UnownedJob
+        let role: Role
+    }
+
+    /// Floor thread only (see `Floor.ready` for why unchecked).
+    @exclusivity(unchecked) private var ready = Ring<Entry>()
+    @exclusivity(unchecked) var finished = false
+    private let owner = pthread_self()
+    private(set) var taskExecutor: FloorTaskExecutor!
+    private(set) var serialExecutor: FloorSerialExecutor!
+
+    init() {
+        taskExecutor = FloorTaskExecutor(self)
+        serialExecutor = FloorSerialExecutor(self)
+    }
+
+    @inline(__always)
+    var isOwnerThread: Bool { pthread_equal(pthread_self(), owner) != 0 }
+
+    @inline(__always)
+    func push(_ job: consuming ExecutorJob, _ role: Role) {
+        precondition(isOwnerThread, "TwoObjectFloor: a job was enqueued from another thread (same-thread rows only)")
+        ready.push(Entry(job: UnownedJob(job), role: role))
+    }
+
+    /// Runs jobs until `finished` is set; the queue must not run dry before (nothing can refill it).
+    func run() {
+        let task = taskExecutor.asUnownedTaskExecutor()
+        let serial = serialExecutor.asUnownedSerialExecutor()
+        while !finished {
+            guard let entry = ready.pop() else { fatalError("TwoObjectFloor: ready queue empty before the body finished") }
+            switch entry.role {
+            case .task: entry.job.runSynchronously(on: task)
+            case .actor: entry.job.runSynchronously(isolatedTo: serial, taskExecutor: task)
+            }
+        }
+    }
+
+    /// Runs `body` as a task preferring `taskExecutor` and drives the floor until it finishes.
+    static func run<T: Sendable>(_ body: @escaping @Sendable (TwoObjectFloor) async throws -> T) throws -> T {
+        let floor = TwoObjectFloor()
+        let box = ResultBox<T>()
+        Task(executorPreference: floor.taskExecutor) {
+            do { box.value = .success(try await body(floor)) } catch { box.value = .failure(error) }
+            floor.finished = true
+        }
+        floor.run()
+        return try box.value!.get()
+    }
+}
+
+/// The two-object floor's task executor role (see `TwoObjectFloor`).
+final class FloorTaskExecutor: TaskExecutor, @unchecked Sendable {
+    // unowned(unsafe): no reference-count check per enqueue; the floor outlives every job it runs.
+    unowned(unsafe) let floor: TwoObjectFloor
+    init(_ floor: TwoObjectFloor) { self.floor = floor }
+    func enqueue(_ job: consuming ExecutorJob) { floor.push(job, .task) }
+    func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
+}
+
+/// The two-object floor's serial executor role: the actors' `unownedExecutor`.
+final class FloorSerialExecutor: SerialExecutor, @unchecked Sendable {
+    // unowned(unsafe): no reference-count check per enqueue; the floor outlives every job it runs.
+    unowned(unsafe) let floor: TwoObjectFloor
+    init(_ floor: TwoObjectFloor) { self.floor = floor }
+    func enqueue(_ job: consuming ExecutorJob) { floor.push(job, .actor) }
+    func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
+    func checkIsolated() { precondition(floor.isOwnerThread) }
+    func isIsolatingCurrentContext() -> Bool? { floor.isOwnerThread }
 }

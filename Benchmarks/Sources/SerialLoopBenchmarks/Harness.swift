@@ -2,11 +2,28 @@
 import Dispatch
 
 /// One benchmark: runs `n` operations on one executor and returns the figure to report.
+/// `method` is the one-line note RESULTS.md prints for the row: how this peer is driven (issue 12:
+/// each peer measured the fastest way its own docs allow, and the table must say how).
 struct Benchmark: Sendable {
     let workload: String
     let executor: String
     let unit: String
+    let method: String
     let run: @Sendable (Int) throws -> Double
+
+    init(workload: String, executor: String, unit: String, method: String, run: @escaping @Sendable (Int) throws -> Double) {
+        self.workload = workload
+        self.executor = executor
+        self.unit = unit
+        self.method = method
+        self.run = run
+    }
+}
+
+/// Thrown by a row that cannot run on this machine (e.g. too few descriptors allowed): main prints
+/// a SKIP line with the reason instead of a result, and the driver reports the row as skipped.
+struct SkipBenchmark: Error {
+    let reason: String
 }
 
 /// Wall-clock nanoseconds since `start`.

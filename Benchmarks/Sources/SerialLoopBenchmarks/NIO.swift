@@ -65,3 +65,36 @@ func onNIOThreadTimed(_ n: Int, setUp: @escaping @Sendable () -> Void = {}, _ op
     }
     return result.value
 }
+
+/// NIO's loop as a `TaskExecutor` (issue 12: NIO at its best for task rows). NIO 2.101 ships no
+/// `TaskExecutor` conformance, but a user can write this adapter in a few lines with public API
+/// only: every job is handed to `eventLoop.execute` and run with the adapter as task executor, so
+/// a task that prefers it (`Task(executorPreference:)`, `withTaskExecutorPreference`) keeps its
+/// nonisolated code — `Task.yield()`, awaiting a child — on the NIO thread, with no hop to the
+/// global pool. What one job costs here is NIO's `execute` plus its loop's per-task work.
+final class NIOTaskExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+
+    func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
+}
+
+let nioTaskExecutor = NIOTaskExecutor(nioLoop)
+
+/// Runs `body` as a task preferring the NIO adapter (so it starts and stays on NIO's thread) and
+/// waits for it from this thread.
+func onNIOTaskExecutor<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = Completion()
+    let box = ResultBox<T>()
+    Task(executorPreference: nioTaskExecutor) {
+        do { box.value = .success(try await body()) } catch { box.value = .failure(error) }
+        done.signal()
+    }
+    done.wait()
+    return try box.value!.get()
+}

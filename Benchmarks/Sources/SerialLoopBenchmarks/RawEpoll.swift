@@ -3,7 +3,9 @@ import CBenchmarkShims
 
 /// The physical limit for socketpair ping-pong: one thread, epoll, two descriptors, no executor,
 /// no tasks, no callbacks. One round trip = write(a), epoll_wait, read(b), write(b), epoll_wait, read(a).
-func rawEpollPingPong(_ rounds: Int) -> Double {
+/// `idle` descriptors are added to the same epoll set (EPOLLIN) and never become ready: the growth
+/// rows' kernel-side reference.
+func rawEpollPingPong(_ rounds: Int, idle: [Int32] = []) -> Double {
     let (a, b) = socketPair()
     let epollFD = epoll_create1(0)
     var event = epoll_event()
@@ -12,6 +14,10 @@ func rawEpollPingPong(_ rounds: Int) -> Double {
     epoll_ctl(epollFD, EPOLL_CTL_ADD, a, &event)
     event.data.fd = b
     epoll_ctl(epollFD, EPOLL_CTL_ADD, b, &event)
+    for fd in idle {
+        event.data.fd = fd
+        precondition(epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0)
+    }
     var events = [epoll_event](repeating: epoll_event(), count: 8)
     var byte: UInt8 = 1
     let start = ContinuousClock.now

@@ -1,10 +1,12 @@
 // Usage: SerialLoopBenchmarks --list
 //        SerialLoopBenchmarks --workload NAME --executor NAME --n N
 // Prints one line: RESULT<TAB>workload<TAB>executor<TAB>value<TAB>unit
+//              or SKIP<TAB>workload<TAB>executor<TAB>reason  (the row cannot run on this machine)
+// --list prints workload<TAB>executor<TAB>unit<TAB>method (method: the row's one-line note)
 @preconcurrency import Glibc
 
 /// Every benchmark, one list per workload family (Workloads/*.swift).
-let benchmarks = observabilityBenchmarks + taskBenchmarks + wholeProgramBenchmarks + timerBenchmarks + ioBenchmarks + crossThreadBenchmarks + offloadBenchmarks + memoryBenchmarks + talkBenchmarks
+let benchmarks = observabilityBenchmarks + taskBenchmarks + wholeProgramBenchmarks + timerBenchmarks + ioBenchmarks + growthBenchmarks + crossThreadBenchmarks + offloadBenchmarks + memoryBenchmarks + talkBenchmarks
 
 let arguments = CommandLine.arguments
 func argument(_ name: String) -> String? {
@@ -13,7 +15,7 @@ func argument(_ name: String) -> String? {
 }
 
 if arguments.contains("--list") {
-    for benchmark in benchmarks { print("\(benchmark.workload)\t\(benchmark.executor)\t\(benchmark.unit)") }
+    for benchmark in benchmarks { print("\(benchmark.workload)\t\(benchmark.executor)\t\(benchmark.unit)\t\(benchmark.method)") }
     exit(0)
 }
 guard let workload = argument("--workload"), let executor = argument("--executor"),
@@ -22,7 +24,14 @@ guard let workload = argument("--workload"), let executor = argument("--executor
     fputs("usage: SerialLoopBenchmarks --list | --workload W --executor E --n N\n", stderr)
     exit(2)
 }
-let value = try benchmark.run(n)
+let value: Double
+do {
+    value = try benchmark.run(n)
+} catch let skip as SkipBenchmark {
+    print("SKIP\t\(workload)\t\(executor)\t\(skip.reason)")
+    fflush(stdout)
+    exit(0)
+}
 print("RESULT\t\(workload)\t\(executor)\t\(value)\t\(benchmark.unit)")
 fflush(stdout)
 exit(0)

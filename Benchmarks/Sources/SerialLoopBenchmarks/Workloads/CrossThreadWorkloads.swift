@@ -7,13 +7,15 @@ import SerialLoop
 // thread; wall ns per callback from the first submission until the last callback ran.
 
 let crossThreadBenchmarks: [Benchmark] = [
-    Benchmark(workload: "cross-thread-enqueue", executor: "SerialLoop", unit: "ns/job") { n in
+    Benchmark(workload: "cross-thread-enqueue", executor: "SerialLoop", unit: "ns/job",
+              method: "loop on its own thread (`Loop.startThread`); two producer threads × n/2 `loop.execute`") { n in
         let thread = try Loop.startThread()
         defer { thread.shutdown() }
         let loop = thread.loop
         return crossThreadEnqueue(n) { loop.execute($0) }
     },
-    Benchmark(workload: "cross-thread-enqueue", executor: "floor", unit: "ns/job") { n in
+    Benchmark(workload: "cross-thread-enqueue", executor: "floor", unit: "ns/job",
+              method: "floor on its own thread; two producer threads × n/2 `executeFromAnyThread`") { n in
         let started = Latch<Floor>()
         let runner = startThread {
             let floor = Floor()
@@ -26,7 +28,8 @@ let crossThreadBenchmarks: [Benchmark] = [
         pthread_join(runner, nil)
         return result
     },
-    Benchmark(workload: "cross-thread-enqueue", executor: "NIO", unit: "ns/job") { n in
+    Benchmark(workload: "cross-thread-enqueue", executor: "NIO", unit: "ns/job",
+              method: "NIO's loop thread; two producer threads × n/2 `eventLoop.execute`") { n in
         crossThreadEnqueue(n) { nioLoop.execute($0) }
     },
 ]

@@ -7,24 +7,29 @@ import SerialLoop
 
 let ioBenchmarks: [Benchmark] = [
     // Two tasks on the loop: one writes and awaits `readable`, the other echoes.
-    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop", unit: "ns/round-trip") { n in
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop", unit: "ns/round-trip",
+              method: "two tasks on the loop; each side `await loop.readable(fd)` then `read`/`write` one byte") { n in
         try withLoop { loop in try await serialLoopPingPong(loop, n, measure: nanosecondsPerRound) }
     },
     // The same two tasks, each iterating a readiness stream (`loop.readiness(fd, .read)`): one wait
     // object per side for the whole run instead of one per wait.
-    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop readiness stream", unit: "ns/round-trip") { n in
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop readiness stream", unit: "ns/round-trip",
+              method: "two tasks on the loop, each iterating one `loop.readiness(fd, .read)` stream, one `read` per element") { n in
         try withLoop { loop in try await serialLoopStreamPingPong(loop, n, measure: nanosecondsPerRound) }
     },
     // Reader callbacks (`addReader`, asyncio's add_reader) on both ends: no task, no continuation.
-    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop addReader", unit: "ns/round-trip") { n in
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop addReader", unit: "ns/round-trip",
+              method: "reader callbacks (`loop.addReader`) on both ends, no tasks") { n in
         try withLoop { loop in try await serialLoopCallbackPingPong(loop, n) }
     },
-    Benchmark(workload: "socketpair-ping-pong", executor: "raw epoll", unit: "ns/round-trip") { n in
+    Benchmark(workload: "socketpair-ping-pong", executor: "raw epoll", unit: "ns/round-trip",
+              method: "one thread, `epoll_wait`/`read`/`write` on both ends, no executor (RawEpoll.swift)") { n in
         rawEpollPingPong(n)
     },
     // NIO has no public readiness API without a channel; its natural equivalent is two channels on
     // one loop (NIOPipeBootstrap over the socketpair ends), one echoing, one counting round trips.
-    Benchmark(workload: "socketpair-ping-pong", executor: "NIO channel", unit: "ns/round-trip") { n in
+    Benchmark(workload: "socketpair-ping-pong", executor: "NIO channel", unit: "ns/round-trip",
+              method: "two `NIOPipeBootstrap` channels on one loop over the socketpair ends, an echo handler and a ping handler (`writeAndFlush` of the received buffer)") { n in
         let (a, b) = socketPair()
         let finished = nioLoop.makePromise(of: Double.self)
         let echo = try NIOPipeBootstrap(group: nioGroup)

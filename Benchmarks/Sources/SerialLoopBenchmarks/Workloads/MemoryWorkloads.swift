@@ -8,7 +8,8 @@ import SerialLoop
 
 let memoryBenchmarks: [Benchmark] = [
     // MARK: memory per sleeping task (RSS growth / n)
-    Benchmark(workload: "memory-per-sleeper", executor: "SerialLoop loop.sleep", unit: "bytes/task") { n in
+    Benchmark(workload: "memory-per-sleeper", executor: "SerialLoop loop.sleep", unit: "bytes/task",
+              method: "RSS growth / n for n tasks preferring the loop in `loop.sleep(for: 1 h)`") { n in
         try withLoop { loop in
             let before = residentBytes()
             let tasks = (0..<n).map { _ in Task(executorPreference: loop) { try await loop.sleep(for: .seconds(3600)) } }
@@ -18,7 +19,8 @@ let memoryBenchmarks: [Benchmark] = [
             return perTask
         }
     },
-    Benchmark(workload: "memory-per-sleeper", executor: "SerialLoop Task.sleep", unit: "bytes/task") { n in
+    Benchmark(workload: "memory-per-sleeper", executor: "SerialLoop Task.sleep", unit: "bytes/task",
+              method: "RSS growth / n for n tasks preferring the loop in `Task.sleep(for: 1 h)`") { n in
         try withLoop { loop in
             let before = residentBytes()
             let tasks = (0..<n).map { _ in Task(executorPreference: loop) { try await Task.sleep(for: .seconds(3600)) } }
@@ -28,7 +30,8 @@ let memoryBenchmarks: [Benchmark] = [
             return perTask
         }
     },
-    Benchmark(workload: "memory-per-sleeper", executor: "default Task.sleep", unit: "bytes/task") { n in
+    Benchmark(workload: "memory-per-sleeper", executor: "default Task.sleep", unit: "bytes/task",
+              method: "RSS growth / n for n plain tasks in `Task.sleep(for: 1 h)` on the global executor") { n in
         try onDefaultExecutor {
             let before = residentBytes()
             let tasks = (0..<n).map { _ in Task { try await Task.sleep(for: .seconds(3600)) } }
@@ -40,7 +43,8 @@ let memoryBenchmarks: [Benchmark] = [
     },
 
     // MARK: heap allocations per same-thread enqueue (one preallocated closure, n executes)
-    Benchmark(workload: "allocations-per-enqueue", executor: "SerialLoop", unit: "allocs/enqueue") { n in
+    Benchmark(workload: "allocations-per-enqueue", executor: "SerialLoop", unit: "allocs/enqueue",
+              method: "mallocs during n same-thread `loop.execute` of one preallocated closure (queue grown first)") { n in
         try withLoop { loop in
             let done = loop.makeFuture(of: Void.self)
             let count = Shared(0)
@@ -57,7 +61,8 @@ let memoryBenchmarks: [Benchmark] = [
             return allocations / Double(n)
         }
     },
-    Benchmark(workload: "allocations-per-enqueue", executor: "NIO", unit: "allocs/enqueue") { n in
+    Benchmark(workload: "allocations-per-enqueue", executor: "NIO", unit: "allocs/enqueue",
+              method: "mallocs during n same-thread `eventLoop.execute` of one preallocated closure (queue grown first)") { n in
         let result = Shared(0.0)
         try onNIOThread { promise in
             let callback: @Sendable () -> Void = {}
@@ -74,20 +79,25 @@ let memoryBenchmarks: [Benchmark] = [
 
     // MARK: heap allocations per `await Task.yield()` (2 jobs through the executor's enqueue each):
     // the floor's figure is the runtime's own; anything above it is the executor's.
-    Benchmark(workload: "allocations-per-yield", executor: "SerialLoop", unit: "allocs/yield") { n in
+    Benchmark(workload: "allocations-per-yield", executor: "SerialLoop", unit: "allocs/yield",
+              method: "mallocs per `Task.yield()` in a task preferring the loop") { n in
         try withLoop { _ in await allocationsPerYield(n) }
     },
-    Benchmark(workload: "allocations-per-yield", executor: "floor", unit: "allocs/yield") { n in
+    Benchmark(workload: "allocations-per-yield", executor: "floor", unit: "allocs/yield",
+              method: "mallocs per `Task.yield()` on the one-object floor (the runtime's own allocation)") { n in
         try Floor.run { _ in await allocationsPerYield(n) }
     },
-    Benchmark(workload: "allocations-per-yield", executor: "default", unit: "allocs/yield") { n in
+    Benchmark(workload: "allocations-per-yield", executor: "default", unit: "allocs/yield",
+              method: "mallocs per `Task.yield()` on the global executor") { n in
         try onDefaultExecutor { await allocationsPerYield(n) }
     },
     // MARK: heap allocations per socketpair round trip (2 × `readable` + resume); raw epoll makes none
-    Benchmark(workload: "allocations-per-round-trip", executor: "SerialLoop", unit: "allocs/round-trip") { n in
+    Benchmark(workload: "allocations-per-round-trip", executor: "SerialLoop", unit: "allocs/round-trip",
+              method: "mallocs per `readable` socketpair round trip") { n in
         try withLoop { loop in try await serialLoopPingPong(loop, n, measure: allocationsPerRound) }
     },
-    Benchmark(workload: "allocations-per-round-trip", executor: "SerialLoop readiness stream", unit: "allocs/round-trip") { n in
+    Benchmark(workload: "allocations-per-round-trip", executor: "SerialLoop readiness stream", unit: "allocs/round-trip",
+              method: "mallocs per readiness-stream socketpair round trip") { n in
         try withLoop { loop in try await serialLoopStreamPingPong(loop, n, measure: allocationsPerRound) }
     },
 ]

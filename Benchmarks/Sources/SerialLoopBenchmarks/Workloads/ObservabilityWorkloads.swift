@@ -19,13 +19,15 @@ private func observed(_ loop: Loop, _ how: String) {
 let observabilityBenchmarks: [Benchmark] = ["instrument", "debug"].flatMap { how -> [Benchmark] in
     let executor = how == "instrument" ? "SerialLoop + no-op instrument" : "SerialLoop + debug mode"
     return [
-        Benchmark(workload: "yield", executor: executor, unit: "ns/yield") { n in
+        Benchmark(workload: "yield", executor: executor, unit: "ns/yield",
+              method: "the SerialLoop row with a no-op `LoopInstrument` installed, or debug mode on") { n in
             try withLoop { loop in
                 observed(loop, how)
                 return await yieldPing(n)
             }
         },
-        Benchmark(workload: "spawn-await", executor: executor, unit: "ns/task") { n in
+        Benchmark(workload: "spawn-await", executor: executor, unit: "ns/task",
+              method: "the SerialLoop row with a no-op `LoopInstrument` installed, or debug mode on") { n in
             try withLoop { loop in
                 observed(loop, how)
                 let start = ContinuousClock.now
@@ -33,7 +35,8 @@ let observabilityBenchmarks: [Benchmark] = ["instrument", "debug"].flatMap { how
                 return nanoseconds(since: start) / Double(n)
             }
         },
-        Benchmark(workload: "schedule-cancel", executor: executor, unit: "ns/op") { n in
+        Benchmark(workload: "schedule-cancel", executor: executor, unit: "ns/op",
+              method: "the SerialLoop row with a no-op `LoopInstrument` installed, or debug mode on") { n in
             try withLoop { loop in
                 observed(loop, how)
                 let start = ContinuousClock.now
@@ -41,7 +44,8 @@ let observabilityBenchmarks: [Benchmark] = ["instrument", "debug"].flatMap { how
                 return nanoseconds(since: start) / Double(n)
             }
         },
-        Benchmark(workload: "socketpair-ping-pong", executor: executor, unit: "ns/round-trip") { n in
+        Benchmark(workload: "socketpair-ping-pong", executor: executor, unit: "ns/round-trip",
+              method: "the SerialLoop `readable` row with a no-op `LoopInstrument` installed, or debug mode on") { n in
             try withLoop { loop in
                 observed(loop, how)
                 return try await serialLoopPingPong(loop, n, measure: nanosecondsPerRound)

@@ -7,10 +7,12 @@ import SerialLoop
 
 let wholeProgramBenchmarks: [Benchmark] = [
     // A plain Task {} (no executor preference) yielding: its jobs come through the default-executor role.
-    Benchmark(workload: "yield", executor: "SerialLoop whole-program", unit: "ns/yield") { n in
+    Benchmark(workload: "yield", executor: "SerialLoop whole-program", unit: "ns/yield",
+              method: "`Loop.runMain` (the loop is the program's default executor): a plain `Task {}`, n × `Task.yield()`") { n in
         try Loop.runMain { _ in await Task { await yieldPing(n) }.value }
     },
-    Benchmark(workload: "spawn-await", executor: "SerialLoop whole-program", unit: "ns/task") { n in
+    Benchmark(workload: "spawn-await", executor: "SerialLoop whole-program", unit: "ns/task",
+              method: "`Loop.runMain`: from a plain task, n × `await Task { i }.value`") { n in
         try Loop.runMain { _ in
             await Task {
                 let start = ContinuousClock.now
@@ -20,7 +22,8 @@ let wholeProgramBenchmarks: [Benchmark] = [
         }
     },
     // Default actors (no custom executor), called from a plain Task {}.
-    Benchmark(workload: "actor-ping-pong", executor: "SerialLoop whole-program", unit: "ns/call") { n in
+    Benchmark(workload: "actor-ping-pong", executor: "SerialLoop whole-program", unit: "ns/call",
+              method: "`Loop.runMain`: two default actors, started from a plain task (no preference)") { n in
         try Loop.runMain { _ in
             await Task {
                 let pinger = DefaultPinger(), ponger = DefaultPonger()
