@@ -147,11 +147,11 @@ extension Loop {
         }
         for pending in pendingAwaits.values { count += pending.resumeAwaitersForShutdown() }
         pendingAwaits.removeAll()
-        for waiter in virtualClock.idleWaiters { waiter.resume() }
-        count += virtualClock.idleWaiters.count
-        virtualClock.idleWaiters.removeAll()
-        if let request = virtualClock.advanceRequest {
-            virtualClock.advanceRequest = nil
+        for waiter in time.virtual.idleWaiters { waiter.resume() }
+        count += time.virtual.idleWaiters.count
+        time.virtual.idleWaiters.removeAll()
+        if let request = time.virtual.advanceRequest {
+            time.virtual.advanceRequest = nil
             request.continuation.resume()
             count += 1
         }
