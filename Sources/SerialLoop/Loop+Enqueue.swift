@@ -10,14 +10,30 @@ extension Loop {
     /// with a warning (once per process).
     @inline(__always)
     func submit(_ work: Work) {
-        if isOnLoopThread && lifecycle != .shutDown {
-            ready.push(work)
+        if isOnLoopThread {
+            makeReady(work)
         } else if !inbox.push(work) {
-            switch work {
-            case .task(let job), .global(let job), .sleepWake(let job): runAfterShutdown(job)
-            case .suspension(let start): start(false)
-            case .callback, .timerCallback, .resume: reportWorkAfterShutdown()
-            }
+            refuseAfterShutdown(work)
+        }
+    }
+
+    /// The door onto the ready queue from the loop thread (the tick, timers, readiness, futures,
+    /// the global-executor routing): nothing else pushes. After shutdown the work is refused as
+    /// `submit` refuses it.
+    @inline(__always)
+    func makeReady(_ work: Work) {
+        if lifecycle != .shutDown {
+            ready.push(work)
+        } else {
+            refuseAfterShutdown(work)
+        }
+    }
+
+    private func refuseAfterShutdown(_ work: Work) {
+        switch work {
+        case .task(let job), .global(let job), .sleepWake(let job): runAfterShutdown(job)
+        case .suspension(let start): start(false)
+        case .callback, .scheduledCallback: reportWorkAfterShutdown()
         }
     }
 
@@ -38,7 +54,7 @@ extension Loop {
     /// - Precondition: called on the loop's thread.
     public func callSoon(_ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) {
         preconditionOnLoopThread("Loop.callSoon(_:)")
-        ready.push(.callback(tagged(callback, file: file, line: line)))
+        makeReady(.callback(tagged(callback, file: file, line: line)))
     }
 
     private func reportWorkAfterShutdown() {

@@ -38,12 +38,12 @@ extension Loop {
     public func leftovers() -> LoopLeftovers {
         preconditionOnLoopThread("Loop.leftovers()")
         var leftovers = LoopLeftovers()
-        timers.forEach { deadline, work in
+        timers.forEach { deadline, payload in
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
-            switch work {
+            switch payload {
             case .resume: leftovers.sleeps.append(instant)
-            case .sleepWake, .task, .global: leftovers.taskSleeps.append(instant)
-            case .callback, .timerCallback, .suspension: leftovers.scheduledCallbacks.append(instant)
+            case .sleepWake: leftovers.taskSleeps.append(instant)
+            case .scheduledCallback: leftovers.scheduledCallbacks.append(instant)
             }
         }
         leftovers.descriptorWaits = reactor.waitingDescriptors()
@@ -98,7 +98,7 @@ extension Loop {
             switch work {
             case .suspension(let start): start(false)
             case .task, .global, .sleepWake: abandonedJobs += 1
-            case .callback, .timerCallback, .resume: break
+            case .callback, .scheduledCallback: break
             }
         }
         // Whatever kept rescheduling is not run again, but no suspended caller is left behind.
@@ -133,15 +133,14 @@ extension Loop {
             waiter.continuation.resumeForShutdown(waiter.operation)
             count += 1
         }
-        for (deadline, work) in timers.removeAll() {
-            switch work {
+        for (deadline, payload) in timers.removeAll() {
+            switch payload {
             case .resume(let continuation): continuation.resumeForShutdown("sleep(until:)")
-            case .sleepWake:
-                if lifecycle != .shutDown, wakeRuntimeSleepResumedASleeper(work) {
+            case .sleepWake(let job):
+                if lifecycle != .shutDown, wakeRuntimeSleepResumedASleeper(job) {
                     liveTaskSleeps.append(LoopClock.Instant(nanosecondsSinceOrigin: deadline))
                 }
-            case .task, .global: if lifecycle != .shutDown { ready.push(work) }
-            case .callback, .timerCallback, .suspension: break
+            case .scheduledCallback(let state): state.phase = .finished
             }
             count += 1
         }
@@ -166,12 +165,12 @@ extension Loop {
     /// the timer queue until its deadline. But a cancelled sleep's wake-up resumes nobody, while a
     /// live one resumes its sleeper, whose job lands on the ready queue. So, with the ready queue
     /// empty, wake it and look. (Its hop to the global executor is routed back here first.)
-    fileprivate func wakeRuntimeSleepResumedASleeper(_ work: Work) -> Bool {
+    fileprivate func wakeRuntimeSleepResumedASleeper(_ job: UnownedJob) -> Bool {
         guard ready.isEmpty else {
-            ready.push(work)
+            makeReady(.sleepWake(job))
             return true
         }
-        run(work)
+        run(.sleepWake(job))
         // Run only the wake-up's own hop(s) to the global executor: a sleeper resumed by them is
         // live, whether its job is a loop task or an escaped task's (also a global job).
         for _ in 0..<ready.count where ready.nextIsGlobalJob { run(ready.pop()) }

@@ -34,23 +34,23 @@ extension Loop {
 
     @inline(__always)
     func moveDueTimers(now: Int64) {
-        while let (deadline, work) = timers.popDue(now: now) {
+        while let (deadline, payload) = timers.popDue(now: now) {
             metricsStorage.noteTimerFired(lag: now.saturatingSubtract(deadline))
-            activate(work)
+            activate(payload)
         }
     }
 
     /// Puts a fired timer's work on the ready queue. Resuming a continuation only enqueues its task.
     @inline(__always)
-    func activate(_ work: Work) {
-        switch work {
+    func activate(_ payload: TimerPayload) {
+        switch payload {
         case .resume(let continuation):
             continuation.resume()
-        case .timerCallback(let id, _):
-            firedCallbacks.insert(id)
-            ready.push(work)
-        default:
-            ready.push(work)
+        case .scheduledCallback(let state):
+            state.phase = .due
+            makeReady(.scheduledCallback(state))
+        case .sleepWake(let job):
+            makeReady(.sleepWake(job))
         }
     }
 
@@ -61,7 +61,7 @@ extension Loop {
         inbox.take(into: &inboxBuffer)
         metricsStorage.crossThreadArrivals.add(inboxBuffer.count)
         if !inboxBuffer.isEmpty { time.noteCrossThreadArrival() }
-        for work in inboxBuffer { ready.push(work) }
+        for work in inboxBuffer { makeReady(work) }
         inboxBuffer.removeAll(keepingCapacity: true)
     }
 
@@ -90,13 +90,12 @@ extension Loop {
             body()
         case .suspension(let start):
             start(true)
-        case .timerCallback(let id, let body):
-            if firedCallbacks.remove(id) != nil {
+        case .scheduledCallback(let state):
+            if case .due = state.phase {
+                state.phase = .finished
                 metricsStorage.callbacks.add(1)
-                body()
+                state.body()
             }
-        case .resume(let continuation):
-            continuation.resume()
         }
     }
 
@@ -151,7 +150,7 @@ extension Loop {
         let start = blocks ? monotonicNanoseconds() : 0
         do {
             let (events, woke) = try reactor.poll(timeoutNanoseconds: timeoutNanoseconds) { callback in
-                self.ready.push(.callback(callback))
+                self.makeReady(.callback(callback))
             }
             if woke { inbox.wakeConsumed() }
             metricsStorage.polls.add(1)

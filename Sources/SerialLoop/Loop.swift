@@ -43,7 +43,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     // socketpair round trip, measured with callgrind) are switched off for them.
 
     @exclusivity(unchecked) var ready = ReadyQueue()
-    @exclusivity(unchecked) var timers = TimerQueue()
+    @exclusivity(unchecked) var timers = TimerQueue<TimerPayload>()
     @exclusivity(unchecked) var reactor: Reactor
     @exclusivity(unchecked) var inboxBuffer: [Work] = []
     @exclusivity(unchecked) var lifecycle = Lifecycle.idle
@@ -56,8 +56,6 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Futures and gathers that tasks are suspended on, so shutdown can resume those tasks
     /// instead of leaking them.
     @exclusivity(unchecked) var pendingAwaits: [ObjectIdentifier: any ShutdownCancellable] = [:]
-    /// Callbacks whose timer fired but which have not run yet: cancelling one removes it here.
-    @exclusivity(unchecked) var firedCallbacks = Set<TimerID>()
     /// True while a runtime sleep job runs: its hop to the global executor comes back here.
     @exclusivity(unchecked) var isRunningSleepWake = false
     /// Whether work sent to the global executor from this loop's thread runs on the loop instead

@@ -54,7 +54,7 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
         self.callbacks = []
         self.awaiters = []
         if !awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = nil }
-        for callback in callbacks { loop.ready.push(.callback { callback(result) }) }
+        for callback in callbacks { loop.makeReady(.callback { callback(result) }) }
         for awaiter in awaiters { awaiter.continuation.resume(with: result) }
     }
 
@@ -63,7 +63,7 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     public func whenComplete(_ callback: @escaping (Result<Value, any Error>) -> Void) {
         loop.preconditionOnLoopThread("LoopFuture.whenComplete(_:)")
         if let result {
-            loop.ready.push(.callback { callback(result) })
+            loop.makeReady(.callback { callback(result) })
         } else {
             callbacks.append(callback)
         }

@@ -116,9 +116,8 @@ extension Loop {
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
             switch item {
             case .resume: timerList.append((deadline, .init(deadline: instant, kind: .loopSleep)))
-            case .sleepWake, .task, .global: timerList.append((deadline, .init(deadline: instant, kind: .taskSleep)))
-            case .timerCallback(let id, _): timerList.append((deadline, .init(deadline: instant, kind: .scheduledCallback, site: sites[id]?.site)))
-            case .callback, .suspension: timerList.append((deadline, .init(deadline: instant, kind: .scheduledCallback)))
+            case .sleepWake: timerList.append((deadline, .init(deadline: instant, kind: .taskSleep)))
+            case .scheduledCallback(let state): timerList.append((deadline, .init(deadline: instant, kind: .scheduledCallback, site: sites[state.id]?.site)))
             }
         }
         work.timers = timerList.sorted { $0.0 < $1.0 }.map(\.1)

@@ -1,4 +1,4 @@
-/// One unit of work on the ready queue.
+/// One item on the ready queue.
 ///
 /// Jobs are stored as `UnownedJob` (no allocation per job). The loop is one object in both executor
 /// roles, and every job — task or actor — runs `on:` the loop as task executor: measured, that is the
@@ -6,26 +6,62 @@
 /// that prefers the loop (~100 ns per actor call instead of ~250 ns with a separate serial-executor
 /// object, whose jobs must be enqueued).
 ///
+/// Every item reaches the ready queue through one door: `Loop.submit` (any thread), or
+/// `Loop.makeReady` on the loop thread (Loop+Enqueue.swift). What a timer carries is a
+/// ``TimerPayload``, not a `Work`: a fired timer becomes work (or resumes its task) in the tick.
+///
 /// `@unchecked Sendable`: callbacks that cross threads enter through ``Loop/execute(_:file:line:)``, which takes
 /// `@Sendable` closures; callbacks created on the loop thread never leave it.
 enum Work: @unchecked Sendable {
     /// A task or actor job.
     case task(UnownedJob)
-    /// A runtime sleep job (`Task.sleep` & co., via `SchedulingExecutor`). The runtime's sleep
-    /// wake-up is a tiny task with no executor preference, which would hop to the global executor
-    /// before resuming the sleeper; while it runs, such hops are routed back onto the loop.
+    /// A runtime sleep job (`Task.sleep` & co., via `SchedulingExecutor`) whose timer fired. The
+    /// runtime's sleep wake-up is a tiny task with no executor preference, which would hop to the
+    /// global executor before resuming the sleeper; while it runs, such hops are routed back onto
+    /// the loop.
     case sleepWake(UnownedJob)
     /// A job headed for Swift's global executor that the loop took instead (see `GlobalRouting.swift`).
     case global(UnownedJob)
     /// A `schedule(after:)`/`schedule(at:)` callback whose timer fired. It runs only if it was not
-    /// cancelled in between: due timers are collected before any of their work runs, so a callback
-    /// of the same tick may cancel it after it left the timer queue.
-    case timerCallback(TimerID, () -> Void)
-    /// A plain callback (`execute`, `schedule(after:)`, reader/writer callbacks, future callbacks).
+    /// cancelled in between (its state says): due timers are collected before any of their work
+    /// runs, so a callback of the same tick may cancel it after it left the timer queue.
+    case scheduledCallback(ScheduledCallbackState)
+    /// A plain callback (`execute`, `callSoon`, reader/writer callbacks, future callbacks).
     case callback(() -> Void)
     /// The start of a wait requested from another thread (see Suspension.swift): called with
     /// `true` to start it, or with `false` by shutdown, which rejects it (its caller fails).
     case suspension((_ isLoopAlive: Bool) -> Void)
-    /// Resume a `loop.sleep` continuation (a timer's payload; never on the ready queue).
+}
+
+/// What a pending timer carries. Loop thread only.
+enum TimerPayload {
+    /// A task suspended in `loop.sleep`: resumed when the timer fires (that enqueues the task).
     case resume(LoopContinuation<Void>)
+    /// A `schedule(after:)`/`schedule(at:)` callback: queued when the timer fires.
+    case scheduledCallback(ScheduledCallbackState)
+    /// A runtime sleep's wake-up job (`Task.sleep` & co.): queued when the timer fires.
+    case sleepWake(UnownedJob)
+}
+
+/// A scheduled callback, shared by its timer, the ready queue and its ``ScheduledCallback``
+/// handle, so that whether it may still run is its own state — not something the loop must look
+/// up. Loop thread only.
+final class ScheduledCallbackState: @unchecked Sendable {
+    enum Phase {
+        /// In the timer queue.
+        case scheduled
+        /// Its timer fired; it is on the ready queue.
+        case due
+        /// It ran, was cancelled, or was dropped by shutdown.
+        case finished
+    }
+
+    let id: TimerID
+    let body: () -> Void
+    @exclusivity(unchecked) var phase = Phase.scheduled
+
+    init(id: TimerID, _ body: @escaping () -> Void) {
+        self.id = id
+        self.body = body
+    }
 }

@@ -22,24 +22,23 @@
 @_spi(ExperimentalScheduling)
 extension Loop: SchedulingExecutor {
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
-        scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: deadline(for: instant, clock: clock))
+        scheduleRuntimeJob(UnownedJob(job), deadline: deadline(for: instant, clock: clock))
     }
 
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
-        scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: deadline(after: delay, clock: clock))
+        scheduleRuntimeJob(UnownedJob(job), deadline: deadline(after: delay, clock: clock))
     }
 }
 
 extension Loop {
-    func scheduleRuntimeJob(_ work: Work, deadline: Int64) {
-        guard case .sleepWake(let job) = work else { preconditionFailure("runtime timers carry sleep jobs") }
+    func scheduleRuntimeJob(_ job: UnownedJob, deadline: Int64) {
         if isOnLoopThread && lifecycle != .shutDown {
-            let id = timers.schedule(at: deadline, work)
+            let id = timers.schedule(at: deadline, .sleepWake(job))
             // The runtime calls this inside the sleeping task's job: remember that task, so a test
             // loop can tell a cancelled sleep's leftover job from a live one (below).
             if time.isVirtual { noteRuntimeSleep(id) }
         } else if !inbox.push(.suspension({ isLoopAlive in
-            if isLoopAlive { self.timers.schedule(at: deadline, work) } else { self.runAfterShutdown(job, deadline: deadline) }
+            if isLoopAlive { self.timers.schedule(at: deadline, .sleepWake(job)) } else { self.runAfterShutdown(job, deadline: deadline) }
         })) {
             runAfterShutdown(job, deadline: deadline)
         }
@@ -92,8 +91,8 @@ extension Loop {
     }
 
     /// Removes, from the head of the timer queue, every runtime sleep whose task is cancelled.
-    func setAsideDeadRuntimeSleeps() -> [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)] {
-        var dead: [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)] = []
+    func setAsideDeadRuntimeSleeps() -> [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)] {
+        var dead: [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)] = []
         while let (deadline, id) = timers.first, let owner = time.virtual.runtimeSleepOwners[id], owner.isCancelled {
             time.virtual.runtimeSleepOwners[id] = nil
             dead.append((deadline, timers.cancel(id)!, owner))
@@ -103,9 +102,9 @@ extension Loop {
 
     /// Puts set-aside sleeps back with their own deadlines: those the clock has passed fire on the
     /// next tick (a no-op for a cancelled sleep), the others wait, still known to be dead.
-    func reinstate(_ dead: [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)]) {
-        for (deadline, work, owner) in dead {
-            time.virtual.runtimeSleepOwners[timers.schedule(at: deadline, work)] = owner
+    func reinstate(_ dead: [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)]) {
+        for (deadline, payload, owner) in dead {
+            time.virtual.runtimeSleepOwners[timers.schedule(at: deadline, payload)] = owner
         }
     }
 }

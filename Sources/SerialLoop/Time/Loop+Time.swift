@@ -35,9 +35,10 @@ extension Loop {
     public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) -> ScheduledCallback {
         preconditionOnLoopThread("Loop.schedule(at:)")
         let id = timers.reserveID()
-        timers.schedule(at: deadline.nanosecondsSinceOrigin, .timerCallback(id, tagged(callback, file: file, line: line)), id: id)
+        let state = ScheduledCallbackState(id: id, tagged(callback, file: file, line: line))
+        timers.schedule(at: deadline.nanosecondsSinceOrigin, .scheduledCallback(state), id: id)
         if observation != nil { noteTimerSite(id, file: file, line: line) }
-        return ScheduledCallback(loop: self, id: id)
+        return ScheduledCallback(loop: self, state: state)
     }
 
     /// How many timers are pending (sleeps, scheduled callbacks, `Task.sleep`s). Loop thread only.
@@ -89,21 +90,27 @@ final class PendingSleep: Suspension, @unchecked Sendable {
 /// A callback scheduled with ``Loop/schedule(after:_:)``; cancel it to make sure it never runs.
 public struct ScheduledCallback: Sendable {
     let loop: Loop
-    let id: TimerID
+    let state: ScheduledCallbackState
 
     /// Removes the callback if it has not run yet (O(log n), nothing left behind). Any thread:
     /// from another thread the removal happens on the loop's next tick.
     public func cancel() {
+        let loop = self.loop, state = self.state
         loop.onLoopThread {
-            if self.loop.timers.cancel(self.id) != nil || self.loop.firedCallbacks.remove(self.id) != nil {
-                self.loop.metricsStorage.timersCancelled.add(1)
+            switch state.phase {
+            case .scheduled: _ = loop.timers.cancel(state.id)
+            case .due: break    // on the ready queue: it will see that it is finished and not run
+            case .finished: return
             }
+            state.phase = .finished
+            loop.metricsStorage.timersCancelled.add(1)
         }
     }
 
     /// Whether the callback is still waiting to run. Loop thread only.
     public var isPending: Bool {
         loop.preconditionOnLoopThread("ScheduledCallback.isPending")
-        return loop.timers.contains(id) || loop.firedCallbacks.contains(id)
+        if case .finished = state.phase { return false }
+        return true
     }
 }

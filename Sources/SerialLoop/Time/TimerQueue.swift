@@ -5,8 +5,9 @@ struct TimerID: Hashable, Sendable {
     fileprivate(set) var generation: UInt32
 }
 
-/// The loop's timers: a 4-ary min-heap ordered by `(deadline, sequence)`, with an index from each
-/// timer's slot to its heap position so cancellation removes the entry at once.
+/// The loop's timers (`TimerQueue<TimerPayload>`): a 4-ary min-heap ordered by
+/// `(deadline, sequence)`, with an index from each timer's slot to its heap position so
+/// cancellation removes the entry at once.
 ///
 /// - Invariants (checked by `checkInvariants()` in debug builds and tests):
 ///   every heap entry's slot points back at that entry's position; free slots are not in the heap;
@@ -15,7 +16,7 @@ struct TimerID: Hashable, Sendable {
 ///   A 4-ary heap halves the depth of a binary one, which keeps 1M pending timers close to the cost
 ///   of 1k (fewer cache misses per sift).
 /// - Ordering: the sequence number makes equal deadlines fire in scheduling order.
-struct TimerQueue {
+struct TimerQueue<Payload> {
     private struct Entry {
         var deadline: Int64
         var sequence: UInt64
@@ -31,7 +32,7 @@ struct TimerQueue {
         var generation: UInt32 = 0
         /// Position in `heap`, or -1 when the slot is free.
         var heapIndex: Int32 = -1
-        var work: Work? = nil
+        var payload: Payload? = nil
     }
 
     private var heap: [Entry] = []
@@ -52,13 +53,13 @@ struct TimerQueue {
     }
 
     @discardableResult
-    mutating func schedule(at deadline: Int64, _ work: Work) -> TimerID {
+    mutating func schedule(at deadline: Int64, _ payload: Payload) -> TimerID {
         let id = reserveID()
-        schedule(at: deadline, work, id: id)
+        schedule(at: deadline, payload, id: id)
         return id
     }
 
-    /// Takes a slot for a timer about to be scheduled, so its work can carry its own ID.
+    /// Takes a slot for a timer about to be scheduled, so its payload can carry its own ID.
     /// - Precondition: followed at once by `schedule(at:_:id:)` with the returned ID.
     mutating func reserveID() -> TimerID {
         let slot: UInt32
@@ -71,18 +72,18 @@ struct TimerQueue {
         return TimerID(slot: slot, generation: slots[Int(slot)].generation)
     }
 
-    mutating func schedule(at deadline: Int64, _ work: Work, id: TimerID) {
+    mutating func schedule(at deadline: Int64, _ payload: Payload, id: TimerID) {
         let slot = id.slot
         let position = heap.count
         heap.append(Entry(deadline: deadline, sequence: nextSequence, slot: slot))
         nextSequence &+= 1
         slots[Int(slot)].heapIndex = Int32(position)
-        slots[Int(slot)].work = work
+        slots[Int(slot)].payload = payload
         siftUp(position)
     }
 
-    /// Removes a pending timer and returns its work, or `nil` if it already fired or was cancelled.
-    mutating func cancel(_ id: TimerID) -> Work? {
+    /// Removes a pending timer and returns its payload, or `nil` if it already fired or was cancelled.
+    mutating func cancel(_ id: TimerID) -> Payload? {
         guard Int(id.slot) < slots.count else { return nil }
         let slot = slots[Int(id.slot)]
         guard slot.generation == id.generation, slot.heapIndex >= 0 else { return nil }
@@ -96,25 +97,25 @@ struct TimerQueue {
 
     /// Removes and returns the earliest timer if its deadline is `<= now`.
     @inline(__always)
-    mutating func popDue(now: Int64) -> (deadline: Int64, work: Work)? {
+    mutating func popDue(now: Int64) -> (deadline: Int64, payload: Payload)? {
         guard let first = heap.first, first.deadline <= now else { return nil }
         return (first.deadline, remove(at: 0))
     }
 
     /// Removes and returns every pending timer in firing order (used at shutdown).
-    mutating func removeAll() -> [(deadline: Int64, work: Work)] {
-        var result: [(deadline: Int64, work: Work)] = []
+    mutating func removeAll() -> [(deadline: Int64, payload: Payload)] {
+        var result: [(deadline: Int64, payload: Payload)] = []
         result.reserveCapacity(heap.count)
         while let first = heap.first { result.append((first.deadline, remove(at: 0))) }
         return result
     }
 
     /// Visits pending timers (in heap order, not firing order).
-    func forEach(_ body: (Int64, Work) -> Void) {
-        for entry in heap { body(entry.deadline, slots[Int(entry.slot)].work!) }
+    func forEach(_ body: (Int64, Payload) -> Void) {
+        for entry in heap { body(entry.deadline, slots[Int(entry.slot)].payload!) }
     }
 
-    private mutating func remove(at position: Int) -> Work {
+    private mutating func remove(at position: Int) -> Payload {
         let removed = heap[position]
         let last = heap.removeLast()
         if position < heap.count {
@@ -127,11 +128,11 @@ struct TimerQueue {
             }
         }
         let slotIndex = Int(removed.slot)
-        let work = slots[slotIndex].work.take()!
+        let payload = slots[slotIndex].payload.take()!
         slots[slotIndex].heapIndex = -1
         slots[slotIndex].generation &+= 1
         freeSlots.append(removed.slot)
-        return work
+        return payload
     }
 
     private mutating func siftUp(_ start: Int) {
@@ -175,13 +176,13 @@ struct TimerQueue {
     func checkInvariants() {
         for (position, entry) in heap.enumerated() {
             precondition(slots[Int(entry.slot)].heapIndex == Int32(position), "timer slot does not point back at its heap entry")
-            precondition(slots[Int(entry.slot)].work != nil, "pending timer without work")
+            precondition(slots[Int(entry.slot)].payload != nil, "pending timer without a payload")
             if position > 0 {
                 precondition(!entry.ordersBefore(heap[(position - 1) / 4]), "timer heap order broken")
             }
         }
         for free in freeSlots {
-            precondition(slots[Int(free)].heapIndex == -1 && slots[Int(free)].work == nil, "free timer slot still in use")
+            precondition(slots[Int(free)].heapIndex == -1 && slots[Int(free)].payload == nil, "free timer slot still in use")
         }
         precondition(heap.count + freeSlots.count == slots.count, "timer slots leaked")
     }
