@@ -22,7 +22,7 @@ extension Loop {
     /// `submit` refuses it.
     @inline(__always)
     func makeReady(_ work: Work) {
-        if lifecycle != .shutDown {
+        if !runState.isShutDown {
             ready.push(work)
         } else {
             refuseAfterShutdown(work)

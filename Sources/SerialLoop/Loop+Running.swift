@@ -1,3 +1,46 @@
+/// Where the loop is in its life and, while a run ends, why. Loop thread only. One value, so no
+/// combination of flags can contradict another. (The cross-thread `stop()` is not here: it is an
+/// atomic in the inbox, consumed when a run ends — see Inbox.swift.)
+enum RunState {
+    /// Not turning: created, or between runs.
+    case idle
+    /// Turning, in the run with this identity (see `nextRunID`).
+    case running(run: UInt64)
+    /// Still in the run `run`, which ends after the current tick's jobs, for `reason`.
+    case ending(run: UInt64, reason: RunEnd)
+    /// Shut down (Loop+Shutdown.swift): it never turns again.
+    case shutDown
+
+    var isShutDown: Bool {
+        if case .shutDown = self { return true }
+        return false
+    }
+
+    /// Whether the run in progress has been asked to end (by what it waited for, or a stall).
+    var isEnding: Bool {
+        if case .ending = self { return true }
+        return false
+    }
+
+    /// The run in progress, if the loop is turning.
+    var currentRun: UInt64? {
+        switch self {
+        case .running(let run), .ending(let run, _): return run
+        case .idle, .shutDown: return nil
+        }
+    }
+}
+
+/// Why a run of the loop ended.
+enum RunEnd {
+    /// `stop()` was called.
+    case stopped
+    /// What `run(until:)` waited for completed.
+    case completed
+    /// A test loop stalled (Loop+IdlePolicy.swift): the report names what kept it.
+    case stalled(String)
+}
+
 extension Loop {
     // MARK: Running
 
@@ -5,7 +48,7 @@ extension Loop {
     /// - Precondition: called on the loop's thread, the loop is not already running, and it has
     ///   not shut down.
     public func run() {
-        if lifecycle == .shutDown { preconditionFailure("Loop.run() called on a loop that has shut down") }
+        if runState.isShutDown { preconditionFailure("Loop.run() called on a loop that has shut down") }
         runTicks(operation: "run()", id: nextRunID())
     }
 
@@ -16,35 +59,39 @@ extension Loop {
         return lastRunID
     }
 
-    /// Ends the run `id` after the current tick's jobs, if it is still the one turning.
+    /// Ends the run `id` after the current tick's jobs, if it is still the one turning (and not
+    /// already ending: a stall declared first is what the run reports).
     func requestExit(ofRun id: UInt64) {
-        if currentRunID == id { exitRequested = true }
+        if case .running(id) = runState { runState = .ending(run: id, reason: .completed) }
     }
 
-    /// Turns the loop until `exitRequested` or a stop.
-    /// - Returns: `true` if it ended because of `exitRequested`, `false` for `stop()`.
+    /// Ends the run in progress after the current tick's jobs because a test loop stalled.
+    func endRunStalled(_ report: String) {
+        guard let run = runState.currentRun else { return }
+        runState = .ending(run: run, reason: .stalled(report))
+    }
+
+    /// Turns the loop until the run is asked to end or `stop()` is called.
+    /// - Returns: why it ended.
     @discardableResult
-    func runTicks(operation: String, id: UInt64) -> Bool {
+    func runTicks(operation: String, id: UInt64) -> RunEnd {
         preconditionOnLoopThread("Loop.\(operation)")
-        switch lifecycle {
+        switch runState {
         case .idle: break
-        case .running: preconditionFailure("Loop.\(operation) called while the loop is already running (nested run)")
+        case .running, .ending: preconditionFailure("Loop.\(operation) called while the loop is already running (nested run)")
         case .shutDown: preconditionFailure("Loop.\(operation) called on a loop that has shut down")
         }
-        lifecycle = .running
-        currentRunID = id
-        exitRequested = false
+        runState = .running(run: id)
         serveMainQueueIfOnMainThread()
         let previous = enterThread()
-        while tick() {}
+        while tick() { checkInvariantsInDebugBuilds() }
         leaveThread(restoring: previous)
-        lifecycle = .idle
-        currentRunID = 0
-        let exited = exitRequested
-        exitRequested = false
+        let end: RunEnd
+        if case .ending(_, let reason) = runState { end = reason } else { end = .stopped }
+        runState = .idle
         // Stops requested until now ended this run (they coalesce); later ones end the next.
         inbox.consumeStop()
-        return exited
+        return end
     }
 
     /// Makes ``run()`` (or a `run(until:)`) return after the current tick's jobs. Any thread.
@@ -90,19 +137,19 @@ extension Loop {
     /// the run (by its id) to be ended; the loop turns until then, a stop, or a stall.
     private func runUntil<T>(describing what: String, watch: (UInt64, OutcomeBox<T>) -> Void) throws -> T {
         preconditionOnLoopThread("Loop.run(until:)")
-        if lifecycle == .shutDown { throw LoopError.loopHasShutDown("run(until:)") }
+        if runState.isShutDown { throw LoopError.loopHasShutDown("run(until:)") }
         let outcome = OutcomeBox<T>()
         let id = nextRunID()
         watch(id, outcome)
-        let exited = runTicks(operation: "run(until:)", id: id)
-        if let stall = time.virtual.stallReport {
-            time.virtual.stallReport = nil
-            throw LoopError(operation: "run(until:)", reason: stall)
-        }
-        guard exited, let result = outcome.result else {
+        switch runTicks(operation: "run(until:)", id: id) {
+        case .stalled(let report):
+            throw LoopError(operation: "run(until:)", reason: report)
+        case .completed:
+            if let result = outcome.result { return try result.get() }
+            fallthrough
+        case .stopped:
             throw LoopError(operation: "run(until:)", reason: "stop() was called before the \(what) completed")
         }
-        return try result.get()
     }
 }
 

@@ -78,8 +78,11 @@ extension Loop {
     @discardableResult
     public func shutdown() -> [LoopClock.Instant] {
         preconditionOnLoopThread("Loop.shutdown()")
-        guard lifecycle != .shutDown else { return [] }
-        precondition(lifecycle != .running, "Loop.shutdown() called while the loop is running; call stop() and shut down after run() returns")
+        switch runState {
+        case .idle: break
+        case .shutDown: return []
+        case .running, .ending: preconditionFailure("Loop.shutdown() called while the loop is running; call stop() and shut down after run() returns")
+        }
         let previous = enterThread()
         defer { leaveThread(restoring: previous) }
         var liveTaskSleeps: [LoopClock.Instant] = []
@@ -91,7 +94,7 @@ extension Loop {
             if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork
                 && shutDownServices() == 0 { break }
         }
-        lifecycle = .shutDown
+        runState = .shutDown
         isShutDown.store(true, ordering: .sequentiallyConsistent)
         var abandonedJobs = ready.count
         for work in inbox.close() {
@@ -108,6 +111,7 @@ extension Loop {
             fputs("SerialLoop: shutdown abandoned \(abandonedJobs) job(s) and \(abandonedWaits) timer(s)/wait(s) that kept coming back after cancellation\n", stderr)
         }
         releaseEscapedTasks()
+        checkInvariantsInDebugBuilds(atShutdown: true)
         reactor.backend.close()
         return liveTaskSleeps
     }
@@ -137,7 +141,7 @@ extension Loop {
             switch payload {
             case .resume(let continuation): continuation.resumeForShutdown("sleep(until:)")
             case .sleepWake(let job):
-                if lifecycle != .shutDown, wakeRuntimeSleepResumedASleeper(job) {
+                if !runState.isShutDown, wakeRuntimeSleepResumedASleeper(job) {
                     liveTaskSleeps.append(LoopClock.Instant(nanosecondsSinceOrigin: deadline))
                 }
             case .scheduledCallback(let state): state.phase = .finished

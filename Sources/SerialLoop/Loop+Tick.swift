@@ -22,7 +22,7 @@ extension Loop {
         metricsStorage.noteTick(readyJobs: count)
         runReady(count: count)                               // 4
         metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
-        if exitRequested || inbox.isStopRequested { return false }
+        if runState.isEnding || inbox.isStopRequested { return false }
         pollAndDeliver()                                     // 5, 6
         return true
     }

@@ -13,10 +13,6 @@ import Synchronization
 /// used from any thread. Methods that return a handle synchronously (`schedule(after:)`,
 /// `addReader`, …) must be called on the loop's thread, and trap with a message otherwise.
 public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
-    enum Lifecycle {
-        case idle, running, shutDown
-    }
-
     // MARK: Immutable after init (any thread)
 
     /// The thread that owns the loop: the only one that runs its jobs and touches loop-thread state.
@@ -46,11 +42,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var timers = TimerQueue<TimerPayload>()
     @exclusivity(unchecked) var reactor: Reactor
     @exclusivity(unchecked) var inboxBuffer: [Work] = []
-    @exclusivity(unchecked) var lifecycle = Lifecycle.idle
-    /// Set by the job that completes what `run(until:)` waits for (see `requestExit(ofRun:)`).
-    @exclusivity(unchecked) var exitRequested = false
-    /// The `runTicks` call in progress (0: none), and the last identity handed out.
-    @exclusivity(unchecked) var currentRunID: UInt64 = 0
+    /// Idle, running (and which run), ending (and why), or shut down: see `RunState` (Loop+Running.swift).
+    @exclusivity(unchecked) var runState = RunState.idle
+    /// The last run identity handed out (`nextRunID`).
     @exclusivity(unchecked) var lastRunID: UInt64 = 0
     @exclusivity(unchecked) var nextWaiterID: UInt64 = 0
     /// Futures and gathers that tasks are suspended on, so shutdown can resume those tasks
@@ -85,7 +79,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     }
 
     deinit {
-        guard lifecycle != .shutDown else { return }
+        guard !runState.isShutDown else { return }
         reportAbandonedWork()
         reactor.backend.close()
     }

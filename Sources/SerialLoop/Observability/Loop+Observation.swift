@@ -93,7 +93,7 @@ extension Loop {
         metricsStorage.noteTick(readyJobs: count)
         for _ in 0..<count { runObserved(ready.pop(), observation) }     // 4
         metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
-        let goesOn = !(exitRequested || inbox.isStopRequested)
+        let goesOn = !(runState.isEnding || inbox.isStopRequested)
         if goesOn { pollAndDeliver() }                                   // 5, 6
         let busy = monotonicNanoseconds() - start - observation.polledThisTick
         metricsStorage.tickDuration.record(busy)

@@ -114,8 +114,7 @@ extension Loop {
     private func declareStall(_ why: String) {
         let arrivals = time.virtual.crossThreadArrivals
         let fromOtherThreads = arrivals > 0 ? "; \(arrivals) work item(s) arrived from other threads meanwhile, which do not hold time: use holdTime() for off-loop work the test waits for" : ""
-        time.virtual.stallReport = "the test loop stalled: \(why) for \(Duration.nanoseconds(time.virtual.stallTimeoutNanoseconds)) of real time spent waiting\(fromOtherThreads); pending: \(leftovers()). The body awaits something only another thread could complete\(mainActorStallHint)"
-        exitRequested = true
+        endRunStalled("the test loop stalled: \(why) for \(Duration.nanoseconds(time.virtual.stallTimeoutNanoseconds)) of real time spent waiting\(fromOtherThreads); pending: \(leftovers()). The body awaits something only another thread could complete\(mainActorStallHint)")
     }
 
     private func whyTimeCannotMove() -> String {

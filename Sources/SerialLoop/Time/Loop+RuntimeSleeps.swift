@@ -32,7 +32,7 @@ extension Loop: SchedulingExecutor {
 
 extension Loop {
     func scheduleRuntimeJob(_ job: UnownedJob, deadline: Int64) {
-        if isOnLoopThread && lifecycle != .shutDown {
+        if isOnLoopThread && !runState.isShutDown {
             let id = timers.schedule(at: deadline, .sleepWake(job))
             // The runtime calls this inside the sleeping task's job: remember that task, so a test
             // loop can tell a cancelled sleep's leftover job from a live one (below).

@@ -55,8 +55,6 @@ struct VirtualClockState {
     var waitedWithoutMoving: Int64 = 0
     /// Work items that arrived from other threads since virtual time last moved (for stall reports).
     var crossThreadArrivals = 0
-    /// Set when a stall was declared; `run(until:)` then throws a `LoopError` describing it.
-    var stallReport: String? = nil
     /// The task that started each pending runtime sleep (`Task.sleep` & co.). Storing an
     /// `UnsafeCurrentTask` retains the task (its only stored property is a strong reference), and
     /// `isCancelled` is among the APIs the standard library documents as safe from any context.
