@@ -38,7 +38,7 @@ extension Loop {
     public func leftovers() -> LoopLeftovers {
         preconditionOnLoopThread("Loop.leftovers()")
         var leftovers = LoopLeftovers()
-        timers.forEach { deadline, payload in
+        timers.forEach { deadline, _, payload in
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
             switch payload {
             case .resume: leftovers.sleeps.append(instant)
@@ -144,7 +144,7 @@ extension Loop {
                 if !runState.isShutDown, wakeRuntimeSleepResumedASleeper(job) {
                     liveTaskSleeps.append(LoopClock.Instant(nanosecondsSinceOrigin: deadline))
                 }
-            case .scheduledCallback(let state): state.phase = .finished
+            case .scheduledCallback: break
             }
             count += 1
         }

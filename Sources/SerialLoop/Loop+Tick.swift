@@ -34,21 +34,20 @@ extension Loop {
 
     @inline(__always)
     func moveDueTimers(now: Int64) {
-        while let (deadline, payload) = timers.popDue(now: now) {
+        while let (deadline, id, payload) = timers.popDue(now: now, holdingSlotIf: TimerPayload.holdsSlotWhenDue) {
             metricsStorage.noteTimerFired(lag: now.saturatingSubtract(deadline))
-            activate(payload)
+            activate(payload, id: id)
         }
     }
 
     /// Puts a fired timer's work on the ready queue. Resuming a continuation only enqueues its task.
     @inline(__always)
-    func activate(_ payload: TimerPayload) {
+    func activate(_ payload: TimerPayload, id: TimerID) {
         switch payload {
         case .resume(let continuation):
             continuation.resume()
-        case .scheduledCallback(let state):
-            state.phase = .due
-            makeReady(.scheduledCallback(state))
+        case .scheduledCallback(let body):
+            makeReady(.scheduledCallback(id, body))
         case .sleepWake(let job):
             makeReady(.sleepWake(job))
         }
@@ -90,11 +89,10 @@ extension Loop {
             body()
         case .suspension(let start):
             start(true)
-        case .scheduledCallback(let state):
-            if case .due = state.phase {
-                state.phase = .finished
+        case .scheduledCallback(let id, let body):
+            if timers.releaseHeld(id) {
                 metricsStorage.callbacks.add(1)
-                state.body()
+                body()
             }
         }
     }

@@ -41,6 +41,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var ready = ReadyQueue()
     @exclusivity(unchecked) var timers = TimerQueue<TimerPayload>()
     @exclusivity(unchecked) var reactor: Reactor
+    /// Scratch for the tick's inbox drain (its capacity is kept, so draining does not allocate).
     @exclusivity(unchecked) var inboxBuffer: [Work] = []
     /// Idle, running (and which run), ending (and why), or shut down: see `RunState` (Loop+Running.swift).
     @exclusivity(unchecked) var runState = RunState.idle

@@ -131,7 +131,7 @@ struct OrderingTests {
         for (index, id) in ids.enumerated() where index % 3 == 0 { _ = queue.cancel(id) }
         queue.checkInvariants()
         var last = Int64.min
-        while let (deadline, _) = queue.popDue(now: .max) {
+        while let (deadline, _, _) = queue.popDue(now: .max) {
             #expect(deadline >= last)
             last = deadline
         }

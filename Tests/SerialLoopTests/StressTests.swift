@@ -137,7 +137,7 @@ struct StressTests {
             default:
                 now += Int64(random.next() % 300)
                 model.sort { ($0.deadline, $0.sequence) < ($1.deadline, $1.sequence) }
-                while let (deadline, _) = queue.popDue(now: now) {
+                while let (deadline, _, _) = queue.popDue(now: now) {
                     let expected = model.removeFirst()
                     #expect(deadline == expected.deadline, "seed \(seed)")
                 }

@@ -105,7 +105,7 @@ extension Loop {
         var late = 0
         var worst: Int64 = 0
         let threshold = observation.debug?.options.lagThreshold.saturatingNanoseconds ?? .max
-        while let (deadline, work) = timers.popDue(now: now) {
+        while let (deadline, id, payload) = timers.popDue(now: now, holdingSlotIf: TimerPayload.holdsSlotWhenDue) {
             let lag = now.saturatingSubtract(deadline)
             metricsStorage.noteTimerFired(lag: lag)
             for instrument in observation.active {
@@ -115,7 +115,7 @@ extension Loop {
                 late += 1
                 worst = max(worst, lag)
             }
-            activate(work)
+            activate(payload, id: id)
         }
         if late > 0 {
             observation.debug?.deliver(LoopDebugReport(kind: .lateTimers, duration: .zero, lag: .nanoseconds(worst), lateTimers: late, suppressed: 0))

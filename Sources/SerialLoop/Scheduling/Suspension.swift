@@ -61,7 +61,7 @@ protocol Suspension: AnyObject, Sendable {
     /// Loop thread, loop not shut down. Begins the wait; from here the suspension owns
     /// `continuation` and must resume it exactly once (or hand it to something that will).
     func start(on loop: Loop, _ continuation: LoopContinuation<Value>)
-    /// Loop thread, any lifecycle state. The caller's task was cancelled, possibly before `start`:
+    /// Loop thread, any run state. The caller's task was cancelled, possibly before `start`:
     /// stop waiting and resume with `CancellationError` if it is waiting; make a later `start` fail.
     func cancel(on loop: Loop)
 }

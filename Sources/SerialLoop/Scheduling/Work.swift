@@ -23,9 +23,10 @@ enum Work: @unchecked Sendable {
     /// A job headed for Swift's global executor that the loop took instead (see `GlobalRouting.swift`).
     case global(UnownedJob)
     /// A `schedule(after:)`/`schedule(at:)` callback whose timer fired. It runs only if it was not
-    /// cancelled in between (its state says): due timers are collected before any of their work
-    /// runs, so a callback of the same tick may cancel it after it left the timer queue.
-    case scheduledCallback(ScheduledCallbackState)
+    /// cancelled in between: due timers are collected before any of their work runs, so a callback
+    /// of the same tick may cancel it after it left the timer queue. Its timer's slot says which:
+    /// it stays held, and its ID live, until the callback runs or is cancelled (TimerQueue.swift).
+    case scheduledCallback(TimerID, () -> Void)
     /// A plain callback (`execute`, `callSoon`, reader/writer callbacks, future callbacks).
     case callback(() -> Void)
     /// The start of a wait requested from another thread (see Suspension.swift): called with
@@ -37,31 +38,16 @@ enum Work: @unchecked Sendable {
 enum TimerPayload {
     /// A task suspended in `loop.sleep`: resumed when the timer fires (that enqueues the task).
     case resume(LoopContinuation<Void>)
-    /// A `schedule(after:)`/`schedule(at:)` callback: queued when the timer fires.
-    case scheduledCallback(ScheduledCallbackState)
+    /// A `schedule(after:)`/`schedule(at:)` callback: queued when the timer fires (its slot held).
+    case scheduledCallback(() -> Void)
     /// A runtime sleep's wake-up job (`Task.sleep` & co.): queued when the timer fires.
     case sleepWake(UnownedJob)
-}
 
-/// A scheduled callback, shared by its timer, the ready queue and its ``ScheduledCallback``
-/// handle, so that whether it may still run is its own state — not something the loop must look
-/// up. Loop thread only.
-final class ScheduledCallbackState: @unchecked Sendable {
-    enum Phase {
-        /// In the timer queue.
-        case scheduled
-        /// Its timer fired; it is on the ready queue.
-        case due
-        /// It ran, was cancelled, or was dropped by shutdown.
-        case finished
-    }
-
-    let id: TimerID
-    let body: () -> Void
-    @exclusivity(unchecked) var phase = Phase.scheduled
-
-    init(id: TimerID, _ body: @escaping () -> Void) {
-        self.id = id
-        self.body = body
+    /// Whether a fired timer with this payload keeps its slot (and ID) live until its work runs:
+    /// a scheduled callback does, so that cancelling it after it fired still stops it.
+    @inline(__always)
+    static func holdsSlotWhenDue(_ payload: TimerPayload) -> Bool {
+        if case .scheduledCallback = payload { return true }
+        return false
     }
 }

@@ -34,11 +34,9 @@ extension Loop {
     @discardableResult
     public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) -> ScheduledCallback {
         preconditionOnLoopThread("Loop.schedule(at:)")
-        let id = timers.reserveID()
-        let state = ScheduledCallbackState(id: id, tagged(callback, file: file, line: line))
-        timers.schedule(at: deadline.nanosecondsSinceOrigin, .scheduledCallback(state), id: id)
+        let id = timers.schedule(at: deadline.nanosecondsSinceOrigin, .scheduledCallback(tagged(callback, file: file, line: line)))
         if observation != nil { noteTimerSite(id, file: file, line: line) }
-        return ScheduledCallback(loop: self, state: state)
+        return ScheduledCallback(loop: self, id: id)
     }
 
     /// How many timers are pending (sleeps, scheduled callbacks, `Task.sleep`s). Loop thread only.
@@ -88,29 +86,29 @@ final class PendingSleep: Suspension, @unchecked Sendable {
 }
 
 /// A callback scheduled with ``Loop/schedule(after:_:)``; cancel it to make sure it never runs.
+///
+/// Its ID names the callback's timer slot, which stays live from scheduling until the callback
+/// runs or is cancelled — also between its timer firing and its turn on the ready queue — so the
+/// slot alone says whether it may still run (TimerQueue.swift).
 public struct ScheduledCallback: Sendable {
     let loop: Loop
-    let state: ScheduledCallbackState
+    let id: TimerID
 
     /// Removes the callback if it has not run yet (O(log n), nothing left behind). Any thread:
     /// from another thread the removal happens on the loop's next tick.
     public func cancel() {
-        let loop = self.loop, state = self.state
+        let loop = self.loop, id = self.id
         loop.onLoopThread {
-            switch state.phase {
-            case .scheduled: _ = loop.timers.cancel(state.id)
-            case .due: break    // on the ready queue: it will see that it is finished and not run
-            case .finished: return
+            // Pending: out of the heap. Fired, not run yet: its held slot is released, so it will not run.
+            if loop.timers.cancel(id) != nil || loop.timers.releaseHeld(id) {
+                loop.metricsStorage.timersCancelled.add(1)
             }
-            state.phase = .finished
-            loop.metricsStorage.timersCancelled.add(1)
         }
     }
 
     /// Whether the callback is still waiting to run. Loop thread only.
     public var isPending: Bool {
         loop.preconditionOnLoopThread("ScheduledCallback.isPending")
-        if case .finished = state.phase { return false }
-        return true
+        return loop.timers.contains(id)
     }
 }

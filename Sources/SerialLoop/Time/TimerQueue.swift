@@ -30,8 +30,11 @@ struct TimerQueue<Payload> {
 
     private struct Slot {
         var generation: UInt32 = 0
-        /// Position in `heap`, or -1 when the slot is free.
-        var heapIndex: Int32 = -1
+        /// Position in `heap`; `free` when the slot is free; `held` when the timer fired but its
+        /// ID stays live until `releaseHeld` (see `popDue(now:holdingSlotIf:)`).
+        var heapIndex: Int32 = Slot.free
+        static var free: Int32 { -1 }
+        static var held: Int32 { -2 }
         var payload: Payload? = nil
     }
 
@@ -39,6 +42,8 @@ struct TimerQueue<Payload> {
     private var slots: [Slot] = []
     private var freeSlots: [UInt32] = []
     private var nextSequence: UInt64 = 0
+    /// Slots of fired timers whose IDs are still live (neither in the heap nor free).
+    private var heldCount = 0
 
     var count: Int { heap.count }
     var isEmpty: Bool { heap.isEmpty }
@@ -82,40 +87,61 @@ struct TimerQueue<Payload> {
         siftUp(position)
     }
 
-    /// Removes a pending timer and returns its payload, or `nil` if it already fired or was cancelled.
+    /// Removes a pending timer and returns its payload, or `nil` if it already fired (held or not)
+    /// or was cancelled.
     mutating func cancel(_ id: TimerID) -> Payload? {
         guard Int(id.slot) < slots.count else { return nil }
         let slot = slots[Int(id.slot)]
         guard slot.generation == id.generation, slot.heapIndex >= 0 else { return nil }
-        return remove(at: Int(slot.heapIndex))
+        return remove(at: Int(slot.heapIndex), holdingSlot: false)
     }
 
-    /// Whether `id` is still pending.
+    /// Whether `id` is still live: pending, or fired with its slot held.
     func contains(_ id: TimerID) -> Bool {
-        Int(id.slot) < slots.count && slots[Int(id.slot)].generation == id.generation && slots[Int(id.slot)].heapIndex >= 0
+        Int(id.slot) < slots.count && slots[Int(id.slot)].generation == id.generation && slots[Int(id.slot)].heapIndex != Slot.free
     }
 
-    /// Removes and returns the earliest timer if its deadline is `<= now`.
+    /// Removes and returns the earliest timer if its deadline is `<= now`. If `hold` says so for
+    /// its payload, the timer's slot stays reserved and its ID live (`contains` is true) until
+    /// `releaseHeld`: so a fired scheduled callback can still be cancelled before it runs, and
+    /// the slot itself says whether it was — no side table.
     @inline(__always)
-    mutating func popDue(now: Int64) -> (deadline: Int64, payload: Payload)? {
+    mutating func popDue(now: Int64, holdingSlotIf hold: (Payload) -> Bool = { _ in false }) -> (deadline: Int64, id: TimerID, payload: Payload)? {
         guard let first = heap.first, first.deadline <= now else { return nil }
-        return (first.deadline, remove(at: 0))
+        let slot = Int(first.slot)
+        let id = TimerID(slot: first.slot, generation: slots[slot].generation)
+        let holds = hold(slots[slot].payload!)
+        return (first.deadline, id, remove(at: 0, holdingSlot: holds))
+    }
+
+    /// Frees the held slot of a fired timer. Returns `false` if `id` is not held (it was released
+    /// already: the callback ran or was cancelled).
+    @inline(__always)
+    mutating func releaseHeld(_ id: TimerID) -> Bool {
+        guard Int(id.slot) < slots.count, slots[Int(id.slot)].generation == id.generation,
+              slots[Int(id.slot)].heapIndex == Slot.held else { return false }
+        heldCount -= 1
+        free(Int(id.slot))
+        return true
     }
 
     /// Removes and returns every pending timer in firing order (used at shutdown).
     mutating func removeAll() -> [(deadline: Int64, payload: Payload)] {
         var result: [(deadline: Int64, payload: Payload)] = []
         result.reserveCapacity(heap.count)
-        while let first = heap.first { result.append((first.deadline, remove(at: 0))) }
+        while let first = heap.first { result.append((first.deadline, remove(at: 0, holdingSlot: false))) }
         return result
     }
 
     /// Visits pending timers (in heap order, not firing order).
-    func forEach(_ body: (Int64, Payload) -> Void) {
-        for entry in heap { body(entry.deadline, slots[Int(entry.slot)].payload!) }
+    func forEach(_ body: (_ deadline: Int64, TimerID, Payload) -> Void) {
+        for entry in heap {
+            let slot = slots[Int(entry.slot)]
+            body(entry.deadline, TimerID(slot: entry.slot, generation: slot.generation), slot.payload!)
+        }
     }
 
-    private mutating func remove(at position: Int) -> Payload {
+    private mutating func remove(at position: Int, holdingSlot: Bool) -> Payload {
         let removed = heap[position]
         let last = heap.removeLast()
         if position < heap.count {
@@ -129,10 +155,21 @@ struct TimerQueue<Payload> {
         }
         let slotIndex = Int(removed.slot)
         let payload = slots[slotIndex].payload.take()!
-        slots[slotIndex].heapIndex = -1
-        slots[slotIndex].generation &+= 1
-        freeSlots.append(removed.slot)
+        if holdingSlot {
+            slots[slotIndex].heapIndex = Slot.held
+            heldCount += 1
+        } else {
+            free(slotIndex)
+        }
         return payload
+    }
+
+    /// Ends a slot's timer: its ID goes stale (the generation moves on) and the slot is reused.
+    @inline(__always)
+    private mutating func free(_ slotIndex: Int) {
+        slots[slotIndex].heapIndex = Slot.free
+        slots[slotIndex].generation &+= 1
+        freeSlots.append(UInt32(slotIndex))
     }
 
     private mutating func siftUp(_ start: Int) {
@@ -176,7 +213,7 @@ struct TimerQueue<Payload> {
     /// only the first `limit` heap entries and free slots (the loop's per-tick check in debug
     /// builds, which must not make a tick O(n)).
     func checkInvariants(limit: Int = .max) {
-        precondition(heap.count + freeSlots.count == slots.count, "timer slots leaked")
+        precondition(heap.count + freeSlots.count + heldCount == slots.count, "timer slots leaked")
         for (position, entry) in heap.prefix(limit).enumerated() {
             precondition(slots[Int(entry.slot)].heapIndex == Int32(position), "timer slot does not point back at its heap entry")
             precondition(slots[Int(entry.slot)].payload != nil, "pending timer without a payload")
@@ -185,7 +222,7 @@ struct TimerQueue<Payload> {
             }
         }
         for free in freeSlots.suffix(limit) {
-            precondition(slots[Int(free)].heapIndex == -1 && slots[Int(free)].payload == nil, "free timer slot still in use")
+            precondition(slots[Int(free)].heapIndex == Slot.free && slots[Int(free)].payload == nil, "free timer slot still in use")
         }
     }
 }
