@@ -110,8 +110,9 @@ extension Loop {
         if abandonedJobs + abandonedWaits > 0 {
             fputs("SerialLoop: shutdown abandoned \(abandonedJobs) job(s) and \(abandonedWaits) timer(s)/wait(s) that kept coming back after cancellation\n", stderr)
         }
-        releaseEscapedTasks()
+        // Before the escaped tasks are released: releasing one may run deinits (user code).
         checkInvariantsInDebugBuilds(atShutdown: true)
+        releaseEscapedTasks()
         reactor.backend.close()
         return liveTaskSleeps
     }
