@@ -86,12 +86,11 @@ final class PendingSleep: Suspension, @unchecked Sendable {
 }
 
 /// A callback scheduled with ``Loop/schedule(after:_:)``; cancel it to make sure it never runs.
-///
-/// Its ID names the callback's timer slot, which stays live from scheduling until the callback
-/// runs or is cancelled — also between its timer firing and its turn on the ready queue — so the
-/// slot alone says whether it may still run (TimerQueue.swift).
 public struct ScheduledCallback: Sendable {
     let loop: Loop
+    // The callback's timer slot stays live from scheduling until the callback runs or is cancelled
+    // — also between its timer firing and its turn on the ready queue — so the slot alone says
+    // whether it may still run (TimerQueue.swift); a stale ID (the slot was reused) matches nothing.
     let id: TimerID
 
     /// Removes the callback if it has not run yet (O(log n), nothing left behind). Any thread:
