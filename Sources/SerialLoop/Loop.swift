@@ -39,7 +39,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     // socketpair round trip, measured with callgrind) are switched off for them.
 
     @exclusivity(unchecked) var ready = ReadyQueue()
-    @exclusivity(unchecked) var timers = TimerQueue<TimerPayload>()
+    @exclusivity(unchecked) var timers = TimerQueue()
     @exclusivity(unchecked) var reactor: Reactor
     /// Scratch for the tick's inbox drain (its capacity is kept, so draining does not allocate).
     @exclusivity(unchecked) var inboxBuffer: [Work] = []

@@ -117,7 +117,7 @@ struct StressTests {
         let seed = UInt64.random(in: 0...UInt64.max)
         print("timer queue model test seed: \(seed)")
         var random = SplitMix64(seed: seed)
-        var queue = TimerQueue<Int>()
+        var queue = TimerQueue()
         var model: [(deadline: Int64, sequence: Int, id: TimerID)] = []
         var sequence = 0
         var now: Int64 = 0
@@ -125,7 +125,7 @@ struct StressTests {
             switch random.next() % 10 {
             case 0...4:
                 let deadline = now + Int64(random.next() % 1000)
-                let id = queue.schedule(at: deadline, sequence)
+                let id = queue.schedule(at: deadline, .scheduledCallback {})
                 model.append((deadline, sequence, id))
                 sequence += 1
             case 5...6:

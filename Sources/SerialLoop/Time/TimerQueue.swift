@@ -5,7 +5,7 @@ struct TimerID: Hashable, Sendable {
     fileprivate(set) var generation: UInt32
 }
 
-/// The loop's timers (`TimerQueue<TimerPayload>`): a 4-ary min-heap ordered by
+/// The loop's timers: a 4-ary min-heap ordered by
 /// `(deadline, sequence)`, with an index from each timer's slot to its heap position so
 /// cancellation removes the entry at once.
 ///
@@ -16,7 +16,11 @@ struct TimerID: Hashable, Sendable {
 ///   A 4-ary heap halves the depth of a binary one, which keeps 1M pending timers close to the cost
 ///   of 1k (fewer cache misses per sift).
 /// - Ordering: the sequence number makes equal deadlines fire in scheduling order.
-struct TimerQueue<Payload> {
+struct TimerQueue {
+    /// Not generic: a debug build does not specialize generics, and an unspecialized heap made
+    /// the debug test suite markedly slower.
+    typealias Payload = TimerPayload
+
     private struct Entry {
         var deadline: Int64
         var sequence: UInt64
@@ -212,17 +216,26 @@ struct TimerQueue<Payload> {
     /// Traps if an invariant is broken. O(n); for tests and debug teardown. With `limit`, checks
     /// only the first `limit` heap entries and free slots (the loop's per-tick check in debug
     /// builds, which must not make a tick O(n)).
+    /// (Plain index loops: in a debug build, where this runs every tick, the generic sequence
+    /// adaptors are not specialized and cost microseconds per call.)
     func checkInvariants(limit: Int = .max) {
         precondition(heap.count + freeSlots.count + heldCount == slots.count, "timer slots leaked")
-        for (position, entry) in heap.prefix(limit).enumerated() {
+        var position = 0
+        while position < heap.count && position < limit {
+            let entry = heap[position]
             precondition(slots[Int(entry.slot)].heapIndex == Int32(position), "timer slot does not point back at its heap entry")
-            precondition(slots[Int(entry.slot)].payload != nil, "pending timer without a payload")
+            if case .none = slots[Int(entry.slot)].payload { preconditionFailure("pending timer without a payload") }
             if position > 0 {
                 precondition(!entry.ordersBefore(heap[(position - 1) / 4]), "timer heap order broken")
             }
+            position += 1
         }
-        for free in freeSlots.suffix(limit) {
-            precondition(slots[Int(free)].heapIndex == Slot.free && slots[Int(free)].payload == nil, "free timer slot still in use")
+        var index = freeSlots.count - 1
+        while index >= 0 && freeSlots.count - index <= limit {
+            let free = Int(freeSlots[index])
+            precondition(slots[free].heapIndex == Slot.free, "free timer slot still in use")
+            if case .some = slots[free].payload { preconditionFailure("free timer slot still holds a payload") }
+            index -= 1
         }
     }
 }
