@@ -38,12 +38,12 @@ extension Loop {
     public func leftovers() -> LoopLeftovers {
         preconditionOnLoopThread("Loop.leftovers()")
         var leftovers = LoopLeftovers()
-        timers.forEach { deadline, work in
+        timers.forEach { deadline, _, payload in
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
-            switch work {
+            switch payload {
             case .resume: leftovers.sleeps.append(instant)
-            case .sleepWake, .task, .global: leftovers.taskSleeps.append(instant)
-            case .callback, .timerCallback, .suspension: leftovers.scheduledCallbacks.append(instant)
+            case .sleepWake: leftovers.taskSleeps.append(instant)
+            case .scheduledCallback: leftovers.scheduledCallbacks.append(instant)
             }
         }
         leftovers.descriptorWaits = reactor.waitingDescriptors()
@@ -78,8 +78,11 @@ extension Loop {
     @discardableResult
     public func shutdown() -> [LoopClock.Instant] {
         preconditionOnLoopThread("Loop.shutdown()")
-        guard lifecycle != .shutDown else { return [] }
-        precondition(lifecycle != .running, "Loop.shutdown() called while the loop is running; call stop() and shut down after run() returns")
+        switch runState {
+        case .idle: break
+        case .shutDown: return []
+        case .running, .ending: preconditionFailure("Loop.shutdown() called while the loop is running; call stop() and shut down after run() returns")
+        }
         let previous = enterThread()
         defer { leaveThread(restoring: previous) }
         var liveTaskSleeps: [LoopClock.Instant] = []
@@ -91,14 +94,14 @@ extension Loop {
             if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork
                 && shutDownServices() == 0 { break }
         }
-        lifecycle = .shutDown
+        runState = .shutDown
         isShutDown.store(true, ordering: .sequentiallyConsistent)
         var abandonedJobs = ready.count
         for work in inbox.close() {
             switch work {
             case .suspension(let start): start(false)
             case .task, .global, .sleepWake: abandonedJobs += 1
-            case .callback, .timerCallback, .resume: break
+            case .callback, .scheduledCallback: break
             }
         }
         // Whatever kept rescheduling is not run again, but no suspended caller is left behind.
@@ -107,6 +110,8 @@ extension Loop {
         if abandonedJobs + abandonedWaits > 0 {
             fputs("SerialLoop: shutdown abandoned \(abandonedJobs) job(s) and \(abandonedWaits) timer(s)/wait(s) that kept coming back after cancellation\n", stderr)
         }
+        // Before the escaped tasks are released: releasing one may run deinits (user code).
+        checkInvariantsInDebugBuilds(atShutdown: true)
         releaseEscapedTasks()
         reactor.backend.close()
         return liveTaskSleeps
@@ -133,25 +138,24 @@ extension Loop {
             waiter.continuation.resumeForShutdown(waiter.operation)
             count += 1
         }
-        for (deadline, work) in timers.removeAll() {
-            switch work {
+        for (deadline, payload) in timers.removeAll() {
+            switch payload {
             case .resume(let continuation): continuation.resumeForShutdown("sleep(until:)")
-            case .sleepWake:
-                if lifecycle != .shutDown, wakeRuntimeSleepResumedASleeper(work) {
+            case .sleepWake(let job):
+                if !runState.isShutDown, wakeRuntimeSleepResumedASleeper(job) {
                     liveTaskSleeps.append(LoopClock.Instant(nanosecondsSinceOrigin: deadline))
                 }
-            case .task, .global: if lifecycle != .shutDown { ready.push(work) }
-            case .callback, .timerCallback, .suspension: break
+            case .scheduledCallback: break
             }
             count += 1
         }
         for pending in pendingAwaits.values { count += pending.resumeAwaitersForShutdown() }
         pendingAwaits.removeAll()
-        for waiter in virtualClock.idleWaiters { waiter.resume() }
-        count += virtualClock.idleWaiters.count
-        virtualClock.idleWaiters.removeAll()
-        if let request = virtualClock.advanceRequest {
-            virtualClock.advanceRequest = nil
+        for waiter in time.virtual.idleWaiters { waiter.resume() }
+        count += time.virtual.idleWaiters.count
+        time.virtual.idleWaiters.removeAll()
+        if let request = time.virtual.advanceRequest {
+            time.virtual.advanceRequest = nil
             request.continuation.resume()
             count += 1
         }
@@ -166,12 +170,12 @@ extension Loop {
     /// the timer queue until its deadline. But a cancelled sleep's wake-up resumes nobody, while a
     /// live one resumes its sleeper, whose job lands on the ready queue. So, with the ready queue
     /// empty, wake it and look. (Its hop to the global executor is routed back here first.)
-    fileprivate func wakeRuntimeSleepResumedASleeper(_ work: Work) -> Bool {
+    fileprivate func wakeRuntimeSleepResumedASleeper(_ job: UnownedJob) -> Bool {
         guard ready.isEmpty else {
-            ready.push(work)
+            makeReady(.sleepWake(job))
             return true
         }
-        run(work)
+        run(.sleepWake(job))
         // Run only the wake-up's own hop(s) to the global executor: a sleeper resumed by them is
         // live, whether its job is a loop task or an escaped task's (also a global job).
         for _ in 0..<ready.count where ready.nextIsGlobalJob { run(ready.pop()) }

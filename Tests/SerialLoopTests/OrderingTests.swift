@@ -130,11 +130,11 @@ struct OrderingTests {
     @Test func timerQueueInvariantsHoldUnderScheduleAndCancel() {
         var queue = TimerQueue()
         var ids: [TimerID] = []
-        for i in 0..<2000 { ids.append(queue.schedule(at: Int64((i * 7919) % 1000), .callback {})) }
+        for i in 0..<2000 { ids.append(queue.schedule(at: Int64((i * 7919) % 1000), .scheduledCallback {})) }
         for (index, id) in ids.enumerated() where index % 3 == 0 { _ = queue.cancel(id) }
         queue.checkInvariants()
         var last = Int64.min
-        while let (deadline, _) = queue.popDue(now: .max) {
+        while let (deadline, _, _) = queue.popDue(now: .max) {
             #expect(deadline >= last)
             last = deadline
         }

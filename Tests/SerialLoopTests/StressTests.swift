@@ -125,7 +125,7 @@ struct StressTests {
             switch random.next() % 10 {
             case 0...4:
                 let deadline = now + Int64(random.next() % 1000)
-                let id = queue.schedule(at: deadline, .callback {})
+                let id = queue.schedule(at: deadline, .scheduledCallback {})
                 model.append((deadline, sequence, id))
                 sequence += 1
             case 5...6:
@@ -137,7 +137,7 @@ struct StressTests {
             default:
                 now += Int64(random.next() % 300)
                 model.sort { ($0.deadline, $0.sequence) < ($1.deadline, $1.sequence) }
-                while let (deadline, _) = queue.popDue(now: now) {
+                while let (deadline, _, _) = queue.popDue(now: now) {
                     let expected = model.removeFirst()
                     #expect(deadline == expected.deadline, "seed \(seed)")
                 }

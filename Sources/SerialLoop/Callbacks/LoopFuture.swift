@@ -115,13 +115,13 @@ final class FutureState<Value: Sendable> {
         self.awaiters = []
         hasWaiters.store(false, ordering: .releasing)
         if !awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = nil }
-        for callback in callbacks { loop.ready.push(.callback { callback(result) }) }
+        for callback in callbacks { loop.makeReady(.callback { callback(result) }) }
         for awaiter in awaiters { awaiter.continuation.resume(with: result) }
     }
 
     func whenComplete(_ callback: @escaping (Result<Value, any Error>) -> Void) {
         if let result {
-            loop.ready.push(.callback { callback(result) })
+            loop.makeReady(.callback { callback(result) })
         } else {
             callbacks.append(callback)
             hasWaiters.store(true, ordering: .releasing)

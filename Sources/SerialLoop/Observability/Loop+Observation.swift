@@ -130,7 +130,7 @@ extension Loop {
         var clock = fired || arrived ? monotonicNanoseconds() : start
         for _ in 0..<count { clock = runObserved(ready.pop(), startedAt: clock, observation) }   // 4
         metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
-        let goesOn = !(exitRequested || inbox.isStopRequested)
+        let goesOn = !(runState.isEnding || inbox.isStopRequested)
         if goesOn { pollAndDeliver() }                                            // 5, 6
         let end = observation.didPoll ? monotonicNanoseconds() : clock
         let busy = end - start - observation.polledThisTick
@@ -145,7 +145,7 @@ extension Loop {
         var late = 0
         var worst: Int64 = 0
         let threshold = observation.debug?.options.lagThreshold.saturatingNanoseconds ?? .max
-        while let (deadline, work) = timers.popDue(now: now) {
+        while let (deadline, id, payload) = timers.popDue(now: now, holdingSlotIf: TimerPayload.holdsSlotWhenDue) {
             fired = true
             let lag = now.saturatingSubtract(deadline)
             metricsStorage.noteTimerFired(lag: lag)
@@ -156,7 +156,7 @@ extension Loop {
                 late += 1
                 worst = max(worst, lag)
             }
-            activate(work)
+            activate(payload, id: id)
         }
         if late > 0 {
             observation.debug?.deliver(LoopDebugReport(kind: .lateTimers, duration: .zero, lag: .nanoseconds(worst), lateTimers: late, suppressed: 0))

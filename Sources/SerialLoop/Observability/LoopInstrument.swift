@@ -55,7 +55,8 @@ public enum LoopJobKind: Sendable, Equatable, CustomStringConvertible {
     case scheduledCallback
     /// The start of a wait requested from another thread.
     case waitStart
-    /// A continuation resumed from the ready queue.
+    /// A continuation resumed from the ready queue. (No longer produced: a fired `loop.sleep`
+    /// resumes its task directly, whose job is then a `.task`.)
     case resumption
 
     init(_ work: Work) {
@@ -64,9 +65,8 @@ public enum LoopJobKind: Sendable, Equatable, CustomStringConvertible {
         case .sleepWake: self = .taskSleepWakeUp
         case .global: self = .globalJob
         case .callback: self = .callback
-        case .timerCallback: self = .scheduledCallback
+        case .scheduledCallback: self = .scheduledCallback
         case .suspension: self = .waitStart
-        case .resume: self = .resumption
         }
     }
 

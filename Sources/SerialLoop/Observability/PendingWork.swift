@@ -129,13 +129,12 @@ extension Loop {
         var work = LoopPendingWork(now: LoopClock.Instant(nanosecondsSinceOrigin: now))
         let sites = observation?.timerSites ?? [:]
         var timerList: [(Int64, LoopPendingWork.Timer)] = []
-        timers.forEach { deadline, item in
+        timers.forEach { deadline, id, item in
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
             switch item {
             case .resume: timerList.append((deadline, .init(deadline: instant, kind: .loopSleep)))
-            case .sleepWake, .task, .global: timerList.append((deadline, .init(deadline: instant, kind: .taskSleep)))
-            case .timerCallback(let id, _): timerList.append((deadline, .init(deadline: instant, kind: .scheduledCallback, site: sites[id]?.site)))
-            case .callback, .suspension: timerList.append((deadline, .init(deadline: instant, kind: .scheduledCallback)))
+            case .sleepWake: timerList.append((deadline, .init(deadline: instant, kind: .taskSleep)))
+            case .scheduledCallback: timerList.append((deadline, .init(deadline: instant, kind: .scheduledCallback, site: sites[id]?.site)))
             }
         }
         work.timers = timerList.sorted { $0.0 < $1.0 }.map(\.1)

@@ -32,7 +32,7 @@ private let routeGlobalJob: c_serial_loop_global_router_t = { rawJob, isNewTask 
     guard loop.isRunningSleepWake || (loop.capturesEscapingWork && loop.ownsEscapedTask(rawJob, isNew: isNewTask)) else {
         return false
     }
-    loop.ready.push(.global(unsafeBitCast(rawJob, to: UnownedJob.self)))
+    loop.makeReady(.global(unsafeBitCast(rawJob, to: UnownedJob.self)))
     return true
 }
 

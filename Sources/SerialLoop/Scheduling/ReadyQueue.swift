@@ -45,6 +45,13 @@ struct ReadyQueue: ~Copyable {
         return work
     }
 
+    /// Traps if an invariant is broken. O(1).
+    func checkInvariants() {
+        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "ready queue capacity is not a power of two")
+        precondition(count >= 0 && count <= capacity, "ready queue count out of range")
+        precondition(head >= 0 && head < capacity, "ready queue head out of range")
+    }
+
     private mutating func grow() {
         let newCapacity = capacity * 2
         let newStorage = UnsafeMutablePointer<Work>.allocate(capacity: newCapacity)

@@ -61,7 +61,7 @@ protocol Suspension: AnyObject, Sendable {
     /// Loop thread, loop not shut down. Begins the wait; from here the suspension owns
     /// `continuation` and must resume it exactly once (or hand it to something that will).
     func start(on loop: Loop, _ continuation: LoopContinuation<Value>)
-    /// Loop thread, any lifecycle state. The caller's task was cancelled, possibly before `start`:
+    /// Loop thread, any run state. The caller's task was cancelled, possibly before `start`:
     /// stop waiting and resume with `CancellationError` if it is waiting; make a later `start` fail.
     func cancel(on loop: Loop)
 }
@@ -76,7 +76,7 @@ extension Loop {
             try await withUnsafeThrowingContinuation { (raw: UnsafeContinuation<S.Value, any Error>) in
                 if isOnLoopThread {
                     if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
-                    if lifecycle == .shutDown {
+                    if runState.isShutDown {
                         raw.resume(throwing: LoopError.loopHasShutDown(suspension.operation))
                     } else {
                         suspension.start(on: self, LoopContinuation(raw, isForeign: false))
@@ -107,7 +107,7 @@ extension Loop {
     /// thread while the loop lives; once it has shut down, runs `reject` instead, at once.
     func onLiveLoop(_ body: @escaping () -> Void, orElse reject: @escaping () -> Void) {
         if isOnLoopThread {
-            if lifecycle == .shutDown { reject() } else { body() }
+            if runState.isShutDown { reject() } else { body() }
         } else if !inbox.push(.suspension({ isLoopAlive in isLoopAlive ? body() : reject() })) {
             reject()
         }

@@ -16,16 +16,6 @@ package func syscall<T: FixedWidthInteger>(_ operation: @autoclosure () -> Strin
     }
 }
 
-/// Reads `CLOCK_MONOTONIC` in nanoseconds. The only place the real clock is read. It bypasses the
-/// interposed `clock_gettime` (CSerialLoopShims/clock.c): on a test loop's thread the runtime's
-/// clocks read virtual time, but the loop's own quiet periods and stall timeout are real.
-@inline(__always)
-func monotonicNanoseconds() -> Int64 {
-    var spec = timespec()
-    c_serial_loop_real_clock_gettime(CLOCK_MONOTONIC, &spec)
-    return Int64(spec.tv_sec) &* 1_000_000_000 &+ Int64(spec.tv_nsec)
-}
-
 extension Duration {
     /// The duration in whole nanoseconds, saturating at `Int64.min`/`Int64.max` instead of trapping,
     /// so `.seconds(Int64.max)` means "practically never" rather than a crash.

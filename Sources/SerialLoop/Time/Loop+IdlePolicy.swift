@@ -36,33 +36,33 @@ extension Loop {
     func idleOnVirtualTime() {
         if reactor.hasKernelInterest && poll(timeoutNanoseconds: 0) > 0 { return }
         if !ready.isEmpty || inbox.mayHaveWork { return }
-        if !virtualClock.idleWaiters.isEmpty {
-            let waiters = virtualClock.idleWaiters
-            virtualClock.idleWaiters.removeAll()
+        if !time.virtual.idleWaiters.isEmpty {
+            let waiters = time.virtual.idleWaiters
+            time.virtual.idleWaiters.removeAll()
             noteVirtualProgress()
             for waiter in waiters { waiter.resume() }
             return
         }
         let deadSleeps = setAsideDeadRuntimeSleeps()
         defer { reinstate(deadSleeps) }
-        let now = virtualNanoseconds.load(ordering: .relaxed)
+        let now = time.virtualNanoseconds.load(ordering: .relaxed)
         let next = timers.nextDeadline.flatMap { $0 < neverDeadline ? $0 : nil }
-        if let request = virtualClock.advanceRequest {
+        if let request = time.virtual.advanceRequest {
             if let next, next <= request.target {
                 setVirtualNow(max(now, next))
             } else {
                 // A target of "never" fires every finite timer and leaves the clock at the last.
                 if request.target < neverDeadline { setVirtualNow(max(now, request.target)) } else { noteVirtualProgress() }
-                virtualClock.advanceRequest = nil
+                time.virtual.advanceRequest = nil
                 request.continuation.resume()
             }
             return
         }
-        if virtualClock.autoAdvance && virtualClock.holdCount <= 0, let next {
+        if time.virtual.autoAdvance && time.virtual.holdCount <= 0, let next {
             if waitForQuietIO(before: next) { setVirtualNow(max(now, next)) }
             return
         }
-        virtualClock.quietPeriodStart = nil
+        time.virtual.quietPeriodStart = nil
         if !parkCountingTowardsStall(timeoutNanoseconds: nil) {
             declareStall("virtual time could not move (\(whyTimeCannotMove()))")
         }
@@ -70,20 +70,20 @@ extension Loop {
 
     /// Virtual time moved, or a stepping request was served: the stall budget starts over.
     func noteVirtualProgress() {
-        virtualClock.waitedWithoutMoving = 0
-        virtualClock.quietPeriodStart = nil
-        virtualClock.crossThreadArrivals = 0
+        time.virtual.waitedWithoutMoving = 0
+        time.virtual.quietPeriodStart = nil
+        time.virtual.crossThreadArrivals = 0
     }
 
     /// Waits, if I/O is in flight, until it has been quiet for `ioQuietPeriod` of real time.
     /// - Returns: `true` when the jump may happen now; `false` when work arrived (run it first, then
     ///   come back: the quiet period goes on unless it was readiness) or a stall was declared.
     private func waitForQuietIO(before deadline: Int64) -> Bool {
-        let quiet = virtualClock.ioQuietPeriodNanoseconds
+        let quiet = time.virtual.ioQuietPeriodNanoseconds
         // The main-queue descriptor of a loop on the main thread is the loop's own, not I/O in flight.
         guard quiet > 0, reactor.waiterCount > 0 || reactor.callbackCount > (servesMainQueue ? 1 : 0) else { return true }
-        let start = virtualClock.quietPeriodStart ?? monotonicNanoseconds()
-        virtualClock.quietPeriodStart = start
+        let start = time.virtual.quietPeriodStart ?? monotonicNanoseconds()
+        time.virtual.quietPeriodStart = start
         while true {
             let remaining = quiet - (monotonicNanoseconds() - start)
             if remaining <= 0 { return true }
@@ -94,7 +94,7 @@ extension Loop {
             // Readiness delivered by that poll is on the ready queue now: the descriptors are not
             // quiet, so the period starts over after it runs. Arrivals from other threads run too,
             // but the period goes on.
-            if !ready.isEmpty { virtualClock.quietPeriodStart = nil; return false }
+            if !ready.isEmpty { time.virtual.quietPeriodStart = nil; return false }
             if inbox.mayHaveWork || inbox.isStopRequested { return false }
         }
     }
@@ -103,24 +103,23 @@ extension Loop {
     /// bounded by what is left of the stall budget, and charges the time parked to it.
     /// - Returns: `false`, without parking, when the budget is spent: the caller declares a stall.
     private func parkCountingTowardsStall(timeoutNanoseconds: Int64?) -> Bool {
-        let budget = virtualClock.stallTimeoutNanoseconds - virtualClock.waitedWithoutMoving
+        let budget = time.virtual.stallTimeoutNanoseconds - time.virtual.waitedWithoutMoving
         if budget <= 0 { return false }
         let start = monotonicNanoseconds()
         parkAndPoll(timeoutNanoseconds: min(timeoutNanoseconds ?? budget, budget))
-        virtualClock.waitedWithoutMoving += max(0, monotonicNanoseconds() - start)
+        time.virtual.waitedWithoutMoving += max(0, monotonicNanoseconds() - start)
         return true
     }
 
     private func declareStall(_ why: String) {
-        let arrivals = virtualClock.crossThreadArrivals
+        let arrivals = time.virtual.crossThreadArrivals
         let fromOtherThreads = arrivals > 0 ? "; \(arrivals) work item(s) arrived from other threads meanwhile, which do not hold time: use holdTime() for off-loop work the test waits for" : ""
-        virtualClock.stallReport = "the test loop stalled: \(why) for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time spent waiting\(fromOtherThreads); pending: \(leftovers()). The body awaits something only another thread could complete\(mainActorStallHint)"
-        exitRequested = true
+        endRunStalled("the test loop stalled: \(why) for \(Duration.nanoseconds(time.virtual.stallTimeoutNanoseconds)) of real time spent waiting\(fromOtherThreads); pending: \(leftovers()). The body awaits something only another thread could complete\(mainActorStallHint)")
     }
 
     private func whyTimeCannotMove() -> String {
-        if virtualClock.holdCount > 0 { return "time is held by \(virtualClock.holdCount) TimeHold(s)" }
-        if !virtualClock.autoAdvance { return "autoAdvancesTime is off and no advance(by:) is running" }
+        if time.virtual.holdCount > 0 { return "time is held by \(time.virtual.holdCount) TimeHold(s)" }
+        if !time.virtual.autoAdvance { return "autoAdvancesTime is off and no advance(by:) is running" }
         if let next = timers.nextDeadline, next == neverDeadline { return "only 'never' deadlines are pending" }
         return "no live timer"
     }

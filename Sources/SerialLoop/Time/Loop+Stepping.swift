@@ -12,7 +12,7 @@ extension Loop {
     public func runUntilIdle() async {
         preconditionVirtual("runUntilIdle()")
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            onLiveLoop({ self.virtualClock.idleWaiters.append(continuation) }, orElse: { continuation.resume() })
+            onLiveLoop({ self.time.virtual.idleWaiters.append(continuation) }, orElse: { continuation.resume() })
         }
     }
 
@@ -31,8 +31,8 @@ extension Loop {
         preconditionVirtual("advance(to:)")
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             onLiveLoop({
-                precondition(self.virtualClock.advanceRequest == nil, "Loop.advance(to:) called while another advance is in progress")
-                self.virtualClock.advanceRequest = (deadline.nanosecondsSinceOrigin, continuation)
+                precondition(self.time.virtual.advanceRequest == nil, "Loop.advance(to:) called while another advance is in progress")
+                self.time.virtual.advanceRequest = (deadline.nanosecondsSinceOrigin, continuation)
             }, orElse: { continuation.resume() })
         }
     }
@@ -50,7 +50,7 @@ extension Loop {
     /// stall. Test loops only.
     public func holdTime() -> TimeHold {
         preconditionVirtual("holdTime()")
-        onLoopThread { self.virtualClock.holdCount += 1 }
+        onLoopThread { self.time.virtual.holdCount += 1 }
         return TimeHold(loop: self)
     }
 
@@ -68,7 +68,7 @@ extension Loop {
     /// Whether a ``TimeHold`` is active. Loop thread only.
     public var isTimeHeld: Bool {
         preconditionOnLoopThread("Loop.isTimeHeld")
-        return virtualClock.holdCount > 0
+        return time.virtual.holdCount > 0
     }
 
     // MARK: Settings
@@ -76,8 +76,8 @@ extension Loop {
     /// Whether a test loop's clock jumps to the next deadline by itself when idle (default `true`).
     /// Turn it off to drive time only with ``advance(by:)`` / ``advance(to:)``. Loop thread only.
     public var autoAdvancesTime: Bool {
-        get { preconditionOnLoopThread("Loop.autoAdvancesTime"); return virtualClock.autoAdvance }
-        set { preconditionOnLoopThread("Loop.autoAdvancesTime"); virtualClock.autoAdvance = newValue }
+        get { preconditionOnLoopThread("Loop.autoAdvancesTime"); return time.virtual.autoAdvance }
+        set { preconditionOnLoopThread("Loop.autoAdvancesTime"); time.virtual.autoAdvance = newValue }
     }
 
     /// How much real time a test loop may spend waiting while its virtual time cannot move — nothing
@@ -85,8 +85,8 @@ extension Loop {
     /// `withTestLoop` throws, naming what kept it (default 30 s). The waits add up until virtual
     /// time moves again, whatever ran in between. Loop thread only.
     public var stallTimeout: Duration {
-        get { preconditionOnLoopThread("Loop.stallTimeout"); return .nanoseconds(virtualClock.stallTimeoutNanoseconds) }
-        set { preconditionOnLoopThread("Loop.stallTimeout"); virtualClock.stallTimeoutNanoseconds = max(0, newValue.saturatingNanoseconds) }
+        get { preconditionOnLoopThread("Loop.stallTimeout"); return .nanoseconds(time.virtual.stallTimeoutNanoseconds) }
+        set { preconditionOnLoopThread("Loop.stallTimeout"); time.virtual.stallTimeoutNanoseconds = max(0, newValue.saturatingNanoseconds) }
     }
 
     /// How long (real time) the descriptors must stay quiet before a test loop lets virtual time
@@ -95,8 +95,8 @@ extension Loop {
     /// child process, a loaded CI machine); `.zero` turns the wait off. Work arriving from other
     /// threads does not delay jumps: hold time for that (``holdTime()``). Loop thread only.
     public var ioQuietPeriod: Duration {
-        get { preconditionOnLoopThread("Loop.ioQuietPeriod"); return .nanoseconds(virtualClock.ioQuietPeriodNanoseconds) }
-        set { preconditionOnLoopThread("Loop.ioQuietPeriod"); virtualClock.ioQuietPeriodNanoseconds = max(0, newValue.saturatingNanoseconds) }
+        get { preconditionOnLoopThread("Loop.ioQuietPeriod"); return .nanoseconds(time.virtual.ioQuietPeriodNanoseconds) }
+        set { preconditionOnLoopThread("Loop.ioQuietPeriod"); time.virtual.ioQuietPeriodNanoseconds = max(0, newValue.saturatingNanoseconds) }
     }
 }
 
@@ -113,6 +113,6 @@ public final class TimeHold: Sendable {
     public func release() {
         guard !isReleased.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let loop = self.loop
-        loop.onLoopThread { loop.virtualClock.holdCount -= 1 }
+        loop.onLoopThread { loop.time.virtual.holdCount -= 1 }
     }
 }

@@ -34,8 +34,7 @@ extension Loop {
     @discardableResult
     public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) -> ScheduledCallback {
         preconditionOnLoopThread("Loop.schedule(at:)")
-        let id = timers.reserveID()
-        timers.schedule(at: deadline.nanosecondsSinceOrigin, .timerCallback(id, tagged(callback, file: file, line: line)), id: id)
+        let id = timers.schedule(at: deadline.nanosecondsSinceOrigin, .scheduledCallback(tagged(callback, file: file, line: line)))
         if observation != nil { noteTimerSite(id, file: file, line: line) }
         return ScheduledCallback(loop: self, id: id)
     }
@@ -89,14 +88,19 @@ final class PendingSleep: Suspension, @unchecked Sendable {
 /// A callback scheduled with ``Loop/schedule(after:_:)``; cancel it to make sure it never runs.
 public struct ScheduledCallback: Sendable {
     let loop: Loop
+    // The callback's timer slot stays live from scheduling until the callback runs or is cancelled
+    // — also between its timer firing and its turn on the ready queue — so the slot alone says
+    // whether it may still run (TimerQueue.swift); a stale ID (the slot was reused) matches nothing.
     let id: TimerID
 
     /// Removes the callback if it has not run yet (O(log n), nothing left behind). Any thread:
     /// from another thread the removal happens on the loop's next tick.
     public func cancel() {
+        let loop = self.loop, id = self.id
         loop.onLoopThread {
-            if self.loop.timers.cancel(self.id) != nil || self.loop.firedCallbacks.remove(self.id) != nil {
-                self.loop.metricsStorage.timersCancelled.add(1)
+            // Pending: out of the heap. Fired, not run yet: its held slot is released, so it will not run.
+            if loop.timers.cancel(id) != nil || loop.timers.releaseHeld(id) {
+                loop.metricsStorage.timersCancelled.add(1)
             }
         }
     }
@@ -104,68 +108,6 @@ public struct ScheduledCallback: Sendable {
     /// Whether the callback is still waiting to run. Loop thread only.
     public var isPending: Bool {
         loop.preconditionOnLoopThread("ScheduledCallback.isPending")
-        return loop.timers.contains(id) || loop.firedCallbacks.contains(id)
-    }
-}
-
-// MARK: - Task.sleep on the loop's timers
-
-/// With this conformance, `Task.sleep`, `ContinuousClock().sleep` and `SuspendingClock` sleeps in
-/// tasks on the loop land on the loop's own timer queue — and so obey virtual time on a test loop.
-@_spi(ExperimentalScheduling)
-extension Loop: SchedulingExecutor {
-    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant, tolerance: C.Duration?, clock: C) {
-        scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: deadline(for: instant, clock: clock))
-    }
-
-    public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration, tolerance: C.Duration?, clock: C) {
-        scheduleRuntimeJob(.sleepWake(UnownedJob(job)), deadline: deadline(after: delay, clock: clock))
-    }
-}
-
-extension Loop {
-    func scheduleRuntimeJob(_ work: Work, deadline: Int64) {
-        guard case .sleepWake(let job) = work else { preconditionFailure("runtime timers carry sleep jobs") }
-        if isOnLoopThread && lifecycle != .shutDown {
-            let id = timers.schedule(at: deadline, work)
-            // The runtime calls this inside the sleeping task's job: remember that task, so a test
-            // loop can tell a cancelled sleep's leftover job from a live one (Loop+VirtualTime.swift).
-            if timeMode == .virtual { noteRuntimeSleep(id) }
-        } else if !inbox.push(.suspension({ isLoopAlive in
-            if isLoopAlive { self.timers.schedule(at: deadline, work) } else { self.runAfterShutdown(job, deadline: deadline) }
-        })) {
-            runAfterShutdown(job, deadline: deadline)
-        }
-    }
-
-    /// Converts another clock's instant to a loop deadline: `now + (instant - clock.now)`, both
-    /// "now"s read on the calling thread.
-    ///
-    /// Exact on a test loop. There the runtime calls this on the loop's thread, where
-    /// `ContinuousClock.now` and `SuspendingClock.now` read `origin + virtualNow` (see
-    /// Loop+VirtualTime.swift), and where the runtime computed the instant with the same reading:
-    /// `Task.sleep(for: d)` hands us `origin + virtualNow + d`, and this returns `virtualNow + d` —
-    /// that is, `instant - origin` — to the nanosecond, under any load. On another thread the
-    /// instant and `clock.now` are both real, and their difference is the real time remaining.
-    /// A deadline past `Int64.max` saturates to "never" (see `neverDeadline`).
-    func deadline<C: Clock>(for instant: C.Instant, clock: C) -> Int64 {
-        let remaining: Duration
-        if let instant = instant as? ContinuousClock.Instant {
-            remaining = ContinuousClock.now.duration(to: instant)
-        } else if let instant = instant as? SuspendingClock.Instant {
-            remaining = SuspendingClock.now.duration(to: instant)
-        } else if let instant = instant as? LoopClock.Instant {
-            return instant.nanosecondsSinceOrigin
-        } else if let duration = clock.now.duration(to: instant) as? Duration {
-            remaining = duration
-        } else {
-            remaining = .zero
-        }
-        return nowNanoseconds.saturatingAdd(max(0, remaining.saturatingNanoseconds))
-    }
-
-    func deadline<C: Clock>(after delay: C.Duration, clock: C) -> Int64 {
-        let nanoseconds = (delay as? Duration)?.saturatingNanoseconds ?? 0
-        return nowNanoseconds.saturatingAdd(max(0, nanoseconds))
+        return loop.timers.contains(id)
     }
 }

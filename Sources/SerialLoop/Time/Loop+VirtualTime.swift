@@ -1,11 +1,13 @@
 @preconcurrency import Glibc
 import CSerialLoopShims
 
-// The test loop's clock, in one place. The rules are split over three files:
+// The test loop's clock, in one place. The rules are split over four files:
 //
 // - here: the clock's state, how it is set, and how the runtime's clocks read it;
 // - Loop+IdlePolicy.swift: when the clock may jump (step 5 of a tick on a test loop), stalls;
-// - Loop+Stepping.swift: the test-facing API (`runUntilIdle`, `advance`, `holdTime`, settings).
+// - Loop+Stepping.swift: the test-facing API (`runUntilIdle`, `advance`, `holdTime`, settings);
+// - Loop+RuntimeSleeps.swift: plain `Task.sleep` on the loop, and its dead sleeps.
+// The seam the tick calls (real or virtual) is `LoopTime` (LoopTime.swift).
 //
 // Virtual time moves only at step 5 of a tick, when nothing is ready, and then straight to a
 // deadline: so an hour of sleeps costs as many ticks as there are wake-ups, and the timestamps a
@@ -25,14 +27,7 @@ import CSerialLoopShims
 // `Task.sleep(for: .seconds(Int64.max))`) is never due: the clock never jumps to it, never reaches
 // it, and such a sleep stays pending until the loop ends, where it is reported as a leftover.
 //
-// Dead sleeps are not reasons to move. When a task sleeping in plain `Task.sleep` is cancelled,
-// the runtime resumes it at once but leaves its wake-up job in our timer queue (there is no API to
-// withdraw it). The loop records which task each runtime sleep belongs to (the runtime schedules
-// the sleep from inside that task's job) and, before a jump, sets aside every sleep at the head of
-// the queue whose task is cancelled, so the clock goes to the next *live* deadline. Their jobs
-// still run (dropping them would leak the runtime's sleep task), once the clock has passed their
-// deadlines, where running them is a no-op. A cancelled task's sleep can never be live:
-// cancellation resumes every sleep of the task, and a new sleep in a cancelled task throws at once.
+// Runtime sleeps of cancelled tasks are set aside before a jump: Loop+RuntimeSleeps.swift.
 
 /// Virtual-time control for test loops. Loop thread only.
 struct VirtualClockState {
@@ -60,8 +55,6 @@ struct VirtualClockState {
     var waitedWithoutMoving: Int64 = 0
     /// Work items that arrived from other threads since virtual time last moved (for stall reports).
     var crossThreadArrivals = 0
-    /// Set when a stall was declared; `run(until:)` then throws a `LoopError` describing it.
-    var stallReport: String? = nil
     /// The task that started each pending runtime sleep (`Task.sleep` & co.). Storing an
     /// `UnsafeCurrentTask` retains the task (its only stored property is a strong reference), and
     /// `isCancelled` is among the APIs the standard library documents as safe from any context.
@@ -77,9 +70,9 @@ extension Loop {
     /// runtime's clocks read is this thread's).
     /// - Precondition: `nanoseconds` is not "never" and not in the past.
     func setVirtualNow(_ nanoseconds: Int64) {
-        assert(nanoseconds < neverDeadline && nanoseconds >= virtualNanoseconds.load(ordering: .relaxed), "virtual time must move forward and never reach 'never'")
+        assert(nanoseconds < neverDeadline && nanoseconds >= time.virtualNanoseconds.load(ordering: .relaxed), "virtual time must move forward and never reach 'never'")
         assert(c_serial_loop_current_loop() == Unmanaged.passUnretained(self).toOpaque(), "virtual time set off the thread the loop runs on: the runtime's clocks there would not follow")
-        virtualNanoseconds.store(nanoseconds, ordering: .relaxed)
+        time.virtualNanoseconds.store(nanoseconds, ordering: .relaxed)
         c_serial_loop_set_thread_virtual_nanoseconds(nanoseconds)
         noteVirtualProgress()
     }
@@ -89,9 +82,9 @@ extension Loop {
     /// virtual time if it is a test loop, and real time otherwise. Called when a loop enters or
     /// leaves its thread.
     static func installThreadClock(for loop: Loop?) {
-        if let loop, loop.timeMode == .virtual {
+        if let loop, loop.time.isVirtual {
             _ = runtimeClocksCanBeVirtual
-            c_serial_loop_set_thread_virtual_clock(.init(active: true, nanoseconds: loop.virtualNanoseconds.load(ordering: .relaxed)))
+            c_serial_loop_set_thread_virtual_clock(.init(active: true, nanoseconds: loop.time.virtualNanoseconds.load(ordering: .relaxed)))
         } else {
             c_serial_loop_set_thread_virtual_clock(.init(active: false, nanoseconds: 0))
         }
@@ -109,44 +102,7 @@ extension Loop {
         return interposed
     }()
 
-    /// Work arrived from another thread (called by the tick's inbox drain on test loops). It does
-    /// not hold time: it is only counted, for stall reports.
-    func noteCrossThreadArrival() {
-        virtualClock.crossThreadArrivals += 1
-    }
-
     func preconditionVirtual(_ operation: String) {
-        precondition(timeMode == .virtual, "Loop.\(operation) needs a test loop (virtual time); this loop runs on real time")
-    }
-
-    // MARK: Runtime sleeps of cancelled tasks
-
-    /// Records the current task as the owner of the runtime sleep `id`. Loop thread, test loops.
-    /// - Complexity: amortised O(1): fired sleeps' entries are swept when the table has grown to
-    ///   twice the pending timers.
-    func noteRuntimeSleep(_ id: TimerID) {
-        guard let owner = withUnsafeCurrentTask(body: { $0 }) else { return }
-        if virtualClock.runtimeSleepOwners.count >= 2 * timers.count + 64 {
-            virtualClock.runtimeSleepOwners = virtualClock.runtimeSleepOwners.filter { timers.contains($0.key) }
-        }
-        virtualClock.runtimeSleepOwners[id] = owner
-    }
-
-    /// Removes, from the head of the timer queue, every runtime sleep whose task is cancelled.
-    func setAsideDeadRuntimeSleeps() -> [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)] {
-        var dead: [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)] = []
-        while let (deadline, id) = timers.first, let owner = virtualClock.runtimeSleepOwners[id], owner.isCancelled {
-            virtualClock.runtimeSleepOwners[id] = nil
-            dead.append((deadline, timers.cancel(id)!, owner))
-        }
-        return dead
-    }
-
-    /// Puts set-aside sleeps back with their own deadlines: those the clock has passed fire on the
-    /// next tick (a no-op for a cancelled sleep), the others wait, still known to be dead.
-    func reinstate(_ dead: [(deadline: Int64, work: Work, owner: UnsafeCurrentTask)]) {
-        for (deadline, work, owner) in dead {
-            virtualClock.runtimeSleepOwners[timers.schedule(at: deadline, work)] = owner
-        }
+        precondition(time.isVirtual, "Loop.\(operation) needs a test loop (virtual time); this loop runs on real time")
     }
 }

@@ -5,8 +5,9 @@ struct TimerID: Hashable, Sendable {
     fileprivate(set) var generation: UInt32
 }
 
-/// The loop's timers: a 4-ary min-heap ordered by `(deadline, sequence)`, with an index from each
-/// timer's slot to its heap position so cancellation removes the entry at once.
+/// The loop's timers: a 4-ary min-heap ordered by
+/// `(deadline, sequence)`, with an index from each timer's slot to its heap position so
+/// cancellation removes the entry at once.
 ///
 /// - Invariants (checked by `checkInvariants()` in debug builds and tests):
 ///   every heap entry's slot points back at that entry's position; free slots are not in the heap;
@@ -16,6 +17,10 @@ struct TimerID: Hashable, Sendable {
 ///   of 1k (fewer cache misses per sift).
 /// - Ordering: the sequence number makes equal deadlines fire in scheduling order.
 struct TimerQueue {
+    /// Not generic: a debug build does not specialize generics, and an unspecialized heap made
+    /// the debug test suite markedly slower.
+    typealias Payload = TimerPayload
+
     private struct Entry {
         var deadline: Int64
         var sequence: UInt64
@@ -29,15 +34,20 @@ struct TimerQueue {
 
     private struct Slot {
         var generation: UInt32 = 0
-        /// Position in `heap`, or -1 when the slot is free.
-        var heapIndex: Int32 = -1
-        var work: Work? = nil
+        /// Position in `heap`; `free` when the slot is free; `held` when the timer fired but its
+        /// ID stays live until `releaseHeld` (see `popDue(now:holdingSlotIf:)`).
+        var heapIndex: Int32 = Slot.free
+        static var free: Int32 { -1 }
+        static var held: Int32 { -2 }
+        var payload: Payload? = nil
     }
 
     private var heap: [Entry] = []
     private var slots: [Slot] = []
     private var freeSlots: [UInt32] = []
     private var nextSequence: UInt64 = 0
+    /// Slots of fired timers whose IDs are still live (neither in the heap nor free).
+    private var heldCount = 0
 
     var count: Int { heap.count }
     var isEmpty: Bool { heap.isEmpty }
@@ -52,13 +62,13 @@ struct TimerQueue {
     }
 
     @discardableResult
-    mutating func schedule(at deadline: Int64, _ work: Work) -> TimerID {
+    mutating func schedule(at deadline: Int64, _ payload: Payload) -> TimerID {
         let id = reserveID()
-        schedule(at: deadline, work, id: id)
+        schedule(at: deadline, payload, id: id)
         return id
     }
 
-    /// Takes a slot for a timer about to be scheduled, so its work can carry its own ID.
+    /// Takes a slot for a timer about to be scheduled, so its payload can carry its own ID.
     /// - Precondition: followed at once by `schedule(at:_:id:)` with the returned ID.
     mutating func reserveID() -> TimerID {
         let slot: UInt32
@@ -71,50 +81,71 @@ struct TimerQueue {
         return TimerID(slot: slot, generation: slots[Int(slot)].generation)
     }
 
-    mutating func schedule(at deadline: Int64, _ work: Work, id: TimerID) {
+    mutating func schedule(at deadline: Int64, _ payload: Payload, id: TimerID) {
         let slot = id.slot
         let position = heap.count
         heap.append(Entry(deadline: deadline, sequence: nextSequence, slot: slot))
         nextSequence &+= 1
         slots[Int(slot)].heapIndex = Int32(position)
-        slots[Int(slot)].work = work
+        slots[Int(slot)].payload = payload
         siftUp(position)
     }
 
-    /// Removes a pending timer and returns its work, or `nil` if it already fired or was cancelled.
-    mutating func cancel(_ id: TimerID) -> Work? {
+    /// Removes a pending timer and returns its payload, or `nil` if it already fired (held or not)
+    /// or was cancelled.
+    mutating func cancel(_ id: TimerID) -> Payload? {
         guard Int(id.slot) < slots.count else { return nil }
         let slot = slots[Int(id.slot)]
         guard slot.generation == id.generation, slot.heapIndex >= 0 else { return nil }
-        return remove(at: Int(slot.heapIndex))
+        return remove(at: Int(slot.heapIndex), holdingSlot: false)
     }
 
-    /// Whether `id` is still pending.
+    /// Whether `id` is still live: pending, or fired with its slot held.
     func contains(_ id: TimerID) -> Bool {
-        Int(id.slot) < slots.count && slots[Int(id.slot)].generation == id.generation && slots[Int(id.slot)].heapIndex >= 0
+        Int(id.slot) < slots.count && slots[Int(id.slot)].generation == id.generation && slots[Int(id.slot)].heapIndex != Slot.free
     }
 
-    /// Removes and returns the earliest timer if its deadline is `<= now`.
+    /// Removes and returns the earliest timer if its deadline is `<= now`. If `hold` says so for
+    /// its payload, the timer's slot stays reserved and its ID live (`contains` is true) until
+    /// `releaseHeld`: so a fired scheduled callback can still be cancelled before it runs, and
+    /// the slot itself says whether it was — no side table.
     @inline(__always)
-    mutating func popDue(now: Int64) -> (deadline: Int64, work: Work)? {
+    mutating func popDue(now: Int64, holdingSlotIf hold: (Payload) -> Bool = { _ in false }) -> (deadline: Int64, id: TimerID, payload: Payload)? {
         guard let first = heap.first, first.deadline <= now else { return nil }
-        return (first.deadline, remove(at: 0))
+        let slot = Int(first.slot)
+        let id = TimerID(slot: first.slot, generation: slots[slot].generation)
+        let holds = hold(slots[slot].payload!)
+        return (first.deadline, id, remove(at: 0, holdingSlot: holds))
+    }
+
+    /// Frees the held slot of a fired timer. Returns `false` if `id` is not held (it was released
+    /// already: the callback ran or was cancelled).
+    @inline(__always)
+    mutating func releaseHeld(_ id: TimerID) -> Bool {
+        guard Int(id.slot) < slots.count, slots[Int(id.slot)].generation == id.generation,
+              slots[Int(id.slot)].heapIndex == Slot.held else { return false }
+        heldCount -= 1
+        free(Int(id.slot))
+        return true
     }
 
     /// Removes and returns every pending timer in firing order (used at shutdown).
-    mutating func removeAll() -> [(deadline: Int64, work: Work)] {
-        var result: [(deadline: Int64, work: Work)] = []
+    mutating func removeAll() -> [(deadline: Int64, payload: Payload)] {
+        var result: [(deadline: Int64, payload: Payload)] = []
         result.reserveCapacity(heap.count)
-        while let first = heap.first { result.append((first.deadline, remove(at: 0))) }
+        while let first = heap.first { result.append((first.deadline, remove(at: 0, holdingSlot: false))) }
         return result
     }
 
     /// Visits pending timers (in heap order, not firing order).
-    func forEach(_ body: (Int64, Work) -> Void) {
-        for entry in heap { body(entry.deadline, slots[Int(entry.slot)].work!) }
+    func forEach(_ body: (_ deadline: Int64, TimerID, Payload) -> Void) {
+        for entry in heap {
+            let slot = slots[Int(entry.slot)]
+            body(entry.deadline, TimerID(slot: entry.slot, generation: slot.generation), slot.payload!)
+        }
     }
 
-    private mutating func remove(at position: Int) -> Work {
+    private mutating func remove(at position: Int, holdingSlot: Bool) -> Payload {
         let removed = heap[position]
         let last = heap.removeLast()
         if position < heap.count {
@@ -127,11 +158,22 @@ struct TimerQueue {
             }
         }
         let slotIndex = Int(removed.slot)
-        let work = slots[slotIndex].work.take()!
-        slots[slotIndex].heapIndex = -1
+        let payload = slots[slotIndex].payload.take()!
+        if holdingSlot {
+            slots[slotIndex].heapIndex = Slot.held
+            heldCount += 1
+        } else {
+            free(slotIndex)
+        }
+        return payload
+    }
+
+    /// Ends a slot's timer: its ID goes stale (the generation moves on) and the slot is reused.
+    @inline(__always)
+    private mutating func free(_ slotIndex: Int) {
+        slots[slotIndex].heapIndex = Slot.free
         slots[slotIndex].generation &+= 1
-        freeSlots.append(removed.slot)
-        return work
+        freeSlots.append(UInt32(slotIndex))
     }
 
     private mutating func siftUp(_ start: Int) {
@@ -171,18 +213,29 @@ struct TimerQueue {
         slots[Int(moving.slot)].heapIndex = Int32(position)
     }
 
-    /// Traps if an invariant is broken. O(n); for tests and debug teardown.
-    func checkInvariants() {
-        for (position, entry) in heap.enumerated() {
+    /// Traps if an invariant is broken. O(n); for tests and debug teardown. With `limit`, checks
+    /// only the first `limit` heap entries and free slots (the loop's per-tick check in debug
+    /// builds, which must not make a tick O(n)).
+    /// (Plain index loops: in a debug build, where this runs every tick, the generic sequence
+    /// adaptors are not specialized and cost microseconds per call.)
+    func checkInvariants(limit: Int = .max) {
+        precondition(heap.count + freeSlots.count + heldCount == slots.count, "timer slots leaked")
+        var position = 0
+        while position < heap.count && position < limit {
+            let entry = heap[position]
             precondition(slots[Int(entry.slot)].heapIndex == Int32(position), "timer slot does not point back at its heap entry")
-            precondition(slots[Int(entry.slot)].work != nil, "pending timer without work")
+            if case .none = slots[Int(entry.slot)].payload { preconditionFailure("pending timer without a payload") }
             if position > 0 {
                 precondition(!entry.ordersBefore(heap[(position - 1) / 4]), "timer heap order broken")
             }
+            position += 1
         }
-        for free in freeSlots {
-            precondition(slots[Int(free)].heapIndex == -1 && slots[Int(free)].work == nil, "free timer slot still in use")
+        var index = freeSlots.count - 1
+        while index >= 0 && freeSlots.count - index <= limit {
+            let free = Int(freeSlots[index])
+            precondition(slots[free].heapIndex == Slot.free, "free timer slot still in use")
+            if case .some = slots[free].payload { preconditionFailure("free timer slot still holds a payload") }
+            index -= 1
         }
-        precondition(heap.count + freeSlots.count == slots.count, "timer slots leaked")
     }
 }

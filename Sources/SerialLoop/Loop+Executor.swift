@@ -1,0 +1,21 @@
+extension Loop {
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+
+    /// The serial executor for actors that should run on this loop:
+    /// `nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }`.
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    /// Code on the loop thread is isolated to the loop: nothing else can run there concurrently.
+    /// This is what lets `actor.assumeIsolated` work in plain callbacks and epoll handlers.
+    public func checkIsolated() {
+        precondition(isOnLoopThread, "expected to be on the SerialLoop thread, but running on another thread")
+    }
+
+    public func isIsolatingCurrentContext() -> Bool? {
+        isOnLoopThread
+    }
+}
