@@ -110,4 +110,35 @@ struct TimeTests {
         }
         #expect(elapsed == .milliseconds(1500))
     }
+
+    /// `saturatingNanoseconds` has a fast path (a shift and a 64-bit division) for non-negative
+    /// durations under ~4,700 s: it must agree with the definition through `components` everywhere,
+    /// at the boundary of the fast path and far beyond it.
+    @Test func saturatingNanosecondsAgreesWithComponentsOnEitherSideOfTheFastPath() {
+        func reference(_ duration: Duration) -> Int64 {
+            let (seconds, attoseconds) = duration.components
+            let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+            if overflow { return seconds < 0 ? .min : .max }
+            let (sum, overflow2) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+            if overflow2 { return seconds < 0 ? .min : .max }
+            return sum
+        }
+        let boundary = Int128(Int64.max) << 9
+        var fixed: [Int128] = [0, 1, 511, 512, 999_999_999, 1_000_000_000, 1_000_000_001, boundary - 1, boundary, boundary + 1,
+                               boundary + 512, Int128(Int64.max) * 1_000_000_000, Int128(Int64.max) * 1_000_000_000 + 999_999_999]
+        fixed += fixed.map { -$0 }
+        var random = SplitMix64(seed: 0x5EED_0009)
+        print("saturatingNanoseconds: seed 0x5EED0009")
+        for _ in 0..<20_000 {
+            let magnitude = Int128(random.next() >> (random.next() % 64)) * Int128(random.next() % 2_000_000_000_000)
+            fixed.append(random.next() % 2 == 0 ? magnitude : -magnitude)
+        }
+        for attoseconds in fixed {
+            let duration = Duration(attoseconds: attoseconds)
+            #expect(duration.saturatingNanoseconds == reference(duration), "\(attoseconds) as")
+        }
+        #expect(Duration.seconds(3600).saturatingNanoseconds == 3_600_000_000_000)
+        #expect(Duration.seconds(Int64.max).saturatingNanoseconds == .max)
+        #expect(Duration.seconds(Int64.min).saturatingNanoseconds == .min)
+    }
 }

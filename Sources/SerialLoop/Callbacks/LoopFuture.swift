@@ -65,6 +65,8 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     }
 
     public func complete(with result: Result<Value, any Error>) {
+        // On the loop thread, no closure (a capturing closure is heap-allocated even when it runs inline).
+        if loop.isOnLoopThread { return state.resolve(result) }
         let state = self.state
         loop.onLoopThread { state.resolve(result) }
     }

@@ -20,6 +20,14 @@ extension Duration {
     /// The duration in whole nanoseconds, saturating at `Int64.min`/`Int64.max` instead of trapping,
     /// so `.seconds(Int64.max)` means "practically never" rather than a crash.
     var saturatingNanoseconds: Int64 {
+        // Fast path, for every non-negative duration under ~4,700 s (2^63 ns / 1,953,125): 10^9 =
+        // 2^9 × 1,953,125, so dividing the attoseconds by 2^9 (a shift) leaves a 64-bit division by
+        // a constant (a multiply). `components` divides a 128-bit value by 10^18 instead: ~200
+        // instructions, a sixth of a schedule + cancel.
+        let exact = attoseconds
+        if exact >= 0 && exact >> 9 <= Int128(Int64.max) {
+            return Int64(truncatingIfNeeded: exact >> 9) / 1_953_125
+        }
         let (seconds, attoseconds) = components
         let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }

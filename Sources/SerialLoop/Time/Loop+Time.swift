@@ -96,10 +96,10 @@ public struct ScheduledCallback: Sendable {
     /// Removes the callback if it has not run yet (O(log n), nothing left behind). Any thread:
     /// from another thread the removal happens on the loop's next tick.
     public func cancel() {
-        let loop = self.loop, id = self.id
-        loop.onLoopThread {
+        loop.onLoopThread(with: self) { callback in
             // Pending: out of the heap. Fired, not run yet: its held slot is released, so it will not run.
-            if loop.timers.cancel(id) != nil || loop.timers.releaseHeld(id) {
+            let loop = callback.loop
+            if loop.timers.cancel(callback.id) != nil || loop.timers.releaseHeld(callback.id) {
                 loop.metricsStorage.timersCancelled.add(1)
             }
         }
