@@ -108,7 +108,7 @@ extension Loop {
             fputs("SerialLoop: shutdown abandoned \(abandonedJobs) job(s) and \(abandonedWaits) timer(s)/wait(s) that kept coming back after cancellation\n", stderr)
         }
         releaseEscapedTasks()
-        reactor.backend.close()
+        reactor.close()
         return liveTaskSleeps
     }
 

@@ -53,7 +53,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     @exclusivity(unchecked) var ready = ReadyQueue()
     @exclusivity(unchecked) var timers = TimerQueue()
-    @exclusivity(unchecked) var reactor: Reactor
+    @exclusivity(unchecked) var reactor: Reactor<PlatformBackend>
     @exclusivity(unchecked) private var inboxBuffer: [Work] = []
     @exclusivity(unchecked) var lifecycle = Lifecycle.idle
     /// Set by the job that completes what `run(until:)` waits for (see `requestExit(ofRun:)`).
@@ -91,16 +91,15 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         ownerThread = pthread_self()
         timeMode = time
         capturesEscapingWork = time == .virtual
-        reactor = try Reactor()
-        let wakeSignal = reactor.backend.wakeSignal
-        inbox = Inbox(wake: { wakeSignal.signal() })
+        reactor = Reactor(backend: try PlatformBackend())
+        inbox = Inbox(wake: reactor.waker)
         installGlobalRouting()
     }
 
     deinit {
         guard lifecycle != .shutDown else { return }
         reportAbandonedWork()
-        reactor.backend.close()
+        reactor.close()
     }
 
     /// Whether the caller is on the loop's thread.
@@ -323,7 +322,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     }
 
     /// Parks for `timeoutNanoseconds` (`nil`: until woken), waking up whenever the reactor has a
-    /// descriptor check due (see "Descriptors closed behind the loop's back" in Reactor.swift).
+    /// descriptor check due (see "Descriptors closed behind the loop's back" in Reactor+Verification.swift).
     private func parkInSlices(timeoutNanoseconds: Int64?) -> Int {
         var now = monotonicNanoseconds()
         let end = timeoutNanoseconds.map { now.saturatingAdd($0) }
