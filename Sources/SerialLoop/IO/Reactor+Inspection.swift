@@ -1,7 +1,12 @@
 extension Reactor where Backend: ~Copyable {
     /// Every suspended waiter, by descriptor (`loop.pendingWork`).
-    func allWaiters() -> [Waiter] {
-        registrations.flatMap { $0.readers + $0.writers }
+    func allWaiters() -> [ReadinessWaiter] {
+        var all: [ReadinessWaiter] = []
+        for registration in registrations where registration.hasWaiters {
+            all += registration.readers
+            all += registration.writers
+        }
+        return all
     }
 
     /// Descriptors with suspended waiters, and how many (leftover reports).

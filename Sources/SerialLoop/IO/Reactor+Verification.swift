@@ -72,6 +72,7 @@ extension Reactor where Backend: ~Copyable {
     }
 
     /// A waiter joined `fd`'s cached interest: it is checked after the delay unless an event comes.
+    @inline(__always)
     mutating func markUnverified(_ fd: Int32) {
         guard !registrations[Int(fd)].isUnverified else { return }
         registrations[Int(fd)].isUnverified = true

@@ -3,6 +3,44 @@
 typealias PlatformBackend = EpollBackend
 #endif
 
+/// A task suspended in `readable`/`writable` on one descriptor. (Outside the generic reactor, so
+/// its layout does not depend on the backend.)
+struct ReadinessWaiter {
+    let id: UInt64
+    let continuation: LoopContinuation<Void>
+    let fd: Int32
+    let interest: Interest
+
+    var operation: String { interest.waitOperation(fd: fd) }
+}
+
+/// One descriptor number's entry in the reactor's table.
+struct Registration {
+    var generation: UInt32 = 0
+    /// What the backend watches for this descriptor; empty when it is not watched.
+    var kernelInterest: Interest = []
+    /// A waiter joined cached interest and no event has arrived since (Reactor+Verification.swift).
+    var isUnverified = false
+    var readers: [ReadinessWaiter] = []
+    var writers: [ReadinessWaiter] = []
+    var readerCallback: (() -> Void)? = nil
+    var writerCallback: (() -> Void)? = nil
+
+    var wanted: Interest {
+        var interest: Interest = []
+        if !readers.isEmpty || readerCallback != nil { interest.insert(.read) }
+        if !writers.isEmpty || writerCallback != nil { interest.insert(.write) }
+        return interest
+    }
+
+    var hasWaiters: Bool { !readers.isEmpty || !writers.isEmpty }
+
+    /// The event tag: the number in the low half, the generation in the high half.
+    func token(_ fd: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: fd)) | UInt64(generation) << 32
+    }
+}
+
 /// Who waits on which descriptor, and what the backend is currently asked to watch.
 ///
 /// Owned by the loop thread. Registrations live in an array indexed by descriptor number (numbers
@@ -24,41 +62,6 @@ typealias PlatformBackend = EpollBackend
 /// (polling, waking, narrowing), Reactor+Verification.swift (waits on cached interest),
 /// Reactor+Inspection.swift (reports and the invariant check).
 struct Reactor<Backend: PollBackend & ~Copyable>: ~Copyable {
-    struct Waiter {
-        let id: UInt64
-        let continuation: LoopContinuation<Void>
-        let fd: Int32
-        let interest: Interest
-
-        var operation: String { interest.waitOperation(fd: fd) }
-    }
-
-    struct Registration {
-        var generation: UInt32 = 0
-        /// What the backend watches for this descriptor; empty when it is not watched.
-        var kernelInterest: Interest = []
-        /// A waiter joined cached interest and no event has arrived since (Reactor+Verification.swift).
-        var isUnverified = false
-        var readers: [Waiter] = []
-        var writers: [Waiter] = []
-        var readerCallback: (() -> Void)? = nil
-        var writerCallback: (() -> Void)? = nil
-
-        var wanted: Interest {
-            var interest: Interest = []
-            if !readers.isEmpty || readerCallback != nil { interest.insert(.read) }
-            if !writers.isEmpty || writerCallback != nil { interest.insert(.write) }
-            return interest
-        }
-
-        var hasWaiters: Bool { !readers.isEmpty || !writers.isEmpty }
-
-        /// The event tag: the number in the low half, the generation in the high half.
-        func token(_ fd: Int32) -> UInt64 {
-            UInt64(UInt32(bitPattern: fd)) | UInt64(generation) << 32
-        }
-    }
-
     enum WaitOutcome: Equatable {
         /// The waiter is registered; it is resumed when the descriptor is ready. `calledKernel`:
         /// whether the backend's interest was set just now (else the wait joined cached interest).
@@ -79,7 +82,7 @@ struct Reactor<Backend: PollBackend & ~Copyable>: ~Copyable {
     /// Reused buffer for one poll's events.
     var scratchEvents: [ReadinessEvent] = []
     /// Reused buffer for the waiters being woken.
-    var scratchWaiters: [Waiter] = []
+    var scratchWaiters: [ReadinessWaiter] = []
     /// Descriptors whose registration may be unverified (entries go stale when an event arrives).
     var unverified: [Int32] = []
     /// How many registrations are unverified (`isUnverified` set): the hot path asks this, not the
@@ -114,7 +117,7 @@ extension Reactor where Backend: ~Copyable {
     mutating func addWaiter(id: UInt64, _ continuation: LoopContinuation<Void>, fd: Int32, for interest: Interest) throws(LoopError) -> WaitOutcome {
         // The operation's name is built only for an error: a String per wait was measurable.
         try ensureSlot(fd, operation: interest.waitOperation(fd: fd))
-        let waiter = Waiter(id: id, continuation: continuation, fd: fd, interest: interest)
+        let waiter = ReadinessWaiter(id: id, continuation: continuation, fd: fd, interest: interest)
         if interest == .read { registrations[Int(fd)].readers.append(waiter) } else { registrations[Int(fd)].writers.append(waiter) }
         do {
             let outcome = try syncInterest(fd, operation: interest.waitOperation(fd: fd))
@@ -140,7 +143,7 @@ extension Reactor where Backend: ~Copyable {
     /// is no longer waiting. Its kernel interest is narrowed lazily.
     mutating func removeWaiter(id: UInt64, fd: Int32, for interest: Interest) -> LoopContinuation<Void>? {
         guard fd >= 0, Int(fd) < registrations.count else { return nil }
-        let removed: Waiter?
+        let removed: ReadinessWaiter?
         if interest == .read {
             guard let index = registrations[Int(fd)].readers.firstIndex(where: { $0.id == id }) else { return nil }
             removed = registrations[Int(fd)].readers.remove(at: index)
@@ -189,7 +192,7 @@ extension Reactor where Backend: ~Copyable {
 
     /// Forgets `fd`: stops watching it, bumps its generation (so late events are dropped), drops
     /// its callbacks, and returns its waiters so the caller can fail them.
-    mutating func forget(_ fd: Int32) -> (readers: [Waiter], writers: [Waiter]) {
+    mutating func forget(_ fd: Int32) -> (readers: [ReadinessWaiter], writers: [ReadinessWaiter]) {
         guard fd >= 0, Int(fd) < registrations.count else { return ([], []) }
         let registration = registrations[Int(fd)]
         if !registration.kernelInterest.isEmpty {
@@ -204,8 +207,8 @@ extension Reactor where Backend: ~Copyable {
     }
 
     /// Every waiter on every descriptor, removed (shutdown).
-    mutating func removeAllWaiters() -> [Waiter] {
-        var all: [Waiter] = []
+    mutating func removeAllWaiters() -> [ReadinessWaiter] {
+        var all: [ReadinessWaiter] = []
         for fd in registrations.indices where registrations[fd].hasWaiters {
             all += registrations[fd].readers + registrations[fd].writers
             registrations[fd].readers.removeAll()
