@@ -52,11 +52,10 @@ extension Reactor where Backend: ~Copyable {
     /// and clearing, keeps both buffers' capacity: waking allocates nothing).
     private mutating func resumeScratchWaiters() {
         waiterCount -= scratchWaiters.count
-        // By index: a `for in` over the stored array retained its buffer on every wake-up.
-        var index = 0
-        while index < scratchWaiters.count {
-            scratchWaiters[index].continuation.resume()
-            index += 1
+        // Through the buffer: a `for in` over the stored array retained it on every wake-up, and
+        // indexing it checked bounds on every waiter.
+        scratchWaiters.withUnsafeBufferPointer { waiters in
+            for waiter in waiters { waiter.continuation.resume() }
         }
         scratchWaiters.clearKeepingCapacity()
     }
