@@ -113,7 +113,7 @@ extension Loop {
         // Before the escaped tasks are released: releasing one may run deinits (user code).
         checkInvariantsInDebugBuilds(atShutdown: true)
         releaseEscapedTasks()
-        reactor.backend.close()
+        reactor.close()
         return liveTaskSleeps
     }
 

@@ -120,7 +120,7 @@ extension Loop {
     }
 
     /// Parks for `timeoutNanoseconds` (`nil`: until woken), waking up whenever the reactor has a
-    /// descriptor check due (see "Descriptors closed behind the loop's back" in Reactor.swift).
+    /// descriptor check due (see "Descriptors closed behind the loop's back" in Reactor+Verification.swift).
     private func parkInSlices(timeoutNanoseconds: Int64?) -> Int {
         var now = monotonicNanoseconds()
         let end = timeoutNanoseconds.map { now.saturatingAdd($0) }

@@ -40,7 +40,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     @exclusivity(unchecked) var ready = ReadyQueue()
     @exclusivity(unchecked) var timers = TimerQueue()
-    @exclusivity(unchecked) var reactor: Reactor
+    @exclusivity(unchecked) var reactor: Reactor<PlatformBackend>
     /// Scratch for the tick's inbox drain (its capacity is kept, so draining does not allocate).
     @exclusivity(unchecked) var inboxBuffer: [Work] = []
     /// Idle, running (and which run), ending (and why), or shut down: see `RunState` (Loop+Running.swift).
@@ -73,16 +73,15 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         ownerThread = pthread_self()
         self.time = LoopTime(mode: time)
         capturesEscapingWork = time == .virtual
-        reactor = try Reactor()
-        let wakeSignal = reactor.backend.wakeSignal
-        inbox = Inbox(wake: { wakeSignal.signal() })
+        reactor = Reactor(backend: try PlatformBackend())
+        inbox = Inbox(wake: reactor.waker)
         installGlobalRouting()
     }
 
     deinit {
         guard !runState.isShutDown else { return }
         reportAbandonedWork()
-        reactor.backend.close()
+        reactor.close()
     }
 
     /// Whether the caller is on the loop's thread.

@@ -141,29 +141,36 @@ struct IOTests {
     }
 
     @Test func regularFilesAreAlwaysReady() async throws {
-        let ok = try await withLoop { loop in
-            let fd = open("/proc/self/status", O_RDONLY)
-            defer { close(fd) }
-            try await loop.readable(fd)
-            return true
-        }
-        #expect(ok)
+        let fd = open("/proc/self/status", O_RDONLY)
+        defer { close(fd) }
+        try await expectAlwaysReady(fd)
     }
 
     @Test func noEventsDeliveredForReusedDescriptor() async throws {
-        // fd numbers are reused by the kernel; a registration's generation filters stale events.
-        let ok = try await withLoop { loop in
-            let (a, b) = makeSocketPair()
+        // The kernel reuses a closed number at once. The new user of the number must hear only of
+        // its own description, not of the previous one (still open here through a dup, and readable).
+        let (stale, text, reusedNumber) = try await withLoop { loop in
+            let (a, b0) = makeSocketPair()
+            let b = highDuplicate(b0, slot: 6)                  // a number no parallel test takes
+            close(b0)
+            let keeper = dup(b)                                 // keeps b's description open
             try loop.addReader(b) {}
             try loop.close(b)                                   // forgets b, bumps its generation
-            let (c, d) = makeSocketPair()                       // likely reuses b's number
+            writeAll(a, "stale")                                // the old description is readable
+            let (c, d0) = makeSocketPair()
+            let d = fcntl(d0, F_DUPFD, b)                       // the lowest free number from b: b
+            close(d0)
             let reader = Task(executorPreference: loop) { try await loop.readable(d); return readString(d) }
+            for _ in 0..<5 { await Task.yield() }               // ticks, each with a poll
+            let stale = loop.pendingWaiterCount == 0            // woken by the old description?
             writeAll(c, "fresh")
             let text = try await reader.value
-            try loop.close(a); try loop.close(c); try loop.close(d)
-            return text == "fresh"
+            try loop.close(a); try loop.close(c); try loop.close(d); close(keeper)
+            return (stale, text, d == b)
         }
-        #expect(ok)
+        #expect(reusedNumber, "the number was not reused: the test proves nothing")
+        #expect(!stale, "the new reader was woken by the previous description's data")
+        #expect(text == "fresh")
     }
 
     @Test func readerAndWriterCallbacksRunWhileReadyUntilRemoved() async throws {

@@ -32,22 +32,32 @@ struct OrderingTests {
     }
 
     @Test func readyWorkDoesNotStarveIO() async throws {
-        // A task that yields forever must not keep a ready descriptor from being delivered.
-        let delivered = try await withLoop { loop in
+        // A task that yields forever must not keep a ready descriptor from being delivered: the
+        // tick polls between batches of ready work, so the wait ends within a tick or two of the
+        // spinner's. The spinner gives up after `limit` turns, so a starved wait ends too — and
+        // fails the count below instead of hanging.
+        let limit = 10_000
+        let spinsWhileWaiting = try await withLoop { loop in
             let (a, b) = makeSocketPair()
-            let spinning = LoopBox(true)
+            let spins = LoopBox(0), spinning = LoopBox(true)
             let spinner = Task(executorPreference: loop) {
-                while spinning.value { await Task.yield() }
+                while spinning.value && spins.value < limit {
+                    spins.value += 1
+                    await Task.yield()
+                }
             }
+            while spins.value < 3 { await Task.yield() }          // the spinner is spinning
             writeAll(a, "x")
+            let before = spins.value
             try await loop.readable(b)
+            let during = spins.value - before
             spinning.value = false
             await spinner.value
             try loop.close(a)
             try loop.close(b)
-            return true
+            return during
         }
-        #expect(delivered)
+        #expect(spinsWhileWaiting <= 2, "the spinner ran \(spinsWhileWaiting) times while a ready descriptor waited")
     }
 
     @Test(arguments: bothClocks) func equalDeadlinesFireInSchedulingOrder(time: Loop.TimeMode) async throws {

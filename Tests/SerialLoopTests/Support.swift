@@ -170,3 +170,29 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Asserts that `readable` and `writable` on `fd` (a regular file or directory) return at once
+/// without registering a waiter or asking epoll to watch it. A wait that did register would be
+/// seen pending after a few ticks and is then cancelled: an assertion failure, not a hang.
+func expectAlwaysReady(_ fd: Int32, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    try #require(fd >= 0, "open failed: errno \(errno)", sourceLocation: sourceLocation)
+    let (pending, watched, outcomes) = try await withLoop { loop in
+        let waits = [
+            Task(executorPreference: loop) { try await loop.readable(fd) },
+            Task(executorPreference: loop) { try await loop.writable(fd) },
+        ]
+        for _ in 0..<5 { await Task.yield() }                   // ticks: each wait has started by now
+        let pending = loop.pendingWaiterCount, watched = loop.watchedDescriptorCount
+        var outcomes: [Result<Void, any Error>] = []
+        for wait in waits {
+            wait.cancel()
+            outcomes.append(await wait.result)
+        }
+        return (pending, watched, outcomes)
+    }
+    #expect(pending == 0, "a wait on an always-ready descriptor was left pending", sourceLocation: sourceLocation)
+    #expect(watched == 0, "epoll was asked to watch an always-ready descriptor", sourceLocation: sourceLocation)
+    for outcome in outcomes {
+        #expect(throws: Never.self, sourceLocation: sourceLocation) { try outcome.get() }
+    }
+}

@@ -17,8 +17,10 @@ import Synchronization
 //   never need to track whether the user drained the descriptor.
 // - EPOLLERR and EPOLLHUP are always reported, whatever the interest; both make reads and writes
 //   non-blocking (they return the error or EOF), so they wake both kinds of waiters.
-// - epoll_ctl on a regular file or directory fails with EPERM: such descriptors are always ready,
-//   and the reactor treats EPERM that way rather than as an error.
+// - epoll_ctl on a regular file or directory fails with EPERM: such descriptors are always ready
+//   (`WatchOutcome.alwaysReady`), not an error. EBADF is a closed number (`.closed`); ENOENT on
+//   MOD is a number the kernel does not watch for this description (`.notWatched`: closed and
+//   reused behind the loop's back); EEXIST on ADD is a description already watched.
 // - epoll_wait is interrupted by signals (EINTR); that is retried, never reported.
 // - The wake-up descriptor is an eventfd registered with token `wakeToken`; reading it resets it.
 
@@ -28,7 +30,7 @@ struct EpollBackend: PollBackend, ~Copyable {
 
     private let epollFD: Int32
     /// The eventfd other threads write to; owned by `wakeSignal` so a late writer never hits a reused number.
-    let wakeSignal: WakeSignal
+    private let wakeSignal: WakeSignal
     private var wakeFD: Int32 { wakeSignal.descriptor }
     /// Kernel output buffer; doubles when a poll fills it, so bursts are drained in fewer calls.
     private var events: UnsafeMutableBufferPointer<epoll_event>
@@ -64,12 +66,12 @@ struct EpollBackend: PollBackend, ~Copyable {
         return mask
     }
 
-    func register(_ fd: Int32, interest: Interest, token: UInt64) throws(LoopError) {
-        try control(EPOLL_CTL_ADD, "ADD", fd, interest: interest, token: token)
+    func register(_ fd: Int32, interest: Interest, token: UInt64) -> WatchOutcome {
+        control(EPOLL_CTL_ADD, fd, interest: interest, token: token)
     }
 
-    func modify(_ fd: Int32, interest: Interest, token: UInt64) throws(LoopError) {
-        try control(EPOLL_CTL_MOD, "MOD", fd, interest: interest, token: token)
+    func modify(_ fd: Int32, interest: Interest, token: UInt64) -> WatchOutcome {
+        control(EPOLL_CTL_MOD, fd, interest: interest, token: token)
     }
 
     func unregister(_ fd: Int32) {
@@ -77,12 +79,24 @@ struct EpollBackend: PollBackend, ~Copyable {
         _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, &event)
     }
 
-    private func control(_ op: Int32, _ name: String, _ fd: Int32, interest: Interest, token: UInt64) throws(LoopError) {
+    func openError(_ fd: Int32) -> Int32? {
+        fcntl(fd, F_GETFD) < 0 ? c_serial_loop_errno() : nil
+    }
+
+    /// One `epoll_ctl`, its errno read as the facts above say (epoll_ctl is not interrupted by
+    /// signals: no EINTR here).
+    private func control(_ op: Int32, _ fd: Int32, interest: Interest, token: UInt64) -> WatchOutcome {
         var event = epoll_event()
         event.events = Self.mask(interest)
         event.data.u64 = token
-        let epollFD = self.epollFD
-        _ = try syscall("epoll_ctl(\(name), fd: \(fd))") { epoll_ctl(epollFD, op, fd, &event) }
+        guard epoll_ctl(epollFD, op, fd, &event) < 0 else { return .watching }
+        switch c_serial_loop_errno() {
+        case EPERM: return .alwaysReady
+        case EBADF: return .closed
+        case ENOENT: return .notWatched
+        case EEXIST: return .alreadyWatched
+        case let errno: return .failed(errno: errno)
+        }
     }
 
     @inline(never)
@@ -142,8 +156,9 @@ struct EpollBackend: PollBackend, ~Copyable {
         return Int(try syscall("epoll_wait") { epoll_wait(epollFD, buffer, capacity, milliseconds) })
     }
 
-    func wake() {
-        wakeSignal.signal()
+    var waker: @Sendable () -> Void {
+        let wakeSignal = self.wakeSignal
+        return { wakeSignal.signal() }
     }
 
     func close() {

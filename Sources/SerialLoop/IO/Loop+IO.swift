@@ -32,8 +32,8 @@ extension Loop {
     /// and writer callbacks are removed. Use this instead of `close(2)` for any descriptor the loop
     /// has seen: the kernel silently drops closed descriptors from epoll, so after `close(2)` the
     /// loop learns of it only by checking (see "Descriptors closed behind the loop's back" in
-    /// Reactor.swift): a later wait on the number within about a millisecond, waiters that were
-    /// already there within about a second; its callbacks are never called again.
+    /// Reactor+Verification.swift): a later wait on the number within about a millisecond,
+    /// waiters that were already there within about a second; its callbacks are never called again.
     /// - Precondition: called on the loop's thread.
     public func close(_ fd: Int32) throws(LoopError) {
         deregister(fd)
@@ -127,7 +127,7 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
         self.interest = interest
     }
 
-    var operation: String { Reactor.operation(fd: fd, interest) }
+    var operation: String { interest.waitOperation(fd: fd) }
 
     func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
         if case .cancelled = state {
@@ -138,7 +138,7 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
             // No syscall here when the kernel already watches `fd`: that is the hot path of every
             // socket loop (an fcntl validity check per wait cost 2 of the 8 syscalls of a
             // socketpair round trip). Such a wait is verified later instead, unless an event comes
-            // first: see "Descriptors closed behind the loop's back" in Reactor.swift.
+            // first: see "Descriptors closed behind the loop's back" in Reactor+Verification.swift.
             let id = loop.makeWaiterID()
             switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
             case .waiting:

@@ -16,7 +16,7 @@
 //   cheap (two atomic updates of the task status, no heap allocation); what the stream saves is
 //   the heap allocation, the retain/release traffic and the generic wait object.
 // - An append to the descriptor's waiter list (capacity is kept, so no allocation). The kernel
-//   registration is made once and kept across waits (interest is narrowed lazily, Reactor.swift).
+//   registration is made once and kept across waits (interest is narrowed lazily, Reactor+Delivery.swift).
 //
 // Every `next()` goes through the same door as `readable` (`Loop.suspend`, Suspension.swift), so it
 // has the same guarantees: a `next()` pending at shutdown is resumed (a task of the loop with

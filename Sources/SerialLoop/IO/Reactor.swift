@@ -1,119 +1,104 @@
-@preconcurrency import Glibc
-
 #if os(Linux)
+/// The backend the loop uses: one concrete type, so the reactor's calls into it are static.
 typealias PlatformBackend = EpollBackend
 #endif
 
-/// Who waits on which descriptor, and what the kernel is currently asked to watch.
+/// A task suspended in `readable`/`writable` on one descriptor. (Outside the generic reactor, so
+/// its layout does not depend on the backend.)
+struct ReadinessWaiter {
+    let id: UInt64
+    let continuation: LoopContinuation<Void>
+    let fd: Int32
+    let interest: Interest
+
+    var operation: String { interest.waitOperation(fd: fd) }
+}
+
+/// One descriptor number's entry in the reactor's table.
+struct Registration {
+    var generation: UInt32 = 0
+    /// What the backend watches for this descriptor; empty when it is not watched.
+    var kernelInterest: Interest = []
+    /// A waiter joined cached interest and no event has arrived since (Reactor+Verification.swift).
+    var isUnverified = false
+    var readers: [ReadinessWaiter] = []
+    var writers: [ReadinessWaiter] = []
+    var readerCallback: (() -> Void)? = nil
+    var writerCallback: (() -> Void)? = nil
+
+    var wanted: Interest {
+        var interest: Interest = []
+        if !readers.isEmpty || readerCallback != nil { interest.insert(.read) }
+        if !writers.isEmpty || writerCallback != nil { interest.insert(.write) }
+        return interest
+    }
+
+    var hasWaiters: Bool { !readers.isEmpty || !writers.isEmpty }
+
+    /// The event tag: the number in the low half, the generation in the high half.
+    func token(_ fd: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: fd)) | UInt64(generation) << 32
+    }
+}
+
+/// Who waits on which descriptor, and what the backend is currently asked to watch.
 ///
 /// Owned by the loop thread. Registrations live in an array indexed by descriptor number (numbers
-/// are small and dense). The array only grows for a descriptor that is open (checked with `fcntl`
+/// are small and dense). The array only grows for a descriptor that is open (asked of the backend
 /// when a number beyond the table is first seen), so its size is bounded by the highest open
 /// descriptor, never by a number a caller made up (`readable(Int32.max)` is EBADF, not a 120 GB
-/// table). Each registration carries a generation that tags its kernel events, so events for a
-/// previous user of the same number are dropped (see the epoll backend's notes).
+/// table). Each registration carries a generation that tags its events, so events for a previous
+/// user of the same number are dropped (see the epoll backend's notes).
 ///
-/// Interest is widened eagerly (a new waiter adds to what the kernel watches, one `epoll_ctl`) and
-/// narrowed lazily (only when an event arrives that nobody wants), so a task that waits on the same
-/// descriptor in a loop costs no `epoll_ctl` per wait.
+/// Interest is widened eagerly (a new waiter adds to what the backend watches, one `epoll_ctl`) and
+/// narrowed lazily (only when an event arrives that nobody wants: Reactor+Delivery.swift), so a
+/// task that waits on the same descriptor in a loop costs no `epoll_ctl` per wait. A wait that
+/// joins cached interest is verified later (Reactor+Verification.swift).
 ///
-/// Descriptors closed behind the loop's back
+/// Generic over its backend; the loop uses `Reactor<PlatformBackend>`, specialised, so nothing on
+/// the hot path is dynamically dispatched. Tests drive it with `InMemoryBackend`.
 ///
-/// Lazy narrowing has a hazard: the loop believes the kernel watches descriptor 7 while user code
-/// has `close(2)`d it — and perhaps opened a new file that got number 7. epoll dropped the closed
-/// description without a word, so a wait that relies on the cached interest would never wake.
-/// A validity syscall per wait would cost a quarter of a socketpair round trip's syscalls, so a
-/// wait that joins cached interest is *unverified* instead: if no event for it arrives within
-/// `verificationDelay` (1 ms), the loop checks it with one `epoll_ctl(MOD)`:
-/// - success: the kernel watches the description now at that number; keep waiting;
-/// - ENOENT: the number was reused for a description the kernel does not watch: register it
-///   (with a new generation, so events of a dup'ed old description are dropped) and keep waiting —
-///   a finished wait, `close(2)` and reuse of the number just work, at most 1 ms late;
-/// - EBADF: the number is closed: the waiters fail with EBADF (`readable(fd: 7): EBADF`);
-/// - EPERM: the number now names a regular file, which is always ready: the waiters wake.
-/// The event that answers a wait proves nothing about the *next* wait (user code may close and
-/// reopen in between), so every wait that joins cached interest starts unverified. A descriptor
-/// closed *while* tasks wait on it is found by a full check of every waited descriptor, at most
-/// once per `fullCheckInterval` (1 s) while waiters exist; its waiters fail with EBADF.
-/// Cost on the hot path: an append and a flag per wait, a clock read per poll while tasks wait;
-/// a syscall only for waits that last longer than the delay.
-struct Reactor: ~Copyable {
-    struct Waiter {
-        let id: UInt64
-        let continuation: LoopContinuation<Void>
-        let fd: Int32
-        let interest: Interest
-
-        var operation: String { Reactor.operation(fd: fd, interest) }
-    }
-
-    /// How `readable`/`writable` name themselves in errors.
-    static func operation(fd: Int32, _ interest: Interest) -> String {
-        interest == .read ? "readable(fd: \(fd))" : "writable(fd: \(fd))"
-    }
-
-    /// How long a wait that joined cached interest may go without an event before it is checked.
-    static let verificationDelay: Int64 = 1_000_000
-    /// How often every waited descriptor is checked while tasks wait.
-    static let fullCheckInterval: Int64 = 1_000_000_000
-
-    private struct Registration {
-        var generation: UInt32 = 0
-        /// What the kernel watches for this descriptor; empty when it is not in the epoll set.
-        var kernelInterest: Interest = []
-        /// A waiter joined cached interest and no event has arrived since (see above).
-        var isUnverified = false
-        var readers: [Waiter] = []
-        var writers: [Waiter] = []
-        var readerCallback: (() -> Void)? = nil
-        var writerCallback: (() -> Void)? = nil
-
-        var wanted: Interest {
-            var interest: Interest = []
-            if !readers.isEmpty || readerCallback != nil { interest.insert(.read) }
-            if !writers.isEmpty || writerCallback != nil { interest.insert(.write) }
-            return interest
-        }
-
-        var token: (Int32) -> UInt64 {
-            { fd in UInt64(UInt32(bitPattern: fd)) | UInt64(generation) << 32 }
-        }
-    }
-
-    enum WaitOutcome {
+/// Files: this one (the table, waiters, callbacks, widening interest), Reactor+Delivery.swift
+/// (polling, waking, narrowing), Reactor+Verification.swift (waits on cached interest),
+/// Reactor+Inspection.swift (reports and the invariant check).
+struct Reactor<Backend: PollBackend & ~Copyable>: ~Copyable {
+    enum WaitOutcome: Equatable {
         /// The waiter is registered; it is resumed when the descriptor is ready. `calledKernel`:
-        /// whether the kernel's interest was set just now (else the wait joined cached interest).
+        /// whether the backend's interest was set just now (else the wait joined cached interest).
         case waiting(calledKernel: Bool)
         /// The descriptor can never block (a regular file or directory): do not wait.
         case alwaysReady
     }
 
-    private(set) var backend: PlatformBackend
-    private var registrations: [Registration] = []
+    var backend: Backend
+    /// Indexed by descriptor number.
+    var registrations: [Registration] = []
     /// Waiters currently suspended, over all descriptors.
-    private(set) var waiterCount = 0
+    var waiterCount = 0
     /// Descriptors with a reader or writer callback installed.
-    private(set) var callbackCount = 0
-    /// Descriptors in the kernel's interest set.
-    private(set) var kernelRegistrationCount = 0
+    var callbackCount = 0
+    /// Descriptors the backend watches (`kernelInterest` not empty).
+    var kernelRegistrationCount = 0
     /// Reused buffer for one poll's events.
-    private var scratchEvents: [ReadinessEvent] = []
+    var scratchEvents: [ReadinessEvent] = []
     /// Reused buffer for the waiters being woken.
-    private var scratchWaiters: [Waiter] = []
+    var scratchWaiters: [ReadinessWaiter] = []
     /// Descriptors whose registration may be unverified (entries go stale when an event arrives).
-    private var unverified: [Int32] = []
+    var unverified: [Int32] = []
     /// How many registrations are unverified (`isUnverified` set): the hot path asks this, not the
     /// list (filtering the list on every park cost ~4 % of a socketpair round trip).
-    private var unverifiedCount = 0
+    var unverifiedCount = 0
     /// When the unverified registrations must be checked (CLOCK_MONOTONIC; 0: not set yet).
-    private var verificationDeadline: Int64 = 0
+    var verificationDeadline: Int64 = 0
     /// When every waited descriptor is checked next (CLOCK_MONOTONIC; 0: not set yet).
-    private var fullCheckDeadline: Int64 = 0
+    var fullCheckDeadline: Int64 = 0
 
-    init() throws(LoopError) {
-        backend = try PlatformBackend()
+    init(backend: consuming Backend) {
+        self.backend = backend
     }
+}
 
+extension Reactor where Backend: ~Copyable {
     /// How many descriptor numbers the registration table covers (tests: it never grows for
     /// numbers that are not open).
     var registrationTableSize: Int { registrations.count }
@@ -121,26 +106,27 @@ struct Reactor: ~Copyable {
     /// Whether anything could come out of a poll besides a wake-up.
     var hasKernelInterest: Bool { kernelRegistrationCount > 0 }
 
+    /// Wakes a blocking poll from any thread: the backend's wake-up.
+    var waker: @Sendable () -> Void { backend.waker }
+
+    /// Releases the backend's OS objects.
+    func close() { backend.close() }
+
     // MARK: Waiters
 
     mutating func addWaiter(id: UInt64, _ continuation: LoopContinuation<Void>, fd: Int32, for interest: Interest) throws(LoopError) -> WaitOutcome {
         // The operation's name is built only for an error: a String per wait was measurable.
-        try ensureSlot(fd, operation: Reactor.operation(fd: fd, interest))
-        let waiter = Waiter(id: id, continuation: continuation, fd: fd, interest: interest)
+        try ensureSlot(fd, operation: interest.waitOperation(fd: fd))
+        let waiter = ReadinessWaiter(id: id, continuation: continuation, fd: fd, interest: interest)
         if interest == .read { registrations[Int(fd)].readers.append(waiter) } else { registrations[Int(fd)].writers.append(waiter) }
         do {
-            let outcome = try syncInterest(fd, operation: Reactor.operation(fd: fd, interest))
+            let outcome = try syncInterest(fd, operation: interest.waitOperation(fd: fd))
             switch outcome {
             case .alwaysReady:
                 removeLast(fd: fd, interest: interest)
             case .waiting(let calledKernel):
                 waiterCount += 1
-                if !calledKernel && !registrations[Int(fd)].isUnverified {
-                    registrations[Int(fd)].isUnverified = true
-                    if unverifiedCount == 0 { verificationDeadline = 0 }     // a fresh delay
-                    unverifiedCount += 1
-                    unverified.append(fd)
-                }
+                if !calledKernel { markUnverified(fd) }
             }
             return outcome
         } catch {
@@ -153,10 +139,11 @@ struct Reactor: ~Copyable {
         if interest == .read { registrations[Int(fd)].readers.removeLast() } else { registrations[Int(fd)].writers.removeLast() }
     }
 
-    /// Removes a waiter that gave up (cancellation). Its kernel interest is narrowed lazily.
+    /// Removes a waiter that gave up (cancellation) and returns its continuation, or `nil` when it
+    /// is no longer waiting. Its kernel interest is narrowed lazily.
     mutating func removeWaiter(id: UInt64, fd: Int32, for interest: Interest) -> LoopContinuation<Void>? {
         guard fd >= 0, Int(fd) < registrations.count else { return nil }
-        let removed: Waiter?
+        let removed: ReadinessWaiter?
         if interest == .read {
             guard let index = registrations[Int(fd)].readers.firstIndex(where: { $0.id == id }) else { return nil }
             removed = registrations[Int(fd)].readers.remove(at: index)
@@ -190,7 +177,7 @@ struct Reactor: ~Copyable {
                 if case .alwaysReady = try syncInterest(fd, operation: operation()) {
                     // Regular files are always ready; a level-triggered callback on one would spin
                     // the loop, as asyncio refuses too.
-                    throw LoopError(operation: operation(), errno: EPERM)
+                    throw LoopError(operation: operation(), errno: WatchOutcome.alwaysReady.errno)
                 }
             } catch {
                 if interest == .read { registrations[Int(fd)].readerCallback = previous } else { registrations[Int(fd)].writerCallback = previous }
@@ -201,140 +188,28 @@ struct Reactor: ~Copyable {
         return previous != nil
     }
 
-    // MARK: Closing
+    // MARK: Forgetting
 
-    /// Forgets `fd`: removes it from the kernel's set, bumps its generation (so late events are
-    /// dropped), drops its callbacks, and returns its waiters so the caller can fail them.
-    mutating func forget(_ fd: Int32) -> (readers: [Waiter], writers: [Waiter]) {
+    /// Forgets `fd`: stops watching it, bumps its generation (so late events are dropped), drops
+    /// its callbacks, and returns its waiters so the caller can fail them.
+    mutating func forget(_ fd: Int32) -> (readers: [ReadinessWaiter], writers: [ReadinessWaiter]) {
         guard fd >= 0, Int(fd) < registrations.count else { return ([], []) }
-        var registration = registrations[Int(fd)]
+        let registration = registrations[Int(fd)]
         if !registration.kernelInterest.isEmpty {
             backend.unregister(fd)
             kernelRegistrationCount -= 1
         }
-        let waiters = (registration.readers, registration.writers)
-        waiterCount -= waiters.0.count + waiters.1.count
+        waiterCount -= registration.readers.count + registration.writers.count
         callbackCount -= (registration.readerCallback != nil ? 1 : 0) + (registration.writerCallback != nil ? 1 : 0)
         if registration.isUnverified { unverifiedCount -= 1 }
-        registration = Registration(generation: registration.generation &+ 1)
-        registrations[Int(fd)] = registration
-        return waiters
-    }
-
-    // MARK: Verifying waits (see "Descriptors closed behind the loop's back" above)
-
-    /// Whether anything may need checking after a poll: a wait that joined cached interest, or
-    /// waiters at all (the full check). Cheap enough to ask after every poll.
-    var mayNeedVerification: Bool { unverifiedCount > 0 || waiterCount > 0 }
-
-    /// How long the loop may park before a check is due (`nil`: no check pending).
-    mutating func timeUntilVerification(now: Int64) -> Int64? {
-        dropVerifiedEntries()
-        var due: Int64? = nil
-        if unverifiedCount > 0 {
-            if verificationDeadline == 0 { verificationDeadline = now.saturatingAdd(Self.verificationDelay) }
-            due = verificationDeadline
-        }
-        if waiterCount > 0 {
-            if fullCheckDeadline == 0 { fullCheckDeadline = now.saturatingAdd(Self.fullCheckInterval) }
-            due = min(due ?? .max, fullCheckDeadline)
-        } else {
-            fullCheckDeadline = 0
-        }
-        return due.map { max(0, $0.saturatingSubtract(now)) }
-    }
-
-    /// Runs the checks that are due. Returns how many waiters it resumed (woken or failed).
-    mutating func verifyIfDue(now: Int64) -> Int {
-        guard let remaining = timeUntilVerification(now: now), remaining == 0 else { return 0 }
-        var resumed = 0
-        if verificationDeadline != 0 && now >= verificationDeadline {
-            let list = unverified
-            unverified.removeAll(keepingCapacity: true)
-            verificationDeadline = 0
-            for fd in list where registrations[Int(fd)].isUnverified {
-                resumed += verify(fd)
-            }
-        }
-        if fullCheckDeadline != 0 && now >= fullCheckDeadline {
-            fullCheckDeadline = 0
-            for index in registrations.indices where !registrations[index].readers.isEmpty || !registrations[index].writers.isEmpty {
-                resumed += verify(Int32(index))
-            }
-        }
-        return resumed
-    }
-
-    /// Forgets unverified entries that an event (or a forget) has settled: all of them at once
-    /// when none is left unverified (the usual case), else the stale ones once the list is long.
-    private mutating func dropVerifiedEntries() {
-        guard !unverified.isEmpty else { return }
-        if unverifiedCount == 0 {
-            unverified.clearKeepingCapacity()
-            verificationDeadline = 0
-        } else if unverified.count > 2 * unverifiedCount + 16 {
-            unverified.removeAll { !registrations[Int($0)].isUnverified }
-        }
-    }
-
-    /// An event, a kernel call or a check has settled `fd`'s registration.
-    @inline(__always)
-    private mutating func markVerified(_ fd: Int32) {
-        if registrations[Int(fd)].isUnverified {
-            registrations[Int(fd)].isUnverified = false
-            unverifiedCount -= 1
-        }
-    }
-
-    /// One check: does the kernel watch the description now at `fd` for us?
-    /// Returns how many waiters it resumed.
-    private mutating func verify(_ fd: Int32) -> Int {
-        markVerified(fd)
-        let registration = registrations[Int(fd)]
-        guard !registration.kernelInterest.isEmpty else { return 0 }
-        let errno: Int32
-        do {
-            try backend.modify(fd, interest: registration.kernelInterest, token: registration.token(fd))
-            return 0
-        } catch {
-            errno = error.errno ?? EBADF
-        }
-        if errno == ENOENT {
-            // The number names a new description: watch it instead, under a new generation.
-            registrations[Int(fd)].generation &+= 1
-            let renewed = registrations[Int(fd)]
-            do {
-                try backend.register(fd, interest: renewed.kernelInterest, token: renewed.token(fd))
-                return 0
-            } catch where error.errno == EPERM {
-                return wakeAll(fd, with: nil)                          // a regular file: always ready
-            } catch {
-                return wakeAll(fd, with: error.errno ?? EBADF)
-            }
-        }
-        return wakeAll(fd, with: errno == EPERM ? nil : errno)
-    }
-
-    /// Forgets `fd` and resumes its waiters: with nothing (`errno == nil`: ready) or a
-    /// ``LoopError`` carrying `errno`.
-    private mutating func wakeAll(_ fd: Int32, with errno: Int32?) -> Int {
-        let (readers, writers) = forget(fd)
-        for waiter in readers + writers {
-            if let errno {
-                waiter.continuation.resume(throwing: errno == EBADF
-                    ? LoopError.descriptorClosedBehindTheLoop(waiter.operation)
-                    : LoopError(operation: waiter.operation, errno: errno))
-            } else {
-                waiter.continuation.resume()
-            }
-        }
-        return readers.count + writers.count
+        registrations[Int(fd)] = Registration(generation: registration.generation &+ 1)
+        return (registration.readers, registration.writers)
     }
 
     /// Every waiter on every descriptor, removed (shutdown).
-    mutating func removeAllWaiters() -> [Waiter] {
-        var all: [Waiter] = []
-        for fd in registrations.indices where !registrations[fd].readers.isEmpty || !registrations[fd].writers.isEmpty {
+    mutating func removeAllWaiters() -> [ReadinessWaiter] {
+        var all: [ReadinessWaiter] = []
+        for fd in registrations.indices where registrations[fd].hasWaiters {
             all += registrations[fd].readers + registrations[fd].writers
             registrations[fd].readers.removeAll()
             registrations[fd].writers.removeAll()
@@ -343,158 +218,44 @@ struct Reactor: ~Copyable {
         return all
     }
 
-    /// Every suspended waiter, by descriptor (`loop.pendingWork`).
-    func allWaiters() -> [Waiter] {
-        registrations.flatMap { $0.readers + $0.writers }
-    }
-
-    /// Descriptors with suspended waiters, and how many (leftover reports).
-    func waitingDescriptors() -> [(fd: Int32, readers: Int, writers: Int)] {
-        registrations.indices.compactMap { fd in
-            let r = registrations[fd]
-            return r.readers.isEmpty && r.writers.isEmpty ? nil : (Int32(fd), r.readers.count, r.writers.count)
-        }
-    }
-
-    /// Descriptors with waiters or reader/writer callbacks, described for a stall report.
-    func descriptorsInFlight() -> String {
-        let described = registrations.indices.compactMap { fd -> String? in
-            let r = registrations[fd]
-            var parts: [String] = []
-            if !r.readers.isEmpty { parts.append("\(r.readers.count) readable()") }
-            if !r.writers.isEmpty { parts.append("\(r.writers.count) writable()") }
-            if r.readerCallback != nil { parts.append("a reader callback") }
-            if r.writerCallback != nil { parts.append("a writer callback") }
-            return parts.isEmpty ? nil : "fd \(fd): " + parts.joined(separator: ", ")
-        }
-        return described.isEmpty ? "no descriptor" : described.joined(separator: "; ")
-    }
-
-    // MARK: Polling
-
-    /// Polls once and delivers readiness: resumes waiters (their jobs land on the ready queue, in the
-    /// kernel's event order, readers before writers) and hands callbacks to `queueCallback`. Interest
-    /// that nobody wants any more is narrowed here, when an event for it shows up.
-    /// - Returns: how many descriptor events arrived, and whether the wake-up descriptor fired.
-    mutating func poll(timeoutNanoseconds: Int64?, queueCallback: (@escaping () -> Void) -> Void) throws(LoopError) -> (events: Int, woke: Bool) {
-        var events = scratchEvents
-        scratchEvents = []
-        defer {
-            events.clearKeepingCapacity()
-            scratchEvents = events
-        }
-        let woke = try backend.poll(timeoutNanoseconds: timeoutNanoseconds) { events.append($0) }
-        for event in events {
-            deliver(event, queueCallback: queueCallback)
-        }
-        return (events.count, woke)
-    }
-
-    private mutating func deliver(_ event: ReadinessEvent, queueCallback: (@escaping () -> Void) -> Void) {
-        let fd = Int32(truncatingIfNeeded: event.token & 0xffff_ffff)
-        let generation = UInt32(truncatingIfNeeded: event.token >> 32)
-        guard fd >= 0, Int(fd) < registrations.count, registrations[Int(fd)].generation == generation else { return }
-        markVerified(fd)
-        // Decide what nobody wanted *before* waking anyone: a woken waiter usually comes straight
-        // back (read until EAGAIN, wait again), and dropping its interest now would cost two
-        // epoll_ctl calls per wait.
-        let unwanted = registrations[Int(fd)].kernelInterest.subtracting(registrations[Int(fd)].wanted)
-        if event.isReadable {
-            swap(&registrations[Int(fd)].readers, &scratchWaiters)
-            resumeScratchWaiters()
-            if let callback = registrations[Int(fd)].readerCallback { queueCallback(callback) }
-        }
-        if event.isWritable {
-            swap(&registrations[Int(fd)].writers, &scratchWaiters)
-            resumeScratchWaiters()
-            if let callback = registrations[Int(fd)].writerCallback { queueCallback(callback) }
-        }
-        var narrowed = unwanted
-        if !event.isReadable { narrowed.remove(.read) }
-        if !event.isWritable { narrowed.remove(.write) }
-        if !narrowed.isEmpty { narrowInterest(fd, dropping: narrowed) }
-    }
-
-    /// Resumes the waiters just swapped into the scratch buffer (swapping, rather than copying
-    /// and clearing, keeps both buffers' capacity: waking allocates nothing).
-    private mutating func resumeScratchWaiters() {
-        guard !scratchWaiters.isEmpty else { return }
-        waiterCount -= scratchWaiters.count
-        for waiter in scratchWaiters { waiter.continuation.resume() }
-        scratchWaiters.clearKeepingCapacity()
-    }
-
-    /// Lazy narrowing: an event arrived for interest that had no waiter and no callback when it was
-    /// delivered. Level-triggered epoll would report it again every poll, so stop watching it.
-    private mutating func narrowInterest(_ fd: Int32, dropping unwanted: Interest) {
-        let registration = registrations[Int(fd)]
-        let remaining = registration.kernelInterest.subtracting(unwanted)
-        if remaining.isEmpty {
-            backend.unregister(fd)
-            kernelRegistrationCount -= 1
-        } else if (try? backend.modify(fd, interest: remaining, token: registration.token(fd))) == nil {
-            backend.unregister(fd)
-            kernelRegistrationCount -= 1
-            registrations[Int(fd)].kernelInterest = []
-            return
-        }
-        registrations[Int(fd)].kernelInterest = remaining
-    }
+    // MARK: Interest
 
     /// Makes sure `fd` has a registration slot. A number beyond the table is checked first: only
     /// an open descriptor may grow the table (so its size follows the highest open descriptor).
     private mutating func ensureSlot(_ fd: Int32, operation: @autoclosure () -> String) throws(LoopError) {
-        if fd < 0 { throw LoopError(operation: operation(), errno: EBADF) }
+        if fd < 0 { throw LoopError(operation: operation(), errno: WatchOutcome.closed.errno) }
         guard Int(fd) >= registrations.count else { return }
-        if fcntl(fd, F_GETFD) < 0 { throw LoopError(operation: operation(), errno: Glibc.errno) }
+        if let errno = backend.openError(fd) { throw LoopError(operation: operation(), errno: errno) }
         registrations.append(contentsOf: repeatElement(Registration(), count: Int(fd) + 1 - registrations.count))
     }
 
-    /// Widens the kernel's interest to cover what the registration wants.
+    /// Widens the backend's interest to cover what the registration wants.
     private mutating func syncInterest(_ fd: Int32, operation: @autoclosure () -> String) throws(LoopError) -> WaitOutcome {
         let registration = registrations[Int(fd)]
         let wanted = registration.wanted
         guard !wanted.isSubset(of: registration.kernelInterest) else { return .waiting(calledKernel: false) }
         let target = wanted.union(registration.kernelInterest)
         let token = registration.token(fd)
-        do {
-            if registration.kernelInterest.isEmpty {
-                do {
-                    try backend.register(fd, interest: target, token: token)
-                } catch where error.errno == EEXIST {
-                    // Registered behind our back's history (e.g. a dup'ed description): take it over.
-                    try backend.modify(fd, interest: target, token: token)
-                }
-                kernelRegistrationCount += 1
-            } else {
-                do {
-                    try backend.modify(fd, interest: target, token: token)
-                } catch where error.errno == ENOENT {
-                    // The descriptor was closed and its number reused without telling the loop.
-                    try backend.register(fd, interest: target, token: token)
-                }
-            }
-        } catch where error.errno == EPERM {
-            return .alwaysReady
-        } catch {
-            throw LoopError(operation: operation(), errno: error.errno ?? 0)
-        }
-        registrations[Int(fd)].kernelInterest = target
-        markVerified(fd)
-        return .waiting(calledKernel: true)
-    }
-}
-
-extension Array {
-    /// `removeAll(keepingCapacity: true)` for the per-poll buffers, which usually hold one or two
-    /// elements: popping them skips the general `replaceSubrange` path (callgrind: ~130
-    /// instructions a call, three calls per socketpair round trip).
-    @inline(__always)
-    mutating func clearKeepingCapacity() {
-        if count <= 2 {
-            while !isEmpty { removeLast() }
+        var outcome: WatchOutcome
+        if registration.kernelInterest.isEmpty {
+            outcome = backend.register(fd, interest: target, token: token)
+            // Watched already (e.g. a dup'ed description's history): take the registration over.
+            if outcome == .alreadyWatched { outcome = backend.modify(fd, interest: target, token: token) }
+            if outcome == .watching { kernelRegistrationCount += 1 }
         } else {
-            removeAll(keepingCapacity: true)
+            outcome = backend.modify(fd, interest: target, token: token)
+            // The descriptor was closed and its number reused without telling the loop.
+            if outcome == .notWatched { outcome = backend.register(fd, interest: target, token: token) }
+        }
+        switch outcome {
+        case .watching:
+            registrations[Int(fd)].kernelInterest = target
+            markVerified(fd)
+            return .waiting(calledKernel: true)
+        case .alwaysReady:
+            return .alwaysReady
+        case .closed, .notWatched, .alreadyWatched, .failed:
+            throw LoopError(operation: operation(), errno: outcome.errno)
         }
     }
 }
