@@ -17,7 +17,7 @@ hummingbird)
     TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
     echo "hummingbird: 20 concurrent curl GETs of /actor/100 (each awaits an actor on a SerialLoop that sleeps 100 ms)"
     started=$SECONDS
-    for i in $(seq 20); do curl -s -m 10 -o "$TMP/$i" -w '%{http_code}' "http://127.0.0.1:$PORT/actor/100" > "$TMP/$i.code" & done
+    for i in $(seq 20); do curl -s -m 10 -o "$TMP/$i" -w '%{http_code}\n' "http://127.0.0.1:$PORT/actor/100" > "$TMP/$i.code" & done
     wait
     codes=$(cat "$TMP"/*.code | sort | uniq -c | tr -s ' ')
     check "every answer is 200 ($codes)" [ "$(cat "$TMP"/*.code | grep -c '^200$')" -eq 20 ]
@@ -83,7 +83,7 @@ lifecycle)
         [ -n "$PORT" ] && break; sleep 0.1
     done
     [ -n "$PORT" ] || { cat "$TMP/server.log"; fail "server did not start"; finish lifecycle; }
-    for i in $(seq 20); do curl -s -m 20 -o "$TMP/$i" -w '%{http_code}' "http://127.0.0.1:$PORT/slow/1500" > "$TMP/$i.code" & done
+    for i in $(seq 20); do curl -s -m 20 -o "$TMP/$i" -w '%{http_code}\n' "http://127.0.0.1:$PORT/slow/1500" > "$TMP/$i.code" & done
     # Wait until the server reports all 20 in flight (explicit state, not a guess at timing).
     inflight=0
     for _ in $(seq 100); do
@@ -93,7 +93,7 @@ lifecycle)
     check "20 requests in flight before SIGTERM (server says ${inflight:-?})" [ "${inflight:-0}" -ge 20 ]
     kill -TERM "$PID"
     for _ in $(seq 100); do grep -q 'graceful shutdown: listener closed' "$TMP/server.log" && break; sleep 0.05; done
-    code=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/slow/1" || true)
+    code=$(curl -s -m 2 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$PORT/slow/1" || true)
     check "after SIGTERM new connections are refused (curl got ${code:-nothing})" [ "${code:-000}" = "000" ]
     wait "$PID"; status=$?
     PID=""

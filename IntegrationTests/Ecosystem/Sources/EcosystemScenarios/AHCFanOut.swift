@@ -21,7 +21,7 @@ func runAHCFanOut(_ arguments: [String]) async throws {
         var awaitsOffLoop = 0
     }
     let client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton)
-    let maxInFlight = Mutex((now: 0, max: 0))
+    let maxInFlight = Locked((now: 0, max: 0))
     let (outcomes, elapsed) = try await withLoop { loop in
         let start = loop.now
         let outcomes = try await withThrowingTaskGroup(of: Outcome.self) { group in

@@ -43,7 +43,7 @@ func runClocks() async throws {
 
     // A. TestClock: inject it, run the code in a task, and drive time from outside.
     let clock = TestClock()
-    let attemptsA = Mutex(0)
+    let attemptsA = Locked(0)
     let task = Task {
         try await retryWithBackoff(clock: clock, attempts: 6) { attempt in
             attemptsA.withLock { $0 = attempt }
@@ -55,7 +55,9 @@ func runClocks() async throws {
     await clock.advance(by: .seconds(2))            // attempt 3
     await clock.run()                               // the rest: until no sleeper is left
     let resultA = try await task.value
-    Check.that(afterOne == 2, "TestClock: after advance(by: 1 s) the code made its 2nd attempt (\(afterOne))")
+    // TestClock.advance lets the woken sleeper run by yielding a fixed number of times
+    // (`Task.megaYield`), which is not a guarantee under load: noted, not checked.
+    Check.note("TestClock: after advance(by: 1 s) the code had made \(afterOne) attempt(s) (2 expected; advance yields, it does not wait)")
     Check.that(resultA.attempt == 5 && resultA.waited == .seconds(15), "TestClock: succeeded on attempt \(resultA.attempt) after \(resultA.waited) of test-clock time (expected 5 after 15 s)")
 
     // B. withTestLoop: the same function, given the loop's clock; nothing drives time — the loop

@@ -44,7 +44,7 @@ func runSubprocess() async throws {
             return lines
         }
         note()
-        lines = streamed.value
+        lines = streamed.closureResult
         ticker.cancel()
         let ticks = await ticker.value
         Check.that(lines.map(\.0) == (1...5).map { "line \($0)" }, "streamed the child's 5 lines in order: \(lines.map(\.0))")
@@ -60,7 +60,7 @@ func runSubprocess() async throws {
         Check.that(collected.terminationStatus.isSuccess, "echo exited 0")
 
         // 3. Cancellation: a loop task runs `sleep 30`; cancelling the task kills the child.
-        let pid = Mutex<pid_t>(0)
+        let pid = Locked<pid_t>(0)
         let started = loop.makeFuture(of: Void.self)
         let sleeper = Task(executorPreference: loop) {
             try await run(.path("/bin/sleep"), arguments: ["30"], input: .none, output: .sequence, error: .discarded) { execution in
@@ -87,7 +87,7 @@ func runSubprocess() async throws {
         let gone = kill(childPid, 0) == -1 && errno == ESRCH
         Check.that(gone, "the child is gone (killed and reaped): kill(\(childPid), 0) fails with ESRCH")
         if case .success(let value) = result {
-            Check.that(value.terminationStatus == .unhandledException(SIGKILL) || value.terminationStatus == .unhandledException(SIGTERM),
+            Check.that(value.terminationStatus == .signaled(SIGKILL) || value.terminationStatus == .signaled(SIGTERM),
                        "the child died of a signal: \(value.terminationStatus)")
         }
         Check.that(offLoop == 0, "every continuation resumed on the loop thread: \(awaits - offLoop) of \(awaits) awaits")
