@@ -44,8 +44,11 @@ import Testing
                 slowJobThreshold: .milliseconds(20), lagThreshold: .seconds(10))
             let future = loop.makeFuture(of: Void.self)
             siteLine = #line + 1
-            loop.schedule(after: .milliseconds(1)) { usleep(60_000) }
-            loop.schedule(after: .milliseconds(30)) { future.succeed(()) }   // due while the first blocks
+            loop.schedule(after: .milliseconds(1)) {
+                // A timer due 10 ms into the 60 ms block: pending when the job ends, so late.
+                loop.schedule(after: .milliseconds(10)) { future.succeed(()) }
+                usleep(60_000)
+            }
             try await future.value
             return siteLine
         }
@@ -57,7 +60,7 @@ import Testing
         let site = record.metadata["loop.site"]?.description ?? ""
         #expect(site.hasSuffix("LoggingBridgeTests.swift:\(line)"), "site \(site)")
         let lag = try #require(Double(record.metadata["loop.lag_ms"]?.description ?? ""))
-        #expect(lag > 0)
+        #expect(lag >= 40, "lag_ms \(lag)")
     }
 
     /// Late timers: a job that blocks past the lag threshold without itself being reported as
@@ -70,8 +73,10 @@ import Testing
                 to: logger, levels: LoopReportLevels(lateTimers: .notice),
                 slowJobThreshold: .seconds(10), lagThreshold: .milliseconds(20))
             let future = loop.makeFuture(of: Void.self)
-            loop.schedule(after: .milliseconds(1)) { usleep(60_000) }
-            loop.schedule(after: .milliseconds(30)) { future.succeed(()) }
+            loop.schedule(after: .milliseconds(1)) {
+                loop.schedule(after: .milliseconds(10)) { future.succeed(()) }   // fires ~50 ms late
+                usleep(60_000)
+            }
             try await future.value
         }
         let late = store.records.filter { $0.metadata["loop.report"] == "late-timers" }
@@ -79,7 +84,7 @@ import Testing
         #expect(late[0].level == .notice)
         #expect(late[0].metadata["loop.late_timers"] == "1")
         let lag = try #require(Double(late[0].metadata["loop.lag_ms"]?.description ?? ""))
-        #expect(lag >= 20, "lag_ms \(lag)")
+        #expect(lag >= 40, "lag_ms \(lag)")
     }
 
     @Test func millisecondsAreExactToTheMicrosecond() {
