@@ -87,6 +87,26 @@ import Testing
         #expect(lag >= 40, "lag_ms \(lag)")
     }
 
+    /// A loop dropped without `shutdown()` while timers are pending: the core's shutdown warning
+    /// (abandoned work) becomes an error record saying what was pending.
+    @Test func abandonedWorkBecomesAnErrorWithWhatWasPending() throws {
+        let store = RecordingLogHandlerStore()
+        let logger = store.logger()
+        do {
+            let loop = try Loop()
+            loop.debug = .logging(to: logger, loopName: "dropped")
+            loop.schedule(after: .seconds(60)) {}
+            loop.schedule(after: .seconds(120)) {}
+        }                                                   // deallocated here, never shut down
+        let records = store.records.filter { $0.metadata["loop.report"] == "abandoned-work" }
+        try #require(records.count == 1, "records: \(store.records.map(\.message))")
+        #expect(records[0].level == .error)
+        #expect(records[0].metadata["loop.name"] == "dropped")
+        let pending = records[0].metadata["loop.pending"]?.description ?? ""
+        #expect(pending.hasPrefix("2 timer(s)"), "pending: \(pending)")
+        #expect(records[0].message.contains("deallocated without shutdown()"))
+    }
+
     @Test func millisecondsAreExactToTheMicrosecond() {
         #expect(LoopReportLogging.milliseconds(.microseconds(12_345)) == "12.345")
         #expect(LoopReportLogging.milliseconds(.milliseconds(80)) == "80.000")
