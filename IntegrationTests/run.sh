@@ -150,8 +150,8 @@ scenario "HTTP server + 50 clients on one test loop: a virtual minute in millise
 # AsyncHTTPClient, swift-subprocess, Hummingbird 2, swift-prometheus (SerialLoopMetrics),
 # swift-clocks, swift-service-lifecycle (SerialLoopLifecycle), swift-log (SerialLoopLogging).
 # A debug build, whatever $CONFIG is: these libraries (NIO, AsyncHTTPClient, Hummingbird) take
-# 6 minutes to build in debug on 2 idle cores (12 at load 5-6, 31 at load 8-9), several
-# times that in release.
+# about 6 minutes of CPU-bound work to build in debug on 2 idle cores (measured: 12 min wall at
+# load 5-6, 31 at load 8-9); a release build would take longer.
 echo
 echo "== building Ecosystem/ (debug; the first build compiles AsyncHTTPClient, Hummingbird, swift-subprocess, swift-prometheus)"
 started=$SECONDS
