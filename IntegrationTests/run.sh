@@ -146,6 +146,39 @@ scenario "SwiftNIO futures awaited from loop tasks" 60 "$BIN/scenarios" nio-futu
 scenario "child process stdout through loop.readable" 60 "$BIN/scenarios" child-process
 scenario "HTTP server + 50 clients on one test loop: a virtual minute in milliseconds" 60 "$BIN/scenarios" virtual-time-http
 
+# ---- 5b. the server ecosystem on the loop (issue 14): its own package, Ecosystem/ -----------------
+# AsyncHTTPClient, swift-subprocess, Hummingbird 2, swift-prometheus (SerialLoopMetrics),
+# swift-clocks, swift-service-lifecycle (SerialLoopLifecycle), swift-log (SerialLoopLogging).
+# A debug build, whatever $CONFIG is: these libraries (NIO, AsyncHTTPClient, Hummingbird) take
+# about 6 minutes of CPU-bound work to build in debug on 2 idle cores (measured: 12 min wall at
+# load 5-6, 31 at load 8-9); a release build would take longer.
+echo
+echo "== building Ecosystem/ (debug; the first build compiles AsyncHTTPClient, Hummingbird, swift-subprocess, swift-prometheus)"
+started=$SECONDS
+if timeout 2400 swift build --package-path Ecosystem > "$WORK/ecosystem-build.log" 2>&1; then
+    ECO_BIN=$(swift build --package-path Ecosystem --show-bin-path)/ecosystem-scenarios
+    echo "built in $((SECONDS - started)) s"
+    scenario "AsyncHTTPClient: 50 concurrent GETs from loop tasks to nginx (bodies compared, every await back on the loop)" 120 \
+        "$ECO_BIN" ahc-fanout --url "http://127.0.0.1:$NGINX_PORT/file.bin" --expect-body-file "$WORK/nginx/www/file.bin" --count 50
+    scenario "swift-subprocess from loop tasks: streamed output, exit status, cancellation kills the child" 60 "$ECO_BIN" subprocess
+    scenario "swift-clocks: the same some-Clock code under TestClock and withTestLoop" 60 "$ECO_BIN" clocks
+    if start_server HB_PORT "$ECO_BIN" hummingbird-server; then
+        scenario "Hummingbird 2: a route awaiting an actor on a SerialLoop, answered to curl; slow job logged via swift-log" 60 \
+            Ecosystem/checks.sh hummingbird "$HB_PORT" "$WORK/server-HB_PORT.log"
+        scenario "swift-prometheus: the loop's metrics (SerialLoopMetrics) in the exposition text, checked with curl" 60 \
+            Ecosystem/checks.sh prometheus "$HB_PORT"
+    else
+        FAILED+=("Hummingbird server did not start")
+    fi
+    scenario "swift-service-lifecycle: SIGTERM during load, in-flight requests finish, exit 0" 60 \
+        Ecosystem/checks.sh lifecycle "$ECO_BIN"
+else
+    grep -E "error:" "$WORK/ecosystem-build.log" | sort -u | head -20 >&2
+    tail -20 "$WORK/ecosystem-build.log" >&2
+    echo "Ecosystem build failed after $((SECONDS - started)) s"
+    FAILED+=("Ecosystem/ build")
+fi
+
 # ---- 6. wrk: the SerialLoop server against SwiftNIO, one thread each ------------------------------
 # Each server for wrk is a fresh process pinned to CPU 0, and wrk to CPU 1 (when taskset exists and
 # there are 2+ cores), so the two do not fight over one core.

@@ -1,0 +1,57 @@
+@preconcurrency import Glibc
+
+/// Prints each check as it is made ("ok" or "FAIL") and remembers failures for the exit code.
+/// Only the main thread calls it (before and after a loop runs, or from a loop on the main thread).
+enum Check {
+    nonisolated(unsafe) private static var failures: [String] = []
+
+    static func that(_ condition: Bool, _ message: @autoclosure () -> String) {
+        let text = message()
+        print("  \(condition ? "ok  " : "FAIL") \(text)")
+        if !condition { failures.append(text) }
+    }
+
+    static func note(_ message: String) {
+        print("  --   \(message)")
+    }
+
+    /// Exits 0 if every check passed, 1 otherwise (listing the failures).
+    static func finish(_ scenario: String) -> Never {
+        fflush(nil)
+        if failures.isEmpty {
+            print("\(scenario): all checks passed")
+            exit(0)
+        }
+        print("\(scenario): \(failures.count) check(s) FAILED:")
+        for failure in failures { print("  - \(failure)") }
+        exit(1)
+    }
+}
+
+func milliseconds(_ duration: Duration) -> Double {
+    let (seconds, attoseconds) = duration.components
+    return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+}
+
+func format(_ value: Double, _ digits: Int = 1) -> String {
+    var text = String(value.rounded(toPlaces: digits))
+    if !text.contains(".") { text += ".0" }
+    return text
+}
+
+extension Double {
+    func rounded(toPlaces places: Int) -> Double {
+        var scale = 1.0
+        for _ in 0..<places { scale *= 10 }
+        return (self * scale).rounded() / scale
+    }
+}
+
+import Synchronization
+
+/// A value shared by tasks on different threads (a `Mutex` in a class, so closures capture a reference).
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout sending Value) throws -> sending R) rethrows -> R { try mutex.withLock(body) }
+}
