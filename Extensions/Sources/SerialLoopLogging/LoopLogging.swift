@@ -9,11 +9,15 @@ public struct LoopReportLevels: Sendable, Equatable {
     public var lateTimers: Logger.Level
     /// A loop was deallocated without `shutdown()` while work was pending: tasks will never resume.
     public var abandonedWork: Logger.Level
+    /// A `LoopFuture` was dropped uncompleted while callbacks or tasks waited for it: it failed.
+    public var droppedFuture: Logger.Level
 
-    public init(slowJob: Logger.Level = .warning, lateTimers: Logger.Level = .warning, abandonedWork: Logger.Level = .error) {
+    public init(slowJob: Logger.Level = .warning, lateTimers: Logger.Level = .warning, abandonedWork: Logger.Level = .error,
+                droppedFuture: Logger.Level = .error) {
         self.slowJob = slowJob
         self.lateTimers = lateTimers
         self.abandonedWork = abandonedWork
+        self.droppedFuture = droppedFuture
     }
 
     public func level(for kind: LoopDebugReport.Kind) -> Logger.Level {
@@ -21,6 +25,7 @@ public struct LoopReportLevels: Sendable, Equatable {
         case .slowJob: slowJob
         case .lateTimers: lateTimers
         case .abandonedWork: abandonedWork
+        case .droppedFuture: droppedFuture
         }
     }
 }
@@ -34,15 +39,16 @@ public struct LoopReportLevels: Sendable, Equatable {
 ///
 /// | key | when | value |
 /// |---|---|---|
-/// | `loop.report` | always | `slow-job`, `late-timers`, `abandoned-work` |
+/// | `loop.report` | always | `slow-job`, `late-timers`, `abandoned-work`, `dropped-future` |
 /// | `loop.name` | a name was given | the loop's name |
 /// | `loop.job` | slow jobs | `task`, `callback`, `scheduled callback`, … (``LoopJobKind``) |
 /// | `loop.task_name` | slow task jobs whose name the loop saw | `Task(name:)` |
-/// | `loop.site` | slow callbacks | `Module/File.swift:42`, where the callback was created |
+/// | `loop.site` | slow callbacks, dropped futures | `Module/File.swift:42`, where the callback or future was created |
+/// | `loop.future_type` | dropped futures | the future's value type |
 /// | `loop.duration_ms` | slow jobs | how long the job ran, milliseconds (real time) |
 /// | `loop.lag_ms` | slow jobs, late timers | how late the next (or worst) timer was, milliseconds |
 /// | `loop.late_timers` | late timers | how many timers of the tick were late |
-/// | `loop.pending` | abandoned work | what was still pending |
+/// | `loop.pending` | abandoned work, dropped futures | what was still pending (waiting) |
 /// | `loop.suppressed` | the rate limit dropped reports | how many since the previous record |
 ///
 /// The reports carry no file descriptor: the core's reports say which job was slow, not which
@@ -80,6 +86,11 @@ public enum LoopReportLogging {
             metadata["loop.late_timers"] = "\(report.lateTimers)"
         case .abandonedWork:
             metadata["loop.report"] = "abandoned-work"
+            if let pending = report.pending { metadata["loop.pending"] = "\(pending)" }
+        case .droppedFuture:
+            metadata["loop.report"] = "dropped-future"
+            if let site = report.site { metadata["loop.site"] = "\(site.description)" }
+            if let type = report.futureType { metadata["loop.future_type"] = "\(type)" }
             if let pending = report.pending { metadata["loop.pending"] = "\(pending)" }
         }
         if let loopName { metadata["loop.name"] = "\(loopName)" }

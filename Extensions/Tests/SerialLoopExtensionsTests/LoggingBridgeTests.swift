@@ -107,6 +107,30 @@ import Testing
         #expect(records[0].message.contains("deallocated without shutdown()"))
     }
 
+    /// A `LoopFuture` dropped uncompleted while a done-callback waits for it: the core fails it and
+    /// reports the drop; the bridge logs an error with where the future was made and its type.
+    @Test func aDroppedFutureBecomesAnErrorWithItsSiteAndType() throws {
+        let store = RecordingLogHandlerStore()
+        let logger = store.logger()
+        let line = #line + 4
+        try withLoop { loop in
+            loop.debug = .logging(to: logger, loopName: "futures")
+            do {
+                let future = loop.makeFuture(of: Int.self)
+                future.whenComplete { _ in }
+            }                                               // the only reference is gone
+            await Task.yield()
+            loop.debug = nil
+        }
+        let records = store.records.filter { $0.metadata["loop.report"] == "dropped-future" }
+        try #require(records.count == 1, "records: \(store.records.map(\.message))")
+        #expect(records[0].level == .error)
+        #expect(records[0].metadata["loop.future_type"] == "Int")
+        #expect(records[0].metadata["loop.site"]?.description.hasSuffix("LoggingBridgeTests.swift:\(line)") == true,
+                "site: \(records[0].metadata["loop.site"].map { "\($0)" } ?? "none")")
+        #expect(records[0].metadata["loop.pending"] == "0 awaiting task(s), 1 done-callback(s)")
+    }
+
     @Test func millisecondsAreExactToTheMicrosecond() {
         #expect(LoopReportLogging.milliseconds(.microseconds(12_345)) == "12.345")
         #expect(LoopReportLogging.milliseconds(.milliseconds(80)) == "80.000")
