@@ -78,6 +78,7 @@ SUBJECT_TARGETS = [
     # Issue 12: actor-to-actor calls on the loop within 1.15x the two-object floor (task prefers
     # the executor in both).
     ("actor-ping-pong", "SerialLoop", "floor (two objects)", 1.15),
+    ("actor-ping-pong", "SerialLoop actor executor", "floor (two objects)", 1.15),
     # Issue 12 growth: each row against its own baseline row in the same process-per-row run.
     ("socketpair-growth", "SerialLoop readable, 10k idle fds", "SerialLoop readable, no idle fds", 1.1),
     ("yield-growth", "SerialLoop, 100k tasks in loop.sleep", "SerialLoop, alone", 1.1),
@@ -107,9 +108,9 @@ PYTHON_METHODS = {
 INSTRUCTIONS = [
     ("yield", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
     ("spawn-await", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
-    ("actor-ping-pong", ["SerialLoop", "SerialLoop whole-program", "floor", "floor (two objects)"], 20_000, 120_000),
+    ("actor-ping-pong", ["SerialLoop", "SerialLoop actor executor", "SerialLoop whole-program", "floor", "floor (two objects)"], 20_000, 120_000),
     ("schedule-cancel", ["SerialLoop", "floor", "NIO scheduleCallback"], 20_000, 120_000),
-    ("task-actor-call", ["SerialLoop", "floor", "floor (two objects)"], 20_000, 120_000),
+    ("task-actor-call", ["SerialLoop", "SerialLoop actor executor", "floor", "floor (two objects)"], 20_000, 120_000),
     ("socketpair-ping-pong", ["SerialLoop", "SerialLoop readiness stream", "SerialLoop addReader", "raw epoll"], 5_000, 25_000),
     # Growth: the same work with and without the idle load; setup (100k sleepers, 10k descriptors)
     # cancels in the difference. About 3 minutes under valgrind in all.

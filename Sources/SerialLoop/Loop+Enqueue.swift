@@ -31,7 +31,7 @@ extension Loop {
 
     private func refuseAfterShutdown(_ work: Work) {
         switch work {
-        case .task(let job), .global(let job), .sleepWake(let job): runAfterShutdown(job)
+        case .task(let job), .actor(let job), .global(let job), .sleepWake(let job): runAfterShutdown(job)
         case .suspension(let start): start(false)
         case .callback, .scheduledCallback: reportWorkAfterShutdown()
         }

@@ -100,7 +100,7 @@ extension Loop {
         for work in inbox.close() {
             switch work {
             case .suspension(let start): start(false)
-            case .task, .global, .sleepWake: abandonedJobs += 1
+            case .task, .actor, .global, .sleepWake: abandonedJobs += 1
             case .callback, .scheduledCallback: break
             }
         }

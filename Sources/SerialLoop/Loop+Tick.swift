@@ -76,6 +76,8 @@ extension Loop {
         switch work {
         case .task(let job):
             job.runSynchronously(on: asUnownedTaskExecutor())
+        case .actor(let job):
+            job.runSynchronously(isolatedTo: actorExecutor.asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
         case .sleepWake(let job):
             isRunningSleepWake = true
             job.runSynchronously(on: asUnownedTaskExecutor())

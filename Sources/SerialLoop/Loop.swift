@@ -24,6 +24,8 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     let afterlife = Afterlife()
     /// Threads for `offload` (started on demand, joined at shutdown): Offload/OffloadPool.swift.
     let offloadPool = OffloadPool()
+    /// The opt-in executor for actors that mostly call each other (Scheduling/LoopActorExecutor.swift).
+    public let actorExecutor = LoopActorExecutor()
 
     // MARK: Cross-thread state (atomics)
 
@@ -76,6 +78,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         reactor = Reactor(backend: try PlatformBackend())
         inbox = Inbox(wake: reactor.waker)
         installGlobalRouting()
+        actorExecutor.loop = self
     }
 
     deinit {

@@ -61,7 +61,7 @@ public enum LoopJobKind: Sendable, Equatable, CustomStringConvertible {
 
     init(_ work: Work) {
         switch work {
-        case .task: self = .task
+        case .task, .actor: self = .task
         case .sleepWake: self = .taskSleepWakeUp
         case .global: self = .globalJob
         case .callback: self = .callback

@@ -13,8 +13,11 @@
 /// `@unchecked Sendable`: callbacks that cross threads enter through ``Loop/execute(_:file:line:)``, which takes
 /// `@Sendable` closures; callbacks created on the loop thread never leave it.
 enum Work: @unchecked Sendable {
-    /// A task or actor job.
+    /// A task or actor job (actors whose executor is the loop itself).
     case task(UnownedJob)
+    /// A job of an actor on the loop's separate actor executor (LoopActorExecutor.swift): it runs
+    /// isolated to that executor, so such actors call each other in place.
+    case actor(UnownedJob)
     /// A runtime sleep job (`Task.sleep` & co., via `SchedulingExecutor`) whose timer fired. The
     /// runtime's sleep wake-up is a tiny task with no executor preference, which would hop to the
     /// global executor before resuming the sleeper; while it runs, such hops are routed back onto

@@ -78,6 +78,10 @@ let taskBenchmarks: [Benchmark] = [
               method: "two actors whose `unownedExecutor` is the loop, started from a task preferring the loop; n calls from one to the other") { n in
         try withLoop { loop in await actorPingPong(n, on: loop.asUnownedSerialExecutor()) }
     },
+    Benchmark(workload: "actor-ping-pong", executor: "SerialLoop actor executor", unit: "ns/call",
+              method: "two actors whose `unownedExecutor` is the loop's opt-in `actorExecutor` (actor jobs run `isolatedTo:` it, calls switch in place), started from a task preferring the loop") { n in
+        try withLoop { loop in await actorPingPong(n, on: loop.actorExecutor.asUnownedSerialExecutor()) }
+    },
     Benchmark(workload: "actor-ping-pong", executor: "floor", unit: "ns/call",
               method: "the same on the one-object floor (actor jobs run `on:` the floor as task executor: one job per call)") { n in
         try Floor.run { floor in await actorPingPong(n, on: floor.asUnownedSerialExecutor()) }
@@ -106,6 +110,10 @@ let taskBenchmarks: [Benchmark] = [
     Benchmark(workload: "task-actor-call", executor: "SerialLoop", unit: "ns/call",
               method: "a task preferring the loop calls an actor whose `unownedExecutor` is the loop, n times") { n in
         try withLoop { loop in await taskActorCalls(n, on: loop.asUnownedSerialExecutor()) }
+    },
+    Benchmark(workload: "task-actor-call", executor: "SerialLoop actor executor", unit: "ns/call",
+              method: "a task preferring the loop calls an actor on the loop's opt-in `actorExecutor` (a different executor object: a job each way)") { n in
+        try withLoop { loop in await taskActorCalls(n, on: loop.actorExecutor.asUnownedSerialExecutor()) }
     },
     Benchmark(workload: "task-actor-call", executor: "floor", unit: "ns/call",
               method: "the same on the one-object floor") { n in
