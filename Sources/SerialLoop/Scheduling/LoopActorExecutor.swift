@@ -8,8 +8,9 @@
 /// an enqueued job. With this object as the actors' executor, their jobs run `isolatedTo:` it with
 /// the loop as task executor, and one actor calls another on it in place, with no job at all.
 /// The price is the other way round: a call into these actors from a task that prefers the loop
-/// becomes a job each way. Measured (callgrind, release, instructions per call): actor → actor
-/// 1,988 → 584; task → actor 1,286 → 2,256. Choose per actor:
+/// becomes a job each way. Measured (Benchmarks rows actor-ping-pong / task-actor-call, callgrind
+/// instructions per call): actor → actor 1,012 → 310 (the two-object floor's figure); task → actor
+/// 1,284 → 2,254. Choose per actor:
 ///
 /// ```swift
 /// actor Cache {
