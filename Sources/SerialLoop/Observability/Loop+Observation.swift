@@ -1,7 +1,7 @@
 @preconcurrency import Glibc
 
 // The observed tick: what runs instead of the plain tick while an instrument or debug mode is
-// installed. The plain tick in Loop.swift pays one branch for all of this (`observation != nil`);
+// installed. The plain tick in Loop+Tick.swift pays one branch for all of this (`observation != nil`);
 // the phases here are the same, in the same order, with hooks and timing around them.
 
 /// What the loop observes while instruments or debug mode are installed. Loop thread only, so

@@ -5,7 +5,7 @@ import Synchronization
 ///
 /// Wake-ups are coalesced: a producer writes the eventfd only when the loop is parked (or about to
 /// park) and no wake-up is already in flight. The loop announces `isParking` *before* it re-checks
-/// `hasWork` and `stopRequested`, and producers publish those *before* they read `isParking` or
+/// `hasWork` and `stopFlag`, and producers publish those *before* they read `isParking` or
 /// `wakeInFlight` (all sequentially consistent), so at least one side always sees the other: no
 /// lost wake-up. `stop()` is part of the same protocol: a stop flag checked only before the
 /// barrier could be missed while a stale `wakeInFlight` (the loop had read the eventfd but its
