@@ -4,8 +4,8 @@ import Testing
 
 @Suite("Descriptor readiness")
 struct IOTests {
-    @Test func readableAndWritableOnASocketpair() async throws {
-        let echoed = try await withLoop { loop in
+    @Test(arguments: bothClocks) func readableAndWritableOnASocketpair(time: Loop.TimeMode) async throws {
+        let echoed = try await withLoop(time: time) { loop in
             let (a, b) = makeSocketPair()
             defer { try? loop.close(a); try? loop.close(b) }
             let server = Task(executorPreference: loop) {
@@ -23,8 +23,8 @@ struct IOTests {
         #expect(echoed == "HELLO")
     }
 
-    @Test func readableOnAPipeAndEndOfFile() async throws {
-        let (text, eof) = try await withLoop { loop in
+    @Test(arguments: bothClocks) func readableOnAPipeAndEndOfFile(time: Loop.TimeMode) async throws {
+        let (text, eof) = try await withLoop(time: time) { loop in
             let (readEnd, writeEnd) = makePipe()
             let reader = Task(executorPreference: loop) { () async throws -> String in
                 try await loop.readable(readEnd)
@@ -43,8 +43,8 @@ struct IOTests {
         #expect(eof == "")
     }
 
-    @Test func readableReturnsOnTheNextTickWhenAlreadyReady() async throws {
-        let ok = try await withLoop { loop in
+    @Test(arguments: bothClocks) func readableReturnsOnTheNextTickWhenAlreadyReady(time: Loop.TimeMode) async throws {
+        let ok = try await withLoop(time: time) { loop in
             let (a, b) = makeSocketPair()
             writeAll(a, "already there")
             try await loop.readable(b)
@@ -56,8 +56,8 @@ struct IOTests {
         #expect(ok)
     }
 
-    @Test func manyWaitersOnOneDescriptorAllWake() async throws {
-        let woken = try await withLoop { loop in
+    @Test(arguments: bothClocks) func manyWaitersOnOneDescriptorAllWake(time: Loop.TimeMode) async throws {
+        let woken = try await withLoop(time: time) { loop in
             let (a, b) = makeSocketPair()
             let count = LoopBox(0)
             let waiters = (0..<10).map { _ in
@@ -73,8 +73,8 @@ struct IOTests {
         #expect(woken == 10)
     }
 
-    @Test func cancellingAReadinessWaitThrowsAndDeregisters() async throws {
-        let (outcome, waitersAfter) = try await withLoop { loop in
+    @Test(arguments: bothClocks) func cancellingAReadinessWaitThrowsAndDeregisters(time: Loop.TimeMode) async throws {
+        let (outcome, waitersAfter) = try await withLoop(time: time) { loop in
             let (a, b) = makeSocketPair()
             let waiter = Task(executorPreference: loop) { try await loop.readable(b) }
             await loop.idleTick()
@@ -89,8 +89,8 @@ struct IOTests {
         #expect(waitersAfter == 0)
     }
 
-    @Test func invalidDescriptorIsAnErrorNamingTheOperationAndErrno() async throws {
-        let errors = try await withLoop { loop in
+    @Test(arguments: bothClocks) func invalidDescriptorIsAnErrorNamingTheOperationAndErrno(time: Loop.TimeMode) async throws {
+        let errors = try await withLoop(time: time) { loop in
             var errors: [LoopError] = []
             for fd: Int32 in [-1, 9999] {
                 do { try await loop.readable(fd) } catch let error as LoopError { errors.append(error) }
