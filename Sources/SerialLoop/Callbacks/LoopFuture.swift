@@ -1,4 +1,3 @@
-@preconcurrency import Glibc
 import Synchronization
 
 /// Something tasks are suspended on that shutdown must resume, so none is leaked.
@@ -207,16 +206,12 @@ extension Loop {
         LoopFuture(loop: self, site: RawCallbackSite(fileID: file, line: line))
     }
 
-    /// A future was dropped uncompleted while awaited: to the debug sink in debug mode, else stderr.
+    /// A future was dropped uncompleted while something waited for it (see `reportBug`).
     func reportDroppedFuture(type: String, site: LoopCallbackSite, awaitingTasks: Int, callbacks: Int) {
         var report = LoopDebugReport(kind: .droppedFuture, job: nil, taskName: nil, site: site, duration: .zero, lag: .zero,
                                      lateTimers: 0, suppressed: 0)
         report.pending = "\(awaitingTasks) awaiting task(s), \(callbacks) done-callback(s)"
         report.futureType = type
-        if let options = observation?.debug?.options {
-            options.sink(report)
-        } else {
-            fputs("SerialLoop: \(report)\n", stderr)
-        }
+        reportBug(report)
     }
 }

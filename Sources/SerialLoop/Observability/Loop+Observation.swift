@@ -272,6 +272,12 @@ extension Loop {
         let pending = "\(timers) timer(s), \(waiters) descriptor waiter(s), \(futures) awaited future(s)/gather(s), \(jobs) ready job(s)"
         let report = LoopDebugReport(kind: .abandonedWork, job: nil, taskName: nil, site: nil, duration: .zero, lag: .zero,
                                      lateTimers: 0, suppressed: 0, pending: pending)
+        reportBug(report)
+    }
+
+    /// Reports something that is always a bug (abandoned work, a dropped future): through the
+    /// debug sink in debug mode, else one line on stderr. Never rate-limited: each is rare.
+    func reportBug(_ report: LoopDebugReport) {
         if let options = observation?.debug?.options {
             options.sink(report)
         } else {
