@@ -33,15 +33,7 @@ import Testing
             }
         }
         let loop = service.loop
-        let group = ServiceGroup(services: [service], logger: Logger(label: "test-group"))
-        try await withWatchdog {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
-                for await _ in started { break }
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-            }
-        }
+        try await runThenShutDown([service], once: started)
         #expect(trace.withLock { $0 } == Trace(
             startedOnLoopThread: true, sawGracefulShutdown: true,
             drainedAt: .seconds(5), finishedOnLoopThread: true))
@@ -62,15 +54,7 @@ import Testing
                 throw CancellationError()
             }
         }
-        let group = ServiceGroup(services: [service], logger: Logger(label: "test-group"))
-        try await withWatchdog {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await group.run() }
-                for await _ in started { break }
-                await group.triggerGracefulShutdown()
-                try await tasks.waitForAll()
-            }
-        }
+        try await runThenShutDown([service], once: started)
         #expect(cancelled.withLock { $0 })
         #expect(service.loop.hasShutDown)
     }
@@ -107,5 +91,19 @@ import Testing
         #expect(!thread.loop.hasShutDown)
         let stillRuns = try await Task(executorPreference: thread.loop) { thread.loop.isOnLoopThread }.value
         #expect(stillRuns)
+    }
+}
+
+/// Runs `services` in a `ServiceGroup`, triggers the group's graceful shutdown once `started`
+/// yields, and waits for the group to end (under the watchdog).
+private func runThenShutDown(_ services: [any Service], once started: AsyncStream<Void>) async throws {
+    let group = ServiceGroup(services: services, logger: Logger(label: "test-group"))
+    try await withWatchdog {
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            for await _ in started { break }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
     }
 }
