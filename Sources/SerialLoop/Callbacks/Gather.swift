@@ -43,17 +43,15 @@ final class GatherState<T: Sendable>: Suspension, ShutdownCancellable, @unchecke
     private var isCancelled = false
     private weak var loop: Loop?
     private(set) var awaitedSince: Int64 = 0
-    private let count: Int
 
     init(_ operations: [@Sendable () async throws -> T]) {
         self.operations = operations
         results = Array(repeating: nil, count: operations.count)
         remaining = operations.count
-        count = operations.count
     }
 
     var operation: String { "gather(_:)" }
-    var awaitDescription: String { "gather(_:) of \(count)" }
+    var awaitDescription: String { "gather(_:) of \(results.count)" }
 
     func start(on loop: Loop, _ continuation: LoopContinuation<[T]>) {
         self.continuation = continuation
