@@ -14,7 +14,7 @@ extension Loop {
     /// - Returns: `false` when the loop should stop turning.
     @inline(__always)
     func tick() -> Bool {
-        if let observation { return observedTick(observation) }
+        if isObserved { return observedTick(observation) }
         let now = readClockForTick()                         // 1
         moveDueTimers(now: now)                             // 2
         drainInbox()                                         // 3
@@ -139,7 +139,7 @@ extension Loop {
     /// Polls once, delivering readiness (with the instruments' hooks around it, if any).
     @discardableResult
     func poll(timeoutNanoseconds: Int64?) -> Int {
-        if let observation { return observedPoll(timeoutNanoseconds: timeoutNanoseconds, observation) }
+        if isObserved { return observedPoll(timeoutNanoseconds: timeoutNanoseconds, observation) }
         return pollOnce(timeoutNanoseconds: timeoutNanoseconds)
     }
 

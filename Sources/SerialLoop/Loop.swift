@@ -65,9 +65,11 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var servesMainQueue = false
     /// Busy ticks since the main-queue descriptor was last polled (see `defersBusyPoll`).
     @exclusivity(unchecked) var busyTicksSinceMainQueuePoll = 0
-    /// Instruments and debug mode; `nil` when neither is installed, which keeps the tick plain
-    /// (Observability/Loop+Observation.swift).
-    @exclusivity(unchecked) var observation: LoopObservation? = nil
+    /// Instruments and debug mode (Observability/Loop+Observation.swift). A constant, so the tick
+    /// borrows it without a retain and a job that removes the last instrument cannot free it
+    /// under the tick; `isObserved` is false while neither is installed, which keeps the tick plain.
+    let observation = LoopObservation()
+    @exclusivity(unchecked) var isObserved = false
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
     /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.

@@ -24,9 +24,28 @@ private final class HookRecorder: LoopInstrument {
         events.append("timer \(Duration.nanoseconds(deadline.nanosecondsSinceOrigin)) lag \(lag)")
     }
     func jobWillRun(_ job: LoopJobKind) { events.append("job \(job)") }
-    func jobDidRun(_ job: LoopJobKind, duration: Duration) { events.append("end \(job)") }
+    func jobDidRun(_ job: LoopJobKind) { events.append("end \(job)") }
     func pollWillStart(timeout: Duration?) { events.append("poll \(timeout.map { "\($0)" } ?? "forever")") }
     func pollDidEnd(events count: Int, blocked: Duration) { events.append("polled \(count)") }
+    func tickDidEnd() { events.append("tick end") }
+}
+
+/// `HookRecorder`'s lines from a timing instrument, with the count of durations it was given and
+/// of untimed end hooks (which a timing instrument must never receive).
+private final class TimingRecorder: LoopTimingInstrument {
+    var events: [String] = []
+    var durations: [Duration] = []
+    var untimedEnds = 0
+    func tickWillStart() { events.append("tick") }
+    func timerDidFire(deadline: LoopClock.Instant, lag: Duration) {
+        events.append("timer \(Duration.nanoseconds(deadline.nanosecondsSinceOrigin)) lag \(lag)")
+    }
+    func jobWillRun(_ job: LoopJobKind) { events.append("job \(job)") }
+    func jobDidRun(_ job: LoopJobKind) { untimedEnds += 1 }
+    func jobDidRun(_ job: LoopJobKind, duration: Duration) { events.append("end \(job)"); durations.append(duration) }
+    func pollWillStart(timeout: Duration?) { events.append("poll \(timeout.map { "\($0)" } ?? "forever")") }
+    func pollDidEnd(events count: Int, blocked: Duration) { events.append("polled \(count)") }
+    func tickDidEnd() { untimedEnds += 1 }
     func tickDidEnd(duration: Duration) { events.append("tick end") }
 }
 
@@ -207,27 +226,52 @@ struct ObservabilityTests {
         #expect(metrics.timersFired >= 1)
     }
 
-    @Test func jobAndTickDurationsAreRecordedOnlyWhileObserving() async throws {
-        let (plain, observed) = try await withTestLoop { loop in
+    /// Jobs are timed only while a timing instrument or debug mode is installed: a plain
+    /// instrument costs its hook calls, no clock reads.
+    @Test func jobAndTickDurationsAreRecordedOnlyWhileTiming() async throws {
+        let (counts, plain, timing) = try await withTestLoop { loop in
+            var counts: [Int] = []
             for _ in 0..<10 { await Task.yield() }
-            let plain = loop.metrics.jobDuration.count
-            let recorder = HookRecorder()
-            loop.addInstrument(recorder)
+            counts.append(loop.metrics.jobDuration.count)                 // nothing installed
+            let plain = HookRecorder()
+            loop.addInstrument(plain)
             for _ in 0..<10 { await Task.yield() }
-            loop.removeInstrument(recorder)
-            return (plain, loop.metrics.jobDuration.count)
+            counts.append(loop.metrics.jobDuration.count)                 // a plain instrument
+            let timing = TimingRecorder()
+            loop.addInstrument(timing)
+            for _ in 0..<10 { await Task.yield() }
+            loop.removeInstrument(timing)
+            counts.append(loop.metrics.jobDuration.count)                 // plus a timing one
+            for _ in 0..<10 { await Task.yield() }
+            counts.append(loop.metrics.jobDuration.count)                 // the timing one removed
+            loop.debug = LoopDebugOptions(sink: { _ in })
+            for _ in 0..<10 { await Task.yield() }
+            counts.append(loop.metrics.jobDuration.count)                 // debug mode
+            loop.removeInstrument(plain)
+            loop.debug = nil
+            return (counts, plain.events, (timing.durations, timing.untimedEnds))
         }
-        #expect(plain == 0)
-        #expect(observed >= 10)
+        #expect(counts[0] == 0 && counts[1] == 0, "\(counts)")
+        #expect(counts[2] >= 10, "\(counts)")
+        // Removal takes effect at the next tick: the job that removed it still ends timed.
+        #expect(counts[3] == counts[2] + 1, "\(counts)")
+        #expect(counts[4] >= counts[3] + 10, "\(counts)")
+        #expect(timing.0.count >= 10)
+        #expect(timing.0.allSatisfy { $0 >= .zero })
+        #expect(timing.1 == 0, "a timing instrument gets the hooks with durations only")
+        // The plain instrument saw every job end, timed ticks or not (but the one still running).
+        #expect(plain.filter { $0.hasPrefix("end") }.count == plain.filter { $0.hasPrefix("job") }.count - 1)
+        #expect(plain.filter { $0.hasPrefix("end") }.count >= 40)
     }
 
     // MARK: Instruments
 
     /// A scripted scenario on a test loop: a timer, a callback, a socket read, a sleep.
-    private func scriptedScenario() throws -> [String] {
+    private func scriptedScenario(timing: Bool = false) throws -> [String] {
         try withTestLoop { loop in
             loop.ioQuietPeriod = .zero
-            let recorder = HookRecorder()
+            let plain = HookRecorder(), timed = TimingRecorder()
+            let recorder: any LoopInstrument = timing ? timed : plain
             loop.addInstrument(recorder)
             let (a, b) = makeSocketPair()
             defer { close(a); close(b) }
@@ -238,7 +282,7 @@ struct ObservabilityTests {
             _ = readString(a)
             try await loop.sleep(for: .milliseconds(20))
             loop.removeInstrument(recorder)
-            return recorder.events
+            return timing ? timed.events : plain.events
         }
     }
 
@@ -265,6 +309,8 @@ struct ObservabilityTests {
         #expect(first.contains { $0.hasPrefix("poll") })
         #expect(first.filter { $0 == "tick" }.count == first.filter { $0 == "tick end" }.count + 1,
                 "the events were returned from inside the last tick's job")
+        // Timed ticks (a timing instrument) fire the same hooks in the same order.
+        #expect(try scriptedScenario(timing: true) == first)
     }
 
     @Test func anInstrumentRemovedMidTickStillSeesTheTickThroughAndNothingAfter() throws {
@@ -273,8 +319,8 @@ struct ObservabilityTests {
             var events: [String] = []
             init(loop: Loop) { self.loop = loop }
             func jobWillRun(_ job: LoopJobKind) { events.append("job"); loop.removeInstrument(self) }
-            func jobDidRun(_ job: LoopJobKind, duration: Duration) { events.append("end") }
-            func tickDidEnd(duration: Duration) { events.append("tick end") }
+            func jobDidRun(_ job: LoopJobKind) { events.append("end") }
+            func tickDidEnd() { events.append("tick end") }
         }
         let (events, installed) = try withTestLoop { loop in
             let instrument = SelfRemoving(loop: loop)

@@ -155,10 +155,11 @@ public final class LoopMetricsPublisher: Sendable {
 /// job and per fired timer, through the loop's instrument hooks (``LoopInstrument``):
 /// `serialloop_job_duration` (dimension `job`: task, callback, …) and `serialloop_timer_lag`.
 ///
-/// Costs two clock reads per job (the loop times jobs only while an instrument is installed) plus
+/// Costs a clock read per job (the loop times jobs only while a ``LoopTimingInstrument`` such as
+/// this one, or debug mode, is installed) plus
 /// a handler call per sample: install it where that is acceptable. Loop thread only, like every
 /// instrument: `loop.addInstrument(LoopTimersInstrument(loopName: "main"))`.
-public final class LoopTimersInstrument: LoopInstrument {
+public final class LoopTimersInstrument: LoopTimingInstrument {
     private let timerLag: Timer
     /// One timer per ``LoopJobKind``, in the order of ``jobNames``.
     private let jobTimers: [Timer]

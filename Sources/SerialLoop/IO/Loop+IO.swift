@@ -143,7 +143,7 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
             switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
             case .waiting:
                 state = .waiting(id)
-                if loop.observation != nil { loop.noteWaitStart(id) }
+                if loop.isObserved { loop.noteWaitStart(id) }
             case .alwaysReady:
                 state = .idle
                 continuation.resume()

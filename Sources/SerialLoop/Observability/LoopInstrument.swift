@@ -2,18 +2,20 @@
 /// ``Loop/addInstrument(_:)``, remove it with ``Loop/removeInstrument(_:)``.
 ///
 /// Every hook is called on the loop's thread, synchronously, inside the tick: keep them short.
-/// All have empty default implementations.
+/// All have empty default implementations. An instrument that wants to know how long jobs and
+/// ticks took conforms to ``LoopTimingInstrument`` instead: the loop then reads the clock around
+/// every job (and so does debug mode). A plain instrument costs its hook calls and nothing else.
 ///
 /// ## The order hooks fire in
 /// For each tick (see `Loop.tick()`):
 /// 1. `tickWillStart()`;
 /// 2. `timerDidFire(deadline:lag:)` for each due timer, in `(deadline, sequence)` order (phase 2);
 /// 3. for each job that was ready when the tick began, in FIFO order: `jobWillRun(_:)`, the job,
-///    `jobDidRun(_:duration:)` (phase 4);
+///    `jobDidRun(_:)` (phase 4);
 /// 4. if the tick polls for I/O (it may not: work is ready and no descriptor is watched):
 ///    `pollWillStart(timeout:)`, the poll, `pollDidEnd(events:blocked:)` (phases 5–6; a blocking
 ///    wait that wakes up to check descriptors polls more than once);
-/// 5. `tickDidEnd(duration:)`: the tick's time, not counting time blocked in polls.
+/// 5. `tickDidEnd()`.
 ///
 /// A tick that ends the run (after `stop()`, or when `run(until:)` is done) skips step 4.
 /// Instruments added or removed during a tick (by a hook or a job) take effect from the next tick:
@@ -23,21 +25,40 @@ public protocol LoopInstrument: AnyObject {
     func tickWillStart()
     func timerDidFire(deadline: LoopClock.Instant, lag: Duration)
     func jobWillRun(_ job: LoopJobKind)
-    func jobDidRun(_ job: LoopJobKind, duration: Duration)
+    func jobDidRun(_ job: LoopJobKind)
     /// `timeout`: `nil` waits until woken, `.zero` only peeks.
     func pollWillStart(timeout: Duration?)
-    /// `events`: descriptors ready plus one for a wake-up; `blocked`: real time spent in the poll.
+    /// `events`: descriptors ready plus one for a wake-up. `blocked`: real time spent in a poll
+    /// that could block (a timeout other than zero); `.zero` for a peek, unless the loop is
+    /// timing jobs (a ``LoopTimingInstrument`` or debug mode is installed), when every poll is timed.
     func pollDidEnd(events: Int, blocked: Duration)
-    func tickDidEnd(duration: Duration)
+    func tickDidEnd()
 }
 
 extension LoopInstrument {
     public func tickWillStart() {}
     public func timerDidFire(deadline: LoopClock.Instant, lag: Duration) {}
     public func jobWillRun(_ job: LoopJobKind) {}
-    public func jobDidRun(_ job: LoopJobKind, duration: Duration) {}
+    public func jobDidRun(_ job: LoopJobKind) {}
     public func pollWillStart(timeout: Duration?) {}
     public func pollDidEnd(events: Int, blocked: Duration) {}
+    public func tickDidEnd() {}
+}
+
+/// An instrument that receives durations: `jobDidRun(_:duration:)` and `tickDidEnd(duration:)`
+/// are called *instead of* `jobDidRun(_:)` and `tickDidEnd()`, in the same places.
+///
+/// While one is installed the loop times every job: one clock read per job (a job's end is the
+/// next one's start), and the metrics' `jobDuration` and `tickDuration` distributions fill.
+public protocol LoopTimingInstrument: LoopInstrument {
+    /// `duration`: real time the job ran.
+    func jobDidRun(_ job: LoopJobKind, duration: Duration)
+    /// `duration`: real time the tick ran, not counting time blocked in polls.
+    func tickDidEnd(duration: Duration)
+}
+
+extension LoopTimingInstrument {
+    public func jobDidRun(_ job: LoopJobKind, duration: Duration) {}
     public func tickDidEnd(duration: Duration) {}
 }
 

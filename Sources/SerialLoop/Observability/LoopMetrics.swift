@@ -4,8 +4,9 @@ import Synchronization
 // thread, so a write is a relaxed load and store (a plain `mov` on x86-64 and arm64), never a
 // read-modify-write with a lock prefix: the always-on cost is a handful of stores per tick, one per
 // callback, one per poll, and a histogram update per timer that fires. Job and tick durations need
-// two clock reads per job, which is not cheap enough to pay always (see README, "Diagnosing a slow
-// loop"): they are recorded only while an instrument or debug mode is installed.
+// a clock read per job, which is not cheap enough to pay always (see README, "Diagnosing a slow
+// loop"): they are recorded only while the loop times jobs (a `LoopTimingInstrument` or debug
+// mode is installed).
 
 /// A snapshot of a loop's metrics (``Loop/metrics``). Counters count since the loop was created;
 /// gauges are as of the last tick; distributions cover the loop's whole life.
@@ -53,10 +54,10 @@ public struct LoopMetrics: Sendable, CustomStringConvertible {
     public var loopLag = LoopDistribution()
     /// Real time the loop spent blocked in polls that could block. Always on.
     public var pollBlocked = LoopDistribution()
-    /// How long each job ran. Recorded only while an instrument or debug mode is installed.
+    /// How long each job ran. Recorded only while a ``LoopTimingInstrument`` or debug mode is installed.
     public var jobDuration = LoopDistribution()
-    /// How long each tick ran, not counting time blocked in the poll. Recorded only while an
-    /// instrument or debug mode is installed.
+    /// How long each tick ran, not counting time blocked in the poll. Recorded only while a
+    /// ``LoopTimingInstrument`` or debug mode is installed.
     public var tickDuration = LoopDistribution()
 
     public var description: String {
@@ -175,7 +176,8 @@ final class DurationHistogram: @unchecked Sendable {
         // Saturating: a timer scheduled at a saturated past deadline fires "Int64.max late".
         let (total, overflow) = sum.current.addingReportingOverflow(value)
         sum.set(overflow ? .max : total)
-        if value > maximum.current { maximum.set(value) }
+        // Unconditional: a compare-and-branch here made the compiler retain the histogram around it.
+        maximum.set(Swift.max(value, maximum.current))
     }
 
     /// Any thread.

@@ -127,7 +127,7 @@ extension Loop {
         preconditionOnLoopThread("Loop.currentPendingWork()")
         let now = nowNanoseconds
         var work = LoopPendingWork(now: LoopClock.Instant(nanosecondsSinceOrigin: now))
-        let sites = observation?.timerSites ?? [:]
+        let sites = observation.timerSites
         var timerList: [(Int64, LoopPendingWork.Timer)] = []
         timers.forEach { deadline, id, item in
             let instant = LoopClock.Instant(nanosecondsSinceOrigin: deadline)
@@ -138,7 +138,7 @@ extension Loop {
             }
         }
         work.timers = timerList.sorted { $0.0 < $1.0 }.map(\.1)
-        let starts = observation?.waitStarts ?? [:]
+        let starts = observation.waitStarts
         work.descriptorWaits = reactor.allWaiters().map { waiter in
             .init(fd: waiter.fd, interest: waiter.interest == .read ? .readable : .writable,
                   waited: starts[waiter.id].map { .nanoseconds(now.saturatingSubtract($0)) })
@@ -155,7 +155,7 @@ extension Loop {
 
     /// Records when a descriptor wait began (while observing).
     func noteWaitStart(_ id: UInt64) {
-        guard let observation, observation.debug != nil else { return }
+        guard observation.isDebugging else { return }
         if observation.waitStarts.count >= 2 * reactor.waiterCount + 64 {
             let live = Set(reactor.allWaiters().map(\.id))
             observation.waitStarts = observation.waitStarts.filter { live.contains($0.key) }

@@ -35,7 +35,7 @@ extension Loop {
     public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) -> ScheduledCallback {
         preconditionOnLoopThread("Loop.schedule(at:)")
         let id = timers.schedule(at: deadline.nanosecondsSinceOrigin, .scheduledCallback(tagged(callback, file: file, line: line)))
-        if observation != nil { noteTimerSite(id, file: file, line: line) }
+        if isObserved { noteTimerSite(id, file: file, line: line) }
         return ScheduledCallback(loop: self, id: id)
     }
 
