@@ -72,11 +72,14 @@ final class LoopObservation {
     /// Tick start: box the instruments for this tick's hooks if they changed.
     @inline(__always)
     func beginTick() {
-        guard instrumentsChanged else { return }
+        if instrumentsChanged { rebuildHooks() }
+    }
+
+    private func rebuildHooks() {
         instrumentsChanged = false
         releaseHooks()
-        hooks = .allocate(capacity: instruments.count)
         hasTimingInstrument = false
+        if !instruments.isEmpty { hooks = .allocate(capacity: instruments.count) }
         for (index, instrument) in instruments.enumerated() {
             let box = InstrumentBox.boxing(instrument)
             hasTimingInstrument = hasTimingInstrument || box.isTiming
@@ -142,11 +145,13 @@ extension Loop {
     /// `tick()` with hooks, and with timing while `observation.timesJobs`: the same phases, in
     /// the same order. Two bodies, so that the untimed one (any installed plain instrument) costs
     /// its hook calls and little else: no clock reads, no timing state.
+    @inline(__always)
     func observedTick(_ observation: LoopObservation) -> Bool {
         observation.beginTick()
         return observation.timesJobs ? timedTick(observation) : hookedTick(observation)
     }
 
+    @inline(__always)
     private func hookedTick(_ observation: LoopObservation) -> Bool {
         observation.forEachHook { $0.tickWillStart() }
         if !timers.isEmpty { _ = moveDueTimersObserved(now: readClockForTick(), observation) }   // 1, 2
