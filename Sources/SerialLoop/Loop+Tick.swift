@@ -149,7 +149,9 @@ extension Loop {
         let blocks = LoopMetricsStorage.isCompiledIn && timeoutNanoseconds != 0
         let start = blocks ? monotonicNanoseconds() : 0
         do {
-            let (events, woke) = try reactor.poll(timeoutNanoseconds: timeoutNanoseconds) { callback in
+            // `unowned(unsafe)`: the closure does not outlive this call, and a strong capture
+            // retained and released the loop around every poll.
+            let (events, woke) = try reactor.poll(timeoutNanoseconds: timeoutNanoseconds) { [unowned(unsafe) self] callback in
                 self.makeReady(.callback(callback))
             }
             if woke { inbox.wakeConsumed() }
@@ -157,7 +159,9 @@ extension Loop {
             if woke { metricsStorage.wakeUps.add(1) }
             if blocks {
                 metricsStorage.blockingPolls.add(1)
-                metricsStorage.pollBlocked.record(monotonicNanoseconds() - start)
+                // The duration first: reading the histogram before the clock call retained it around that call.
+                let blocked = monotonicNanoseconds() - start
+                metricsStorage.pollBlocked.record(blocked)
             }
             let count = events + (woke ? 1 : 0)
             guard reactor.mayNeedVerification else { return count }

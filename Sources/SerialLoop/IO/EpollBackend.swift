@@ -36,6 +36,8 @@ struct EpollBackend: PollBackend, ~Copyable {
     private var events: UnsafeMutableBufferPointer<epoll_event>
     /// Cleared the first time `epoll_pwait2` reports ENOSYS (kernels before 5.11, valgrind).
     private var hasEpollPwait2 = true
+    /// Whether the last poll filled `events`: the next one doubles it first.
+    private var lastPollFilledBuffer = false
 
     init() throws(LoopError) {
         let epollFD = try syscall("epoll_create1(EPOLL_CLOEXEC)") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
@@ -99,31 +101,43 @@ struct EpollBackend: PollBackend, ~Copyable {
         }
     }
 
+    /// The wake-up's event is consumed and removed from the buffer (the others keep their order),
+    /// so `event(at:)` indexes readiness events only.
     @inline(never)
-    mutating func poll(timeoutNanoseconds: Int64?, _ deliver: (ReadinessEvent) -> Void) throws(LoopError) -> Bool {
+    mutating func poll(timeoutNanoseconds: Int64?) throws(LoopError) -> (events: Int, woke: Bool) {
+        if lastPollFilledBuffer {
+            // Grown before this poll, not after the last one: its events were still being read.
+            let capacity = events.count * 2
+            events.deallocate()
+            events = .allocate(capacity: capacity)
+        }
         let count = try waitForEvents(timeoutNanoseconds: timeoutNanoseconds)
+        lastPollFilledBuffer = count == events.count
         var woke = false
+        var kept = 0
         for index in 0..<count {
-            let event = events[index]
-            if event.data.u64 == Self.wakeToken {
+            if events[index].data.u64 == Self.wakeToken {
                 var value: UInt64 = 0
                 _ = read(wakeFD, &value, 8)
                 woke = true
                 continue
             }
-            let bits = event.events
-            let hangupOrError = bits & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
-            deliver(ReadinessEvent(
-                token: event.data.u64,
-                isReadable: hangupOrError || bits & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLPRI.rawValue) != 0,
-                isWritable: hangupOrError || bits & EPOLLOUT.rawValue != 0
-            ))
+            if kept != index { events[kept] = events[index] }
+            kept += 1
         }
-        if count == events.count {
-            events.deallocate()
-            events = .allocate(capacity: count * 2)
-        }
-        return woke
+        return (kept, woke)
+    }
+
+    @inline(__always)
+    func event(at index: Int) -> ReadinessEvent {
+        let event = events[index]
+        let bits = event.events
+        let hangupOrError = bits & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
+        return ReadinessEvent(
+            token: event.data.u64,
+            isReadable: hangupOrError || bits & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLPRI.rawValue) != 0,
+            isWritable: hangupOrError || bits & EPOLLOUT.rawValue != 0
+        )
     }
 
     /// The blocking wait, under a stable name so profiles read well. Uses `epoll_pwait2` for

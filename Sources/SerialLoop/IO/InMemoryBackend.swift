@@ -38,6 +38,8 @@ final class InMemoryBackend: PollBackend {
     let firstNumber: Int32
     private var descriptions: [Int: Description] = [:]
     private var lastDescription = 0
+    /// The last poll's events.
+    private var polled: [ReadinessEvent] = []
     /// Open numbers → description.
     private var table: [Int32: Int] = [:]
     /// The interest list, in registration order (the order events are reported in).
@@ -149,18 +151,21 @@ final class InMemoryBackend: PollBackend {
     }
 
     /// Never blocks: the test decides what is ready before it polls.
-    func poll(timeoutNanoseconds: Int64?, _ deliver: (ReadinessEvent) -> Void) throws(LoopError) -> Bool {
+    func poll(timeoutNanoseconds: Int64?) throws(LoopError) -> (events: Int, woke: Bool) {
+        polled.removeAll()
         for entry in entries {
             let description = descriptions[entry.description]!
             let ready = description.readiness.intersection(entry.interest)
             let isReadable = description.isHungUp || ready.contains(.read)
             let isWritable = description.isHungUp || ready.contains(.write)
             if isReadable || isWritable {
-                deliver(ReadinessEvent(token: entry.token, isReadable: isReadable, isWritable: isWritable))
+                polled.append(ReadinessEvent(token: entry.token, isReadable: isReadable, isWritable: isWritable))
             }
         }
-        return wakeUp.consume()
+        return (polled.count, wakeUp.consume())
     }
+
+    func event(at index: Int) -> ReadinessEvent { polled[index] }
 
     var waker: @Sendable () -> Void {
         let wakeUp = self.wakeUp

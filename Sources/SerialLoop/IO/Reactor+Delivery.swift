@@ -3,23 +3,18 @@ extension Reactor where Backend: ~Copyable {
     /// backend's event order, readers before writers) and hands callbacks to `queueCallback`. Interest
     /// that nobody wants any more is narrowed here, when an event for it shows up.
     /// - Returns: how many descriptor events arrived, and whether a wake-up arrived.
-    mutating func poll(timeoutNanoseconds: Int64?, queueCallback: (@escaping () -> Void) -> Void) throws(LoopError) -> (events: Int, woke: Bool) {
-        var events = scratchEvents
-        scratchEvents = []
-        defer {
-            events.clearKeepingCapacity()
-            scratchEvents = events
+    mutating func poll(timeoutNanoseconds: Int64?, queueCallback: (consuming @escaping () -> Void) -> Void) throws(LoopError) -> (events: Int, woke: Bool) {
+        let (count, woke) = try backend.poll(timeoutNanoseconds: timeoutNanoseconds)
+        // Delivery may narrow interest (`modify`/`unregister`), never poll: the events stay valid.
+        for index in 0..<count {
+            deliver(backend.event(at: index), queueCallback: queueCallback)
         }
-        let woke = try backend.poll(timeoutNanoseconds: timeoutNanoseconds) { events.append($0) }
-        for event in events {
-            deliver(event, queueCallback: queueCallback)
-        }
-        return (events.count, woke)
+        return (count, woke)
     }
 
     /// Delivers one event. An event whose generation is not the registration's current one is for a
     /// previous user of the number (closed, its number reused): dropped.
-    private mutating func deliver(_ event: ReadinessEvent, queueCallback: (@escaping () -> Void) -> Void) {
+    private mutating func deliver(_ event: ReadinessEvent, queueCallback: (consuming @escaping () -> Void) -> Void) {
         let fd = Int32(truncatingIfNeeded: event.token & 0xffff_ffff)
         let generation = UInt32(truncatingIfNeeded: event.token >> 32)
         guard fd >= 0, Int(fd) < registrations.count, registrations[Int(fd)].generation == generation else { return }

@@ -79,8 +79,6 @@ struct Reactor<Backend: PollBackend & ~Copyable>: ~Copyable {
     var callbackCount = 0
     /// Descriptors the backend watches (`kernelInterest` not empty).
     var kernelRegistrationCount = 0
-    /// Reused buffer for one poll's events.
-    var scratchEvents: [ReadinessEvent] = []
     /// Reused buffer for the waiters being woken.
     var scratchWaiters: [ReadinessWaiter] = []
     /// Descriptors whose registration may be unverified (entries go stale when an event arrives).
