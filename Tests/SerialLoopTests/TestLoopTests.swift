@@ -25,7 +25,7 @@ struct TestLoopClockRuleTests {
         print("six 10-minute sleeps of six kinds took \(wall) of wall time")
         #expect(stamps == (1...6).map { .seconds(600 * $0) })
         #expect(total == .seconds(3600))
-        #expect(wall < .seconds(5), "the sleeps were real, not virtual")
+        #expect(wall < .seconds(30), "the sleeps were real, not virtual")   // an hour if real; see anHourOfTaskSleepTakesMicroseconds
     }
 
     @Test func cancellingATaskSleepDoesNotMoveTheClockToItsDeadline() async throws {
