@@ -82,6 +82,13 @@ SUBJECT_TARGETS = [
     # Issue 12 growth: each row against its own baseline row in the same process-per-row run.
     ("socketpair-growth", "SerialLoop readable, 10k idle fds", "SerialLoop readable, no idle fds", 1.1),
     ("yield-growth", "SerialLoop, 100k tasks in loop.sleep", "SerialLoop, alone", 1.1),
+    # Issue 12: tasks on `readable` too (the stream rows above), against uvloop's callbacks.
+    ("socketpair-ping-pong", "SerialLoop", "python uvloop add_reader", 1.0),
+    # Issue 13: an installed no-op instrument within 10 % of the plain rows.
+    ("yield", "SerialLoop + no-op instrument", "SerialLoop", 1.1),
+    ("spawn-await", "SerialLoop + no-op instrument", "SerialLoop", 1.1),
+    ("schedule-cancel", "SerialLoop + no-op instrument", "SerialLoop", 1.1),
+    ("socketpair-ping-pong", "SerialLoop + no-op instrument", "SerialLoop", 1.1),
 ]
 
 # Absolute targets: (workload, executor, limit, unit shown, what the target says).
