@@ -149,7 +149,7 @@ struct OrderingTests {
             last = deadline
         }
         queue.checkInvariants()
-        #expect(queue.isEmpty)
+        #expect(queue.count == 0)
         #expect(queue.cancel(ids[1]) == nil, "a fired timer's id is stale")
     }
 }
