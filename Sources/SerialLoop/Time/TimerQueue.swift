@@ -260,8 +260,11 @@ struct TimerQueue: ~Copyable {
         place(moving, at: position)
     }
 
-    /// Places `moving` in the hole at `start` or below it, moving the least child up while it
-    /// orders before `moving`.
+    /// Places `moving` in the hole at `start` or below it. Bottom-up: the hole first sinks to a
+    /// leaf, the least child moving up at each level, then `moving` rises from there. `moving` is
+    /// the heap's last entry, which nearly always belongs near the bottom, so this saves the
+    /// textbook sift's comparison with `moving` at every level for a short climb at the end.
+    /// - Precondition: `moving` does not order before the parent of `start` (so it stops rising there).
     private mutating func siftDown(_ moving: Entry, from start: Int) {
         var position = start
         while true {
@@ -274,12 +277,10 @@ struct TimerQueue: ~Copyable {
                 if heap[child].ordersBefore(heap[best]) { best = child }
                 child += 1
             }
-            let bestEntry = heap[best]
-            guard bestEntry.ordersBefore(moving) else { break }
-            place(bestEntry, at: position)
+            place(heap[best], at: position)
             position = best
         }
-        place(moving, at: position)
+        siftUp(moving, from: position)
     }
 
     /// Traps if an invariant is broken. O(n); for tests and debug teardown. With `limit`, checks
