@@ -22,11 +22,11 @@ struct TimerID: Hashable, Sendable {
 ///
 /// Storage: four buffers of `capacity` elements that the queue allocates, owns and frees in
 /// `deinit` — not Swift arrays. Every sift step writes a heap entry and a slot; with arrays each
-/// such write paid a uniqueness check and a bounds check (a sixth of a schedule + cancel, and most
-/// of a pop from 100k timers, measured with callgrind). Noncopyable, so the buffers have one owner
-/// (the loop) and cannot be freed twice. Sizes only grow: `count ≤ slotCount ≤ capacity` and
-/// `freeCount ≤ slotCount`, so only taking a never-used slot checks the capacity. The buffers come
-/// from `malloc` and grow with `realloc` (see `grow()`).
+/// such write paid a uniqueness check and a bounds check (callgrind: a schedule + cancel took 655
+/// instructions with arrays, 370 without; a timer scheduled and fired among 100k, 2,377 and 1,735).
+/// Noncopyable, so the buffers have one owner (the loop) and cannot be freed twice. Sizes only
+/// grow: `count ≤ slotCount ≤ capacity` and `freeCount ≤ slotCount`, so only taking a never-used
+/// slot checks the capacity. The buffers come from `malloc` and grow with `realloc` (see `grow()`).
 struct TimerQueue: ~Copyable {
     /// Not generic: a debug build does not specialize generics, and an unspecialized heap made
     /// the debug test suite markedly slower.
