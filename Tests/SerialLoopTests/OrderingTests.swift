@@ -140,6 +140,32 @@ struct OrderingTests {
         #expect(log == ["first"])
     }
 
+    /// The ready queue grows in place (`realloc`) and then moves its wrapped-around run past the
+    /// old end: FIFO order must survive growing while the head is anywhere in the buffer.
+    @Test func readyQueueStaysFIFOWhenItGrowsWrappedAround() {
+        final class Log { var values: [Int] = [] }
+        let log = Log()
+        var queue = ReadyQueue(initialCapacity: 4)
+        var pushed = 0
+        for round in 0..<12 {
+            for _ in 0..<(round % 4 + 2) {       // push a few, pop fewer: the head walks round the buffer
+                let value = pushed
+                queue.push(.callback { log.values.append(value) })
+                pushed += 1
+            }
+            for _ in 0..<(round % 3) where !queue.isEmpty {
+                guard case .callback(let body) = queue.pop() else { Issue.record("not a callback"); return }
+                body()
+            }
+            queue.checkInvariants()
+        }
+        while !queue.isEmpty {
+            guard case .callback(let body) = queue.pop() else { Issue.record("not a callback"); return }
+            body()
+        }
+        #expect(log.values == Array(0..<pushed))
+    }
+
     @Test func timerQueueInvariantsHoldUnderScheduleAndCancel() {
         var queue = TimerQueue()
         var ids: [TimerID] = []
@@ -152,7 +178,7 @@ struct OrderingTests {
             last = deadline
         }
         queue.checkInvariants()
-        #expect(queue.isEmpty)
+        #expect(queue.count == 0)
         #expect(queue.cancel(ids[1]) == nil, "a fired timer's id is stale")
     }
 }

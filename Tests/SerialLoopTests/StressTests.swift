@@ -113,16 +113,24 @@ struct StressTests {
         #expect(waiters == 0)
     }
 
+    /// The timer queue against a sorted-array model under random schedule, cancel, pop and release:
+    /// some fired timers keep their slots held (as scheduled callbacks do), stale IDs must match
+    /// nothing, and the queue starts at capacity 1 so its buffers grow (and move) many times.
     @Test func timerQueueMatchesAReferenceModel() {
         let seed = UInt64.random(in: 0...UInt64.max)
         print("timer queue model test seed: \(seed)")
         var random = SplitMix64(seed: seed)
-        var queue = TimerQueue()
+        var queue = TimerQueue(initialCapacity: 1)
         var model: [(deadline: Int64, sequence: Int, id: TimerID)] = []
+        var held: [TimerID] = []
+        var stale: [TimerID] = []
+        func retire(_ id: TimerID) {
+            if stale.count < 100 { stale.append(id) } else { stale[Int(random.next() % 100)] = id }
+        }
         var sequence = 0
         var now: Int64 = 0
-        for _ in 0..<(largeStress ? 1_000_000 : 100_000) {
-            switch random.next() % 10 {
+        for step in 0..<(largeStress ? 1_000_000 : 100_000) {
+            switch random.next() % 12 {
             case 0...4:
                 let deadline = now + Int64(random.next() % 1000)
                 let id = queue.schedule(at: deadline, .scheduledCallback {})
@@ -130,20 +138,45 @@ struct StressTests {
                 sequence += 1
             case 5...6:
                 guard !model.isEmpty else { continue }
-                let index = Int(random.next() % UInt64(model.count))
-                let victim = model.remove(at: index)
-                #expect(queue.cancel(victim.id) != nil, "seed \(seed)")
-                #expect(queue.cancel(victim.id) == nil, "seed \(seed)")
+                let victim = model.remove(at: Int(random.next() % UInt64(model.count)))
+                let cancelled = queue.cancel(victim.id) != nil
+                let cancelledTwice = queue.cancel(victim.id) != nil
+                let live = queue.contains(victim.id)
+                #expect(cancelled && !cancelledTwice && !live, "seed \(seed)")
+                retire(victim.id)
+            case 7:
+                guard !held.isEmpty else { continue }
+                let id = held.remove(at: Int(random.next() % UInt64(held.count)))
+                let cancelled = queue.cancel(id) != nil
+                let released = queue.releaseHeld(id)
+                let releasedTwice = queue.releaseHeld(id)
+                let live = queue.contains(id)
+                #expect(!cancelled && released && !releasedTwice && !live, "a held timer is released once, not cancelled; seed \(seed)")
+                retire(id)
+            case 8:
+                guard !stale.isEmpty else { continue }
+                let id = stale[Int(random.next() % UInt64(stale.count))]
+                let matches = queue.cancel(id) != nil || queue.releaseHeld(id) || queue.contains(id)
+                #expect(!matches, "a stale ID matches nothing; seed \(seed)")
             default:
                 now += Int64(random.next() % 300)
                 model.sort { ($0.deadline, $0.sequence) < ($1.deadline, $1.sequence) }
-                while let (deadline, _, _) = queue.popDue(now: now) {
+                let hold = random.next() % 2 == 0
+                while let (deadline, id, _) = queue.popDue(now: now, holdingSlotIf: { _ in hold }) {
                     let expected = model.removeFirst()
-                    #expect(deadline == expected.deadline, "seed \(seed)")
+                    #expect(deadline == expected.deadline && id == expected.id, "seed \(seed)")
+                    let live = queue.contains(id)
+                    #expect(live == hold, "seed \(seed)")
+                    if hold { held.append(id) } else { retire(id) }
                 }
                 #expect(model.first.map { $0.deadline > now } ?? true, "seed \(seed)")
             }
             #expect(queue.count == model.count, "seed \(seed)")
+            if step % 1000 == 0 { queue.checkInvariants() }
+        }
+        for id in held {
+            let released = queue.releaseHeld(id)
+            #expect(released, "seed \(seed)")
         }
         queue.checkInvariants()
     }

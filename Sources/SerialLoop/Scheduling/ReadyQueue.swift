@@ -1,3 +1,5 @@
+import Glibc
+
 /// The loop's FIFO ready queue: a growable ring buffer owned by the loop thread.
 ///
 /// Push and pop are O(1) and do not allocate once the buffer has grown to the workload's peak
@@ -10,15 +12,17 @@ struct ReadyQueue: ~Copyable {
 
     init(initialCapacity: Int = 1024) {
         precondition(initialCapacity > 0 && initialCapacity & (initialCapacity - 1) == 0, "capacity must be a power of two")
+        // `grow()` moves items by moving their bytes.
+        precondition(_isBitwiseTakable(Work.self), "ready work must be movable by its bytes")
         capacity = initialCapacity
-        storage = .allocate(capacity: initialCapacity)
+        storage = Self.reallocated(nil, capacity: initialCapacity)
     }
 
     deinit {
         for offset in 0..<count {
             (storage + ((head + offset) & (capacity - 1))).deinitialize(count: 1)
         }
-        storage.deallocate()
+        Glibc.free(storage)
     }
 
     var isEmpty: Bool { count == 0 }
@@ -52,15 +56,26 @@ struct ReadyQueue: ~Copyable {
         precondition(head >= 0 && head < capacity, "ready queue head out of range")
     }
 
+    /// Doubles the buffer in place with `realloc`: a large buffer is a mapping of its own, which
+    /// glibc grows with `mremap`, so the items are neither copied nor faulted in again in fresh
+    /// pages (a tick that collects 1M due timers grows it to 1M items). Only the wrapped-around
+    /// run moves, to just past the old end. `Work` is bitwise-takable (closures, job references;
+    /// checked in `init`), so moving its bytes is moving it.
     private mutating func grow() {
-        let newCapacity = capacity * 2
-        let newStorage = UnsafeMutablePointer<Work>.allocate(capacity: newCapacity)
-        let firstRun = min(count, capacity - head)
-        newStorage.moveInitialize(from: storage + head, count: firstRun)
-        (newStorage + firstRun).moveInitialize(from: storage, count: count - firstRun)
-        storage.deallocate()
-        storage = newStorage
-        capacity = newCapacity
-        head = 0
+        let oldCapacity = capacity
+        capacity *= 2
+        storage = Self.reallocated(storage, capacity: capacity)
+        let wrapped = head + count - oldCapacity
+        if wrapped > 0 {
+            (storage + oldCapacity).moveInitialize(from: storage, count: wrapped)
+        }
+    }
+
+    /// `buffer` (or a new buffer, for `nil`) with room for `capacity` items, its contents moved.
+    private static func reallocated(_ buffer: UnsafeMutablePointer<Work>?, capacity: Int) -> UnsafeMutablePointer<Work> {
+        guard let raw = realloc(buffer, capacity * MemoryLayout<Work>.stride) else {
+            fatalError("out of memory for \(capacity) ready items")
+        }
+        return raw.bindMemory(to: Work.self, capacity: capacity)
     }
 }
