@@ -68,12 +68,20 @@ protocol Suspension: AnyObject, Sendable {
 
 extension Loop {
     /// Suspends the calling task in `suspension`: see the notes at the top of this file.
-    /// `isolation`: the caller's actor (`#isolation` inside is this parameter), so a caller
-    /// isolated to an actor on the loop (`AsyncIterator.next(isolation:)`) does not hop off it.
+    ///
+    /// Runs on the caller's executor (`nonisolated(nonsending)`, as must every `async` function
+    /// between a public wait and this door): each executor switch costs the runtime a lookup of the
+    /// task's preferred executor under the task's status lock, and a task of the loop should pay
+    /// for one switch per wait — the hop back after its continuation resumes — not one per
+    /// function it passed through (a `readable` round trip made 12 such switches before).
+    /// The `_unsafeInheritExecutor_` variants are the standard library's executor-inheriting
+    /// entry points: the ordinary `withTaskCancellationHandler` and
+    /// `withUnsafeThrowingContinuation` take `isolation: isolated (any Actor)?`, and a hop to that
+    /// (dynamic) isolation is a switch at every entry and return even when it is where we already are.
     @inline(__always)
-    func suspend<S: Suspension>(_ suspension: S, isolation: isolated (any Actor)? = #isolation) async throws -> S.Value {
-        try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (raw: UnsafeContinuation<S.Value, any Error>) in
+    nonisolated(nonsending) func suspend<S: Suspension>(_ suspension: S) async throws -> S.Value {
+        try await _unsafeInheritExecutor_withTaskCancellationHandler {
+            try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (raw: UnsafeContinuation<S.Value, any Error>) in
                 if isOnLoopThread {
                     if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
                     if runState.isShutDown {
@@ -113,3 +121,4 @@ extension Loop {
         }
     }
 }
+
