@@ -170,6 +170,7 @@ private final class FutureAwait<Value: Sendable>: Suspension, @unchecked Sendabl
         self.future = future
     }
 
+    var loop: Loop { future.loop }
     var operation: String { "LoopFuture.value" }
 
     func start(on loop: Loop, _ continuation: LoopContinuation<Value>) {

@@ -26,7 +26,7 @@ extension Loop {
     }
 
     nonisolated(nonsending) private func waitForReadiness(_ fd: Int32, _ interest: Interest) async throws {
-        try await suspend(DescriptorWait(fd: fd, interest: interest))
+        try await suspend(DescriptorWait(fd: fd, interest: interest, on: self))
     }
 
     // MARK: Closing descriptors
@@ -123,11 +123,13 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
     }
     let fd: Int32
     let interest: Interest
+    let loop: Loop
     @exclusivity(unchecked) var state = State.idle
 
-    init(fd: Int32, interest: Interest) {
+    init(fd: Int32, interest: Interest, on loop: Loop) {
         self.fd = fd
         self.interest = interest
+        self.loop = loop
     }
 
     var operation: String { interest.waitOperation(fd: fd) }

@@ -41,13 +41,12 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
     let kind: Kind
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(wait: DescriptorWait(fd: fd, interest: kind == .read ? .read : .write), loop: loop)
+        AsyncIterator(wait: DescriptorWait(fd: fd, interest: kind == .read ? .read : .write, on: loop))
     }
 
     /// Iterates a ``DescriptorReadiness``. Use it from one task at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let wait: DescriptorWait
-        let loop: Loop
         /// The sequence threw: later calls return `nil`.
         var isFinished = false
 
@@ -56,7 +55,7 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
         public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(any Error) -> Void? {
             if isFinished { return nil }
             do {
-                try await loop.suspend(wait)
+                try await wait.loop.suspend(wait)
                 return ()
             } catch {
                 isFinished = true

@@ -15,7 +15,7 @@ extension Loop {
     /// - Throws: `CancellationError` when the task is cancelled; ``LoopError/loopHasShutDown(_:)``
     ///   when the loop has shut down (or shuts down while a task of another executor sleeps).
     public func sleep(until deadline: LoopClock.Instant) async throws {
-        try await suspend(PendingSleep(deadline: deadline.nanosecondsSinceOrigin))
+        try await suspend(PendingSleep(deadline: deadline.nanosecondsSinceOrigin, on: self))
     }
 
     // MARK: Callbacks on timers (call_later / call_at)
@@ -60,10 +60,12 @@ final class PendingSleep: Suspension, @unchecked Sendable {
         case cancelled
     }
     let deadline: Int64
+    let loop: Loop
     @exclusivity(unchecked) var state = State.notStarted
 
-    init(deadline: Int64) {
+    init(deadline: Int64, on loop: Loop) {
         self.deadline = deadline
+        self.loop = loop
     }
 
     var operation: String { "sleep(until:)" }
