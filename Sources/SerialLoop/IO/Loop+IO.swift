@@ -25,6 +25,8 @@ extension Loop {
         try await waitForReadiness(fd, .write)
     }
 
+    /// Inlined: an `async` call of its own would cost each wait a frame from the task allocator.
+    @inline(__always)
     nonisolated(nonsending) private func waitForReadiness(_ fd: Int32, _ interest: Interest) async throws {
         try await suspend(DescriptorWait(fd: fd, interest: interest, on: self))
     }
