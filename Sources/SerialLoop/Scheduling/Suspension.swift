@@ -77,7 +77,7 @@ extension Loop {
     ///
     /// Runs on the caller's executor (`nonisolated(nonsending)`, as must every `async` function
     /// between a public wait and this door). Each executor switch costs the runtime a lookup of
-    /// the task's preferred executor under the task's status lock (~250 instructions), and a task
+    /// the task's preferred executor under the task's status lock (~250–300 instructions), and a task
     /// of the loop should pay for one switch per wait — the hop back to the caller's executor that
     /// Swift emits after a continuation resumes — not one per function it passed through (a
     /// `readable` round trip made 12 switches when these were plain `nonisolated` functions).
@@ -88,6 +88,7 @@ extension Loop {
     /// taken by the standard library's executor-inheriting variant.
     @inline(__always)
     nonisolated(nonsending) func suspend<S: Suspension>(_ suspension: S) async throws -> S.Value {
+        assert(suspension.loop === self, "a wait is started on the loop its cancellation is sent to")
         CancellationCallback.install
         // The handler's context is `suspension`, unretained: it must outlive the record. Once the
         // removal returns, the runtime will not call the handler, and no call is under way.
@@ -124,6 +125,7 @@ extension Loop {
 
 /// What every wait's cancellation handler calls, on the cancelling thread (or at once, on the
 /// waiting one, if the task was already cancelled): the wait's `cancel(on:)`, sent to its loop.
+/// `install` registers it with the shim once per process, on first use (a lazy static).
 private enum CancellationCallback {
     static let install: Void = c_serial_loop_install_cancellation_callback { context in
         let suspension = Unmanaged<AnyObject>.fromOpaque(context!).takeUnretainedValue() as! any Suspension
@@ -142,4 +144,3 @@ extension Loop {
         }
     }
 }
-
