@@ -67,3 +67,35 @@ extern void swift_release(void *object);
 
 void c_serial_loop_retain_task(void *task) { swift_retain(task); }
 void c_serial_loop_release_task(void *task) { swift_release(task); }
+
+// Cancellation handlers
+//
+// The runtime's entry points behind `withTaskCancellationHandler`: `swift_task_addCancellationHandler`
+// takes a Swift closure (a swiftcc function with its context in the Swift context register) and
+// returns the status record it added to the current task; `swift_task_removeCancellationHandler`
+// removes and frees it. Swift code may not name runtime symbols, and C cannot make a Swift closure,
+// so every handler is the same trampoline, which passes its context to the one installed callback.
+
+typedef void (*swift_cancellation_handler_t)(void *context __attribute__((swift_context))) __attribute__((swiftcall));
+extern void *swift_task_addCancellationHandler(swift_cancellation_handler_t handler, void *context) __attribute__((swiftcall));
+extern void swift_task_removeCancellationHandler(void *record) __attribute__((swiftcall));
+
+static _Atomic(c_serial_loop_cancellation_callback_t) cancellation_callback;
+
+__attribute__((swiftcall))
+static void c_serial_loop_call_cancellation_callback(void *context __attribute__((swift_context))) {
+    atomic_load_explicit(&cancellation_callback, memory_order_acquire)(context);
+}
+
+void c_serial_loop_install_cancellation_callback(c_serial_loop_cancellation_callback_t callback) {
+    c_serial_loop_cancellation_callback_t expected = NULL;
+    atomic_compare_exchange_strong(&cancellation_callback, &expected, callback);
+}
+
+void *c_serial_loop_add_cancellation_handler(void *context) {
+    return swift_task_addCancellationHandler(c_serial_loop_call_cancellation_callback, context);
+}
+
+void c_serial_loop_remove_cancellation_handler(void *record) {
+    swift_task_removeCancellationHandler(record);
+}

@@ -89,6 +89,52 @@ struct IOTests {
         #expect(waitersAfter == 0)
     }
 
+    /// A task cancelled before it waits gets `CancellationError` from `readable` even though the
+    /// descriptor is ready: its cancellation handler runs as it is installed, before the wait starts.
+    @Test(arguments: bothClocks) func readableInACancelledTaskThrowsEvenWhenReady(time: Loop.TimeMode) async throws {
+        let (outcome, waitersAfter) = try await withLoop(time: time) { loop in
+            let (a, b) = makeSocketPair()
+            writeAll(a, "ready")
+            let reader = Task(executorPreference: loop) {
+                withUnsafeCurrentTask { $0?.cancel() }
+                try await loop.readable(b)
+            }
+            let outcome = await reader.result
+            let after = loop.pendingWaiterCount
+            try loop.close(a); try loop.close(b)
+            return (outcome, after)
+        }
+        #expect(throws: CancellationError.self) { try outcome.get() }
+        #expect(waitersAfter == 0)
+    }
+
+    /// Waits cancelled from another thread while the descriptor becomes ready: each cancellation
+    /// handler runs on the cancelling thread and reaches the loop through its inbox, racing the
+    /// wake-up. Every cancelled wait ends (woken or cancelled), every other one is woken, and
+    /// nothing is left registered: a handler never outlives its wait.
+    @Test func readableWaitsCancelledFromAnotherThreadWhileOthersWake() async throws {
+        let thread = try Loop.startThread()
+        defer { thread.shutdown() }
+        let loop = thread.loop
+        let (a, b) = makeSocketPair()
+        let waiters = (0..<200).map { _ in Task(executorPreference: loop) { try await loop.readable(b) } }
+        let settled = await withWatchdog("the waiters registering") {
+            while try await loop.onLoop({ loop.pendingWaiterCount }) < 200 { try await Task.sleep(for: .milliseconds(1)) }
+        }
+        #expect(settled != nil)
+        for (index, waiter) in waiters.enumerated() where index.isMultiple(of: 2) { waiter.cancel() }
+        writeAll(a, "x")
+        for (index, waiter) in waiters.enumerated() {
+            switch await waiter.result {
+            case .success: break
+            case .failure(let error):
+                #expect(index.isMultiple(of: 2) && error is CancellationError, "waiter \(index): \(error)")
+            }
+        }
+        #expect(try await loop.onLoop { loop.pendingWaiterCount } == 0)
+        close(a); close(b)
+    }
+
     @Test(arguments: bothClocks) func invalidDescriptorIsAnErrorNamingTheOperationAndErrno(time: Loop.TimeMode) async throws {
         let errors = try await withLoop(time: time) { loop in
             var errors: [LoopError] = []

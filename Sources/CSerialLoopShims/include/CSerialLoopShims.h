@@ -3,7 +3,8 @@
 
 // Glibc's Swift overlay does not export epoll or eventfd, so this header makes them visible to the
 // SerialLoop module. The only logic here is the global-enqueue hook below (shims.c), which must use
-// the Swift calling convention and so cannot be written in Swift, and the interposed
+// the Swift calling convention and so cannot be written in Swift, the cancellation-handler calls
+// into the runtime (shims.c, for the same reason), and the interposed
 // `clock_gettime` (clock.c), which must be a C symbol of that name.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -33,6 +34,24 @@ void c_serial_loop_set_current_loop(void *loop);
 /// Keeps a task alive while a test loop remembers it as its own (so its address is not reused).
 void c_serial_loop_retain_task(void *task);
 void c_serial_loop_release_task(void *task);
+
+// MARK: Cancellation handlers without an executor hop (shims.c)
+
+/// What a cancellation handler installed below calls: `context` is the one given to `add`.
+/// Called at most once per handler, on the thread that cancels the task (at once, on the calling
+/// thread, when the task is already cancelled as the handler is added).
+typedef void (*c_serial_loop_cancellation_callback_t)(void *context);
+
+/// Sets the callback every handler calls (once per process; later calls are ignored).
+void c_serial_loop_install_cancellation_callback(c_serial_loop_cancellation_callback_t callback);
+
+/// The runtime's `swift_task_addCancellationHandler`: installs a handler on the current task that
+/// calls the callback with `context`, until `c_serial_loop_remove_cancellation_handler(record)`.
+/// What `withTaskCancellationHandler` does around its operation, without that function's executor
+/// hops (see `Loop.suspend`). The record lives on the task's allocator: remove it before anything
+/// the task allocated after it is freed, i.e. before the calling function returns.
+void *c_serial_loop_add_cancellation_handler(void *context);
+void c_serial_loop_remove_cancellation_handler(void *record);
 
 // MARK: The runtime's clocks on a test loop's thread (clock.c)
 

@@ -8,7 +8,7 @@ extension Loop {
     ///   of order (100k sleeping children took ~15 s); this stays linear.
     public func gather<T: Sendable>(_ operations: [@Sendable () async throws -> T]) async throws -> [T] {
         if operations.isEmpty { return [] }
-        return try await suspend(GatherState(operations))
+        return try await suspend(GatherState(operations, on: self))
     }
 
     /// Awaits every future and returns their values in order; rethrows the first failure in order.
@@ -41,11 +41,12 @@ final class GatherState<T: Sendable>: Suspension, ShutdownCancellable, @unchecke
     private var continuation: LoopContinuation<[T]>?
     private var children: [Task<Void, Never>] = []
     private var isCancelled = false
-    private weak var loop: Loop?
+    let loop: Loop
     private(set) var awaitedSince: Int64 = 0
 
-    init(_ operations: [@Sendable () async throws -> T]) {
+    init(_ operations: [@Sendable () async throws -> T], on loop: Loop) {
         self.operations = operations
+        self.loop = loop
         results = Array(repeating: nil, count: operations.count)
         remaining = operations.count
     }
@@ -59,7 +60,6 @@ final class GatherState<T: Sendable>: Suspension, ShutdownCancellable, @unchecke
             finish(.failure(CancellationError()))
             return
         }
-        self.loop = loop
         awaitedSince = loop.nowNanoseconds
         loop.pendingAwaits[ObjectIdentifier(self)] = self
         for (index, operation) in operations.enumerated() {
@@ -100,7 +100,7 @@ final class GatherState<T: Sendable>: Suspension, ShutdownCancellable, @unchecke
     private func finish(_ outcome: Result<[T], any Error>) {
         guard let continuation else { return }
         self.continuation = nil
-        loop?.pendingAwaits[ObjectIdentifier(self)] = nil
+        loop.pendingAwaits[ObjectIdentifier(self)] = nil
         if case .failure = outcome {
             for child in children { child.cancel() }
         }

@@ -81,7 +81,9 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     /// in that task only; the future itself is unaffected.
     /// - Throws: the future's error; ``LoopError/loopHasShutDown(_:)`` once the loop has shut down;
     ///   a ``LoopError`` if the future is deallocated uncompleted while the task awaits it.
-    public var value: Value {
+    ///
+    /// Runs on the caller's executor (`nonisolated(nonsending)`): one executor switch per await.
+    nonisolated(nonsending) public var value: Value {
         get async throws {
             try await loop.suspend(FutureAwait(state))
         }
@@ -170,6 +172,7 @@ private final class FutureAwait<Value: Sendable>: Suspension, @unchecked Sendabl
         self.future = future
     }
 
+    var loop: Loop { future.loop }
     var operation: String { "LoopFuture.value" }
 
     func start(on loop: Loop, _ continuation: LoopContinuation<Value>) {

@@ -12,18 +12,23 @@ extension Loop {
     ///   ``LoopError`` naming `readable(fd:)` and the errno for an invalid or closed descriptor, or
     ///   when the descriptor is closed through ``close(_:)`` / ``deregister(_:)`` while waiting;
     ///   ``LoopError/loopHasShutDown(_:)`` once the loop has shut down.
-    public func readable(_ fd: Int32) async throws {
+    ///
+    /// Runs on the caller's executor (`nonisolated(nonsending)`): waiting costs no executor switch
+    /// on the way in, and on the way out only the one back to the caller (see `Loop.suspend`).
+    nonisolated(nonsending) public func readable(_ fd: Int32) async throws {
         try await waitForReadiness(fd, .read)
     }
 
     /// Suspends until `fd` is writable (or hung up / in error: a write will not block).
     /// The same rules as ``readable(_:)``.
-    public func writable(_ fd: Int32) async throws {
+    nonisolated(nonsending) public func writable(_ fd: Int32) async throws {
         try await waitForReadiness(fd, .write)
     }
 
-    private func waitForReadiness(_ fd: Int32, _ interest: Interest) async throws {
-        try await suspend(DescriptorWait(fd: fd, interest: interest))
+    /// Inlined: an `async` call of its own would cost each wait a frame from the task allocator.
+    @inline(__always)
+    nonisolated(nonsending) private func waitForReadiness(_ fd: Int32, _ interest: Interest) async throws {
+        try await suspend(DescriptorWait(fd: fd, interest: interest, on: self))
     }
 
     // MARK: Closing descriptors
@@ -120,11 +125,13 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
     }
     let fd: Int32
     let interest: Interest
+    let loop: Loop
     @exclusivity(unchecked) var state = State.idle
 
-    init(fd: Int32, interest: Interest) {
+    init(fd: Int32, interest: Interest, on loop: Loop) {
         self.fd = fd
         self.interest = interest
+        self.loop = loop
     }
 
     var operation: String { interest.waitOperation(fd: fd) }

@@ -11,10 +11,14 @@
 //
 // What a `next()` still costs, and why:
 // - A cancellation handler per `next()`. Swift has no public way to keep one installed across
-//   calls: the runtime allocates a handler's record on the task's stack allocator, scoped to the
-//   `withTaskCancellationHandler` body, so it cannot outlive one `next()`. The handler itself is
-//   cheap (two atomic updates of the task status, no heap allocation); what the stream saves is
-//   the heap allocation, the retain/release traffic and the generic wait object.
+//   calls: a handler is a status record on the task, allocated on the task's stack allocator and
+//   scoped to one wait, so it cannot outlive one `next()`. Adding it is a compare-and-swap of the
+//   task status; removing it takes the task's status lock. What the stream saves over `readable`
+//   is the heap allocation of the wait object and the retain/release traffic around it.
+// - One executor switch when `next()` is called directly (`iterator.next()`: it runs on the
+//   caller's executor), three in a `for try await` loop: the compiler calls
+//   `next(isolation: #isolation)`, whose `isolated` parameter costs a switch on entry, one before
+//   the code after the wait, and one back in the caller.
 // - An append to the descriptor's waiter list (capacity is kept, so no allocation). The kernel
 //   registration is made once and kept across waits (interest is narrowed lazily, Reactor+Delivery.swift).
 //
@@ -41,31 +45,37 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
     let kind: Kind
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(wait: DescriptorWait(fd: fd, interest: kind == .read ? .read : .write), loop: loop)
+        AsyncIterator(wait: DescriptorWait(fd: fd, interest: kind == .read ? .read : .write, on: loop))
     }
 
     /// Iterates a ``DescriptorReadiness``. Use it from one task at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let wait: DescriptorWait
-        let loop: Loop
         /// The sequence threw: later calls return `nil`.
         var isFinished = false
 
         /// Suspends until the descriptor is ready; returns `()` then, or `nil` once the sequence
         /// has ended (it ends by throwing).
         public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(any Error) -> Void? {
+            try await waitOnce()
+        }
+
+        /// `next(isolation:)` on the caller's executor (`nonisolated(nonsending)`), for direct
+        /// calls: `iterator.next()` costs no executor switch but the one after the wait resumes.
+        nonisolated(nonsending) public mutating func next() async throws -> Void? {
+            try await waitOnce()
+        }
+
+        @inline(__always)
+        nonisolated(nonsending) mutating func waitOnce() async throws(any Error) -> Void? {
             if isFinished { return nil }
             do {
-                try await loop.suspend(wait)
+                try await wait.loop.suspend(wait)
                 return ()
             } catch {
                 isFinished = true
                 throw error
             }
-        }
-
-        public mutating func next() async throws -> Void? {
-            try await next(isolation: nil)
         }
     }
 }

@@ -1,3 +1,5 @@
+import CSerialLoopShims
+
 // The one door through which a loop API suspends its caller
 //
 // Every `async` loop API that waits for the loop — `sleep`, `readable`/`writable`, `future.value`,
@@ -56,6 +58,9 @@ extension LoopContinuation where Value == Void {
 /// One wait in a loop API, as the door needs it. Its state lives on the loop thread.
 protocol Suspension: AnyObject, Sendable {
     associatedtype Value: Sendable
+    /// The loop the wait is on: a cancellation arrives with nothing but this object (see
+    /// `Loop.suspend`), and is sent here.
+    var loop: Loop { get }
     /// The operation, as errors name it (`"readable(fd: 7)"`).
     var operation: String { get }
     /// Loop thread, loop not shut down. Begins the wait; from here the suspension owns
@@ -67,26 +72,42 @@ protocol Suspension: AnyObject, Sendable {
 }
 
 extension Loop {
-    /// Suspends the calling task in `suspension`: see the notes at the top of this file.
-    /// `isolation`: the caller's actor (`#isolation` inside is this parameter), so a caller
-    /// isolated to an actor on the loop (`AsyncIterator.next(isolation:)`) does not hop off it.
+    /// Suspends the calling task in `suspension` (whose `loop` is `self`): see the notes at the top
+    /// of this file.
+    ///
+    /// Runs on the caller's executor (`nonisolated(nonsending)`, as must every `async` function
+    /// between a public wait and this door). Each executor switch costs the runtime a lookup of
+    /// the task's preferred executor under the task's status lock (~250–300 instructions), and a task
+    /// of the loop should pay for one switch per wait — the hop back to the caller's executor that
+    /// Swift emits after a continuation resumes — not one per function it passed through (a
+    /// `readable` round trip made 12 switches when these were plain `nonisolated` functions).
+    /// Hence also no `withTaskCancellationHandler` and `withUnsafeThrowingContinuation`: they take
+    /// `isolation: isolated (any Actor)?`, and hopping to that dynamic isolation is a switch on every
+    /// entry and return, even to where the task already is. The cancellation handler is installed
+    /// through the runtime's own entry points instead (CSerialLoopShims), and the continuation is
+    /// taken by the standard library's executor-inheriting variant.
     @inline(__always)
-    func suspend<S: Suspension>(_ suspension: S, isolation: isolated (any Actor)? = #isolation) async throws -> S.Value {
-        try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (raw: UnsafeContinuation<S.Value, any Error>) in
-                if isOnLoopThread {
-                    if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
-                    if runState.isShutDown {
-                        raw.resume(throwing: LoopError.loopHasShutDown(suspension.operation))
-                    } else {
-                        suspension.start(on: self, LoopContinuation(raw, isForeign: false))
-                    }
+    nonisolated(nonsending) func suspend<S: Suspension>(_ suspension: S) async throws -> S.Value {
+        assert(suspension.loop === self, "a wait is started on the loop its cancellation is sent to")
+        CancellationCallback.install
+        // The handler's context is `suspension`, unretained: it must outlive the record. Once the
+        // removal returns, the runtime will not call the handler, and no call is under way.
+        let record = c_serial_loop_add_cancellation_handler(Unmanaged.passUnretained(suspension).toOpaque())
+        defer {
+            c_serial_loop_remove_cancellation_handler(record)
+            withExtendedLifetime(suspension) {}
+        }
+        return try await _unsafeInheritExecutor_withUnsafeThrowingContinuation { (raw: UnsafeContinuation<S.Value, any Error>) in
+            if isOnLoopThread {
+                if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
+                if runState.isShutDown {
+                    raw.resume(throwing: LoopError.loopHasShutDown(suspension.operation))
                 } else {
-                    startFromOtherThread(suspension, LoopContinuation(raw, isForeign: true))
+                    suspension.start(on: self, LoopContinuation(raw, isForeign: false))
                 }
+            } else {
+                startFromOtherThread(suspension, LoopContinuation(raw, isForeign: true))
             }
-        } onCancel: {
-            sendToLoop { suspension.cancel(on: self) }
         }
     }
 
@@ -99,6 +120,16 @@ extension Loop {
             }
         })
         if !accepted { continuation.resume(throwing: LoopError.loopHasShutDown(suspension.operation)) }
+    }
+}
+
+/// What every wait's cancellation handler calls, on the cancelling thread (or at once, on the
+/// waiting one, if the task was already cancelled): the wait's `cancel(on:)`, sent to its loop.
+/// `install` registers it with the shim once per process, on first use (a lazy static).
+private enum CancellationCallback {
+    static let install: Void = c_serial_loop_install_cancellation_callback { context in
+        let suspension = Unmanaged<AnyObject>.fromOpaque(context!).takeUnretainedValue() as! any Suspension
+        suspension.loop.sendToLoop { suspension.cancel(on: suspension.loop) }
     }
 }
 

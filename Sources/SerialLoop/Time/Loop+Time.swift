@@ -5,8 +5,9 @@ extension Loop {
     ///
     /// Never returns early. Throws `CancellationError` as soon as the task is cancelled, and the
     /// timer is removed then (nothing is left behind). Callable from any task; the timer lives on
-    /// the loop and the task resumes on its own executor.
-    public func sleep(for duration: Duration) async throws {
+    /// the loop and the task resumes on its own executor. Runs on the caller's executor
+    /// (`nonisolated(nonsending)`), so it costs one executor switch, as ``readable(_:)`` does.
+    nonisolated(nonsending) public func sleep(for duration: Duration) async throws {
         try await sleep(until: now.advanced(by: duration))
     }
 
@@ -14,8 +15,8 @@ extension Loop {
     /// A deadline in the past resumes on the next tick.
     /// - Throws: `CancellationError` when the task is cancelled; ``LoopError/loopHasShutDown(_:)``
     ///   when the loop has shut down (or shuts down while a task of another executor sleeps).
-    public func sleep(until deadline: LoopClock.Instant) async throws {
-        try await suspend(PendingSleep(deadline: deadline.nanosecondsSinceOrigin))
+    nonisolated(nonsending) public func sleep(until deadline: LoopClock.Instant) async throws {
+        try await suspend(PendingSleep(deadline: deadline.nanosecondsSinceOrigin, on: self))
     }
 
     // MARK: Callbacks on timers (call_later / call_at)
@@ -60,10 +61,12 @@ final class PendingSleep: Suspension, @unchecked Sendable {
         case cancelled
     }
     let deadline: Int64
+    let loop: Loop
     @exclusivity(unchecked) var state = State.notStarted
 
-    init(deadline: Int64) {
+    init(deadline: Int64, on loop: Loop) {
         self.deadline = deadline
+        self.loop = loop
     }
 
     var operation: String { "sleep(until:)" }
