@@ -129,7 +129,7 @@ extension Loop {
         while true {
             var slice = end.map { max(0, $0.saturatingSubtract(now)) }
             if let check = reactor.timeUntilVerification(now: now) { slice = min(slice ?? .max, check) }
-            let count = poll(timeoutNanoseconds: slice)
+            let count = poll(timeoutNanoseconds: slice, startedAt: now)
             if count > 0 { return count }
             now = monotonicNanoseconds()
             if let end, now >= end { return 0 }
@@ -137,17 +137,21 @@ extension Loop {
     }
 
     /// Polls once, delivering readiness (with the instruments' hooks around it, if any).
+    /// `startedAt`: a clock reading the caller took just before, if it has one (saves a read).
     @discardableResult
-    func poll(timeoutNanoseconds: Int64?) -> Int {
+    func poll(timeoutNanoseconds: Int64?, startedAt: Int64? = nil) -> Int {
         if isObserved { return observedPoll(timeoutNanoseconds: timeoutNanoseconds, observation) }
-        return pollOnce(timeoutNanoseconds: timeoutNanoseconds)
+        return pollOnce(timeoutNanoseconds: timeoutNanoseconds, startedAt: startedAt)
     }
 
     /// Polls once, delivering readiness. Poll failures other than EINTR are loop bugs, not user errors.
-    /// A poll that may block is timed (two clock reads next to a syscall that parks the thread).
-    func pollOnce(timeoutNanoseconds: Int64?) -> Int {
+    /// A poll that may block is timed (two clock reads next to a syscall that parks the thread; the
+    /// first is the caller's `startedAt` when it has one, the second serves the descriptor check
+    /// too), so that the always-on `pollBlocked` metric adds no clock read to a parking loop that
+    /// checks descriptors.
+    func pollOnce(timeoutNanoseconds: Int64?, startedAt: Int64? = nil) -> Int {
         let blocks = LoopMetricsStorage.isCompiledIn && timeoutNanoseconds != 0
-        let start = blocks ? monotonicNanoseconds() : 0
+        let start = blocks ? (startedAt ?? monotonicNanoseconds()) : 0
         do {
             // `unowned(unsafe)`: the closure does not outlive this call, and a strong capture
             // retained and released the loop around every poll.
@@ -157,15 +161,17 @@ extension Loop {
             if woke { inbox.wakeConsumed() }
             metricsStorage.polls.add(1)
             if woke { metricsStorage.wakeUps.add(1) }
+            var end: Int64? = nil
             if blocks {
                 metricsStorage.blockingPolls.add(1)
-                // The duration first: reading the histogram before the clock call retained it around that call.
-                let blocked = monotonicNanoseconds() - start
-                metricsStorage.pollBlocked.record(blocked)
+                // The reading first: reading the histogram before the clock call retained it around that call.
+                let now = monotonicNanoseconds()
+                end = now
+                metricsStorage.pollBlocked.record(now - start)
             }
             let count = events + (woke ? 1 : 0)
             guard reactor.mayNeedVerification else { return count }
-            return count + reactor.verifyIfDue(now: monotonicNanoseconds())
+            return count + reactor.verifyIfDue(now: end ?? monotonicNanoseconds())
         } catch {
             fatalError("SerialLoop: polling failed, which the loop cannot recover from: \(error)")
         }
