@@ -3,6 +3,7 @@ extension Reactor where Backend: ~Copyable {
     /// backend's event order, readers before writers) and hands callbacks to `queueCallback`. Interest
     /// that nobody wants any more is narrowed here, when an event for it shows up.
     /// - Returns: how many descriptor events arrived, and whether a wake-up arrived.
+    @inline(__always)
     mutating func poll(timeoutNanoseconds: Int64?, queueCallback: (consuming @escaping () -> Void) -> Void) throws(LoopError) -> (events: Int, woke: Bool) {
         let (count, woke) = try backend.poll(timeoutNanoseconds: timeoutNanoseconds)
         // Delivery may narrow interest (`modify`/`unregister`), never poll: the events stay valid.
