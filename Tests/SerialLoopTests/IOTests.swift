@@ -89,6 +89,42 @@ struct IOTests {
         #expect(waitersAfter == 0)
     }
 
+    /// More descriptors ready at once than the backend's event buffer holds (64 at first): every
+    /// one is delivered — to waiting tasks and to reader callbacks alike — over successive polls
+    /// while the buffer grows between them (epoll is level-triggered, so an event a poll had no
+    /// room for comes again; the sanitizer jobs check the growth itself for memory errors).
+    @Test(arguments: bothClocks) func aBurstLargerThanThePollBufferIsDeliveredWhole(time: Loop.TimeMode) async throws {
+        let count = 150
+        let outcome = await withWatchdog("150 ready descriptors delivered") { try await withLoop(time: time) { loop in
+            let pairs = (0..<count).map { _ in makeSocketPair() }
+            let calls = LoopBox(0)
+            for (_, b) in pairs[..<(count / 2)] {
+                try loop.addReader(b) {
+                    if readString(b) == "x" { calls.value += 1 }
+                }
+            }
+            let readers = pairs[(count / 2)...].map { _, b in
+                Task(executorPreference: loop) { () async throws -> String in
+                    try await loop.readable(b)
+                    return readString(b)
+                }
+            }
+            await loop.idleTick()                                  // every wait registered
+            for (a, _) in pairs { writeAll(a, "x") }               // all ready before the next poll
+            var read = 0
+            for reader in readers where try await reader.value == "x" { read += 1 }
+            for _ in 0..<10 where calls.value < count / 2 { await loop.settle() }
+            for (a, b) in pairs {
+                loop.removeReader(b)
+                try loop.close(a); try loop.close(b)
+            }
+            return (read, calls.value)
+        } }
+        let (read, callbacks) = try #require(outcome).get()
+        #expect(read == count / 2)
+        #expect(callbacks == count / 2)
+    }
+
     /// A task cancelled before it waits gets `CancellationError` from `readable` even though the
     /// descriptor is ready: its cancellation handler runs as it is installed, before the wait starts.
     @Test(arguments: bothClocks) func readableInACancelledTaskThrowsEvenWhenReady(time: Loop.TimeMode) async throws {
