@@ -335,6 +335,26 @@ struct ObservabilityTests {
         #expect(installed == false)
     }
 
+    /// The tick calls instruments through boxes it owns; removing the last instrument makes the
+    /// tick plain again, and the boxes — with the instrument — are released when that tick ends.
+    @Test func aRemovedInstrumentIsReleasedAfterItsLastTick() throws {
+        final class Probe: LoopInstrument {}
+        let released = try withTestLoop { loop in
+            weak var weakProbe: Probe?
+            do {
+                let probe = Probe()
+                weakProbe = probe
+                loop.addInstrument(probe)
+                await Task.yield()                  // a tick with it installed
+                loop.removeInstrument(probe)
+            }
+            await Task.yield()
+            await Task.yield()
+            return weakProbe == nil
+        }
+        #expect(released, "a removed instrument stayed alive in the tick's hook boxes")
+    }
+
     @Test func debugModeAndInstrumentsCanBeInstalledFromAnotherThreadThroughExecute() async throws {
         let log = ReportLog()
         try await withLoop { loop in

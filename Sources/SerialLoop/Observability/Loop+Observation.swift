@@ -1,7 +1,7 @@
 @preconcurrency import Glibc
 
 // The observed tick: what runs instead of the plain tick while an instrument or debug mode is
-// installed. The plain tick in Loop+Tick.swift pays one branch for all of this (`observation != nil`);
+// installed. The plain tick in Loop+Tick.swift pays one branch for all of this (`isObserved`);
 // the phases here are the same, in the same order, with hooks and timing around them.
 
 /// What the loop observes while instruments or debug mode are installed. Loop thread only, so
@@ -32,7 +32,7 @@ final class LoopObservation {
     @exclusivity(unchecked) private(set) var slowJobThreshold: Int64 = .max
     @exclusivity(unchecked) private(set) var lagThreshold: Int64 = .max
 
-    /// Debug mode only: set while `runObserved` runs a job, with what the job revealed about itself.
+    /// Debug mode only: set while `runTimed` runs a job, with what the job revealed about itself.
     @exclusivity(unchecked) var isRunningJob = false
     @exclusivity(unchecked) var jobSite: RawCallbackSite?
     @exclusivity(unchecked) var jobTaskName: String?
@@ -148,7 +148,11 @@ extension Loop {
     @inline(__always)
     func observedTick(_ observation: LoopObservation) -> Bool {
         observation.beginTick()
-        return observation.timesJobs ? timedTick(observation) : hookedTick(observation)
+        let goesOn = observation.timesJobs ? timedTick(observation) : hookedTick(observation)
+        // The last instrument was removed during this tick: release the boxes now (the plain
+        // tick never looks at them, and they keep the removed instruments alive).
+        if !isObserved { observation.beginTick() }
+        return goesOn
     }
 
     @inline(__always)
