@@ -99,3 +99,9 @@ void *c_serial_loop_add_cancellation_handler(void *context) {
 void c_serial_loop_remove_cancellation_handler(void *record) {
     swift_task_removeCancellationHandler(record);
 }
+
+extern void *swift_task_getCurrent(void) __attribute__((swiftcall));
+
+void *c_serial_loop_current_task(void) {
+    return swift_task_getCurrent();
+}

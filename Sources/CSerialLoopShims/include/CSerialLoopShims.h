@@ -53,6 +53,10 @@ void c_serial_loop_install_cancellation_callback(c_serial_loop_cancellation_call
 void *c_serial_loop_add_cancellation_handler(void *context);
 void c_serial_loop_remove_cancellation_handler(void *record);
 
+/// The task running on this thread (`swift_task_getCurrent`), or NULL: an identity only, never
+/// dereferenced or retained — what a readiness scope compares to know its handler covers a wait.
+void *c_serial_loop_current_task(void);
+
 // MARK: The runtime's clocks on a test loop's thread (clock.c)
 
 /// Virtual monotonic instants are this many seconds + the loop's virtual nanoseconds.

@@ -1,4 +1,6 @@
 @preconcurrency import Glibc
+import CSerialLoopShims
+import Synchronization
 
 extension Loop {
     /// Suspends until `fd` is readable (or at end-of-file, hung up, or in error: a read will not block).
@@ -114,6 +116,7 @@ extension Loop {
 /// A cancellation that arrives after the wait it was meant for ended (it can: a cancellation from
 /// another thread travels through the inbox) cancels the next wait instead, which is what a
 /// stream's task wants: cancellation is sticky.
+@usableFromInline
 final class DescriptorWait: Suspension, @unchecked Sendable {
     enum State {
         /// Before a wait, or between two.
@@ -127,6 +130,11 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
     let interest: Interest
     let loop: Loop
     @exclusivity(unchecked) var state = State.idle
+    /// While a readiness scope (`Loop.withReadiness`) has a cancellation handler for this wait
+    /// installed: the address of the scope's task, else 0. Written by that task as the scope
+    /// begins and ends, read by whichever task calls `next()` (an iterator may escape its scope),
+    /// hence atomic; a wait skips its own handler only in the scope's own task.
+    let scopeTask = Atomic<Int>(0)
 
     init(fd: Int32, interest: Interest, on loop: Loop) {
         self.fd = fd

@@ -17,10 +17,21 @@ let ioBenchmarks: [Benchmark] = [
               method: "two tasks on the loop, each iterating one `loop.readiness(fd, .read)` stream, one `read` per element") { n in
         try withLoop { loop in try await serialLoopStreamPingPong(loop, n, measure: nanosecondsPerRound) }
     },
+    // The same streams inside `loop.withReadiness` scopes: one cancellation handler per side for
+    // the whole run instead of one per wait.
+    Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop readiness scope", unit: "ns/round-trip",
+              method: "two tasks on the loop, each iterating its stream inside `loop.withReadiness(fd, .read)` (one cancellation handler per scope), one `read` per element") { n in
+        try withLoop { loop in try await serialLoopScopedStreamPingPong(loop, n, measure: nanosecondsPerRound) }
+    },
     // Reader callbacks (`addReader`, asyncio's add_reader) on both ends: no task, no continuation.
     Benchmark(workload: "socketpair-ping-pong", executor: "SerialLoop addReader", unit: "ns/round-trip",
               method: "reader callbacks (`loop.addReader`) on both ends, no tasks") { n in
         try withLoop { loop in try await serialLoopCallbackPingPong(loop, n) }
+    },
+    // The least a task awaiting readiness costs in Swift (TaskFloorEpoll.swift): the tasks' reference.
+    Benchmark(workload: "socketpair-ping-pong", executor: "task floor (epoll + continuations)", unit: "ns/round-trip",
+              method: "two tasks preferring a one-object floor that polls epoll when idle; each wait one executor-inheriting continuation, no cancellation or errors (TaskFloorEpoll.swift)") { n in
+        try taskFloorPingPong(n)
     },
     Benchmark(workload: "socketpair-ping-pong", executor: "raw epoll", unit: "ns/round-trip",
               method: "one thread, `epoll_wait`/`read`/`write` on both ends, no executor (RawEpoll.swift)") { n in
@@ -101,6 +112,38 @@ func serialLoopStreamPingPong(_ loop: Loop, _ n: Int, measure: (Int, () async th
     }
     for _ in 0..<100 { try await round() }      // warm-up: registrations and buffers in place
     let result = try await measure(n) { for _ in 0..<n { try await round() } }
+    try await echo.value
+    try loop.close(a)
+    try loop.close(b)
+    return result
+}
+
+/// `serialLoopStreamPingPong` with each side's stream inside a `loop.withReadiness` scope.
+func serialLoopScopedStreamPingPong(_ loop: Loop, _ n: Int, measure: (Int, () async throws -> Void) async throws -> Double) async throws -> Double {
+    let (a, b) = socketPair()
+    let echo = Task(executorPreference: loop) {
+        try await loop.withReadiness(b, .read) { readiness in
+            var byte: UInt8 = 0
+            var remaining = n + 100
+            for try await _ in readiness {
+                _ = read(b, &byte, 1)
+                _ = write(b, &byte, 1)
+                remaining -= 1
+                if remaining == 0 { break }
+            }
+        }
+    }
+    let result = try await loop.withReadiness(a, .read) { readiness in
+        var byte: UInt8 = 1
+        var replies = readiness.makeAsyncIterator()
+        func round() async throws {
+            _ = write(a, &byte, 1)
+            _ = try await replies.next()
+            _ = read(a, &byte, 1)
+        }
+        for _ in 0..<100 { try await round() }      // warm-up: registrations and buffers in place
+        return try await measure(n) { for _ in 0..<n { try await round() } }
+    }
     try await echo.value
     try loop.close(a)
     try loop.close(b)
