@@ -55,8 +55,7 @@ extension Reactor where Backend: ~Copyable {
         guard let remaining = timeUntilVerification(now: now), remaining == 0 else { return 0 }
         var resumed = 0
         if verificationDeadline != 0 && now >= verificationDeadline {
-            let list = unverified
-            unverified.removeAll(keepingCapacity: true)
+            let list = unverified.takeAll()
             verificationDeadline = 0
             for fd in list where registrations[Int(fd)].isUnverified {
                 resumed += verify(fd)
@@ -95,10 +94,10 @@ extension Reactor where Backend: ~Copyable {
     private mutating func dropVerifiedEntries() {
         guard !unverified.isEmpty else { return }
         if unverifiedCount == 0 {
-            unverified.clearKeepingCapacity()
+            unverified.removeAll()
             verificationDeadline = 0
         } else if unverified.count > 2 * unverifiedCount + 16 {
-            unverified.removeAll { !registrations[Int($0)].isUnverified }
+            unverified.keepAll { registrations[Int($0)].isUnverified }
         }
     }
 

@@ -82,7 +82,7 @@ struct Reactor<Backend: PollBackend & ~Copyable>: ~Copyable {
     /// Reused buffer for the waiters being woken.
     var scratchWaiters: [ReadinessWaiter] = []
     /// Descriptors whose registration may be unverified (entries go stale when an event arrives).
-    var unverified: [Int32] = []
+    var unverified = DescriptorList()
     /// How many registrations are unverified (`isUnverified` set): the hot path asks this, not the
     /// list (filtering the list on every park cost ~4 % of a socketpair round trip).
     var unverifiedCount = 0
