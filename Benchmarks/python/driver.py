@@ -7,6 +7,7 @@ import argparse
 import datetime
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -74,6 +75,9 @@ SUBJECT_TARGETS = [
     # reader callbacks within 1.1x raw epoll.
     ("socketpair-ping-pong", "SerialLoop readiness stream", "raw epoll", 1.2),
     ("socketpair-ping-pong", "SerialLoop readiness stream", "python uvloop add_reader", 1.0),
+    # The same streams inside `loop.withReadiness` scopes (one cancellation handler per scope).
+    ("socketpair-ping-pong", "SerialLoop readiness scope", "raw epoll", 1.2),
+    ("socketpair-ping-pong", "SerialLoop readiness scope", "python uvloop add_reader", 1.0),
     ("socketpair-ping-pong", "SerialLoop addReader", "raw epoll", 1.1),
     # Issue 12: actor-to-actor calls on the loop within 1.15x the two-object floor (task prefers
     # the executor in both).
@@ -115,10 +119,11 @@ PYTHON_METHODS = {
 INSTRUCTIONS = [
     ("yield", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
     ("spawn-await", ["SerialLoop", "SerialLoop whole-program", "floor"], 20_000, 120_000),
-    ("actor-ping-pong", ["SerialLoop", "SerialLoop actor executor", "SerialLoop whole-program", "floor", "floor (two objects)"], 20_000, 120_000),
+    ("actor-ping-pong", ["SerialLoop", "SerialLoop actor executor", "SerialLoop whole-program", "default", "floor", "floor (two objects)"], 20_000, 120_000),
     ("schedule-cancel", ["SerialLoop", "floor", "NIO scheduleCallback"], 20_000, 120_000),
     ("task-actor-call", ["SerialLoop", "SerialLoop actor executor", "floor", "floor (two objects)"], 20_000, 120_000),
-    ("socketpair-ping-pong", ["SerialLoop", "SerialLoop readiness stream", "SerialLoop addReader", "raw epoll"], 5_000, 25_000),
+    ("socketpair-ping-pong", ["SerialLoop", "SerialLoop readiness stream", "SerialLoop readiness scope", "SerialLoop whole-program",
+                              "SerialLoop addReader", "task floor (epoll + continuations)", "raw epoll"], 5_000, 25_000),
     # Growth: the same work with and without the idle load; setup (100k sleepers, 10k descriptors)
     # cancels in the difference. About 3 minutes under valgrind in all.
     ("yield-growth", ["SerialLoop, alone", "SerialLoop, 100k tasks in loop.sleep"], 20_000, 120_000),
@@ -200,7 +205,13 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "..", "RESULTS.md"))
     parser.add_argument("--python-loops", default="asyncio,uvloop")
     parser.add_argument("--no-instructions", action="store_true", help="skip the callgrind instruction counts")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the per-repetition row order (default: random, printed)")
     args = parser.parse_args()
+    # Each repetition runs every row once, in its own shuffled order, so a load drift on the shared
+    # machine lands on all rows alike instead of on whichever rows happen to run during it.
+    seed = args.seed if args.seed is not None else random.randrange(1 << 32)
+    print(f"row order seed: {seed} (rerun the same order with --seed {seed})", flush=True)
+    shuffler = random.Random(seed)
 
     listing = subprocess.run([args.binary, "--list"], capture_output=True, text=True, check=True).stdout
     jobs = []
@@ -223,7 +234,9 @@ def main():
     skipped = {}  # (label, executor) -> reason
     commands = []
     for rep in range(args.reps):
-        for label, command, n in jobs:
+        order = list(jobs)
+        shuffler.shuffle(order)
+        for label, command, n in order:
             if args.smoke:
                 n = max(10, n // 100)
             full = command + ["--n", str(n)]
@@ -260,7 +273,7 @@ def main():
         pass
     swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     lines.append(f"- Machine: {os.cpu_count()} cores, {cpu}, Linux {platform.release()}; {swift}; Python {platform.python_version()}")
-    lines.append(f"- Mode: {'SMOKE (tiny N, not meaningful)' if args.smoke else 'full'}; {args.reps} repetitions per row, each in a fresh process; figures are medians")
+    lines.append(f"- Mode: {'SMOKE (tiny N, not meaningful)' if args.smoke else 'full'}; {args.reps} repetitions per row, each in a fresh process, rows in a new shuffled order each repetition (seed {seed}); figures are medians")
     invocation = " ".join(["python3", "python/driver.py"] + sys.argv[1:])
     lines.append(f"- Command: `Benchmarks/run.sh{' --smoke' if args.smoke else ''}` (in `Benchmarks/`: `swift build -c release`, then `{invocation}`)")
     lines.append("- The machine is shared and noisy: compare ratios within this run, not absolute figures across runs.\n")
@@ -288,6 +301,25 @@ def main():
         for workload, executor, per_op in counted:
             peers = ", ".join(f"{ratio(per_op, other)}× {peer}" for w, peer, other in counted if w == workload and peer != executor)
             lines.append(f"| {workload} | {executor} | {per_op:.0f} | {peers} |")
+
+    task_rows = [(executor, value) for (label, executor), value in medians.items()
+                 if label == "socketpair-ping-pong" and executor.startswith("SerialLoop") and executor != "SerialLoop addReader"]
+    task_floor = medians.get(("socketpair-ping-pong", "task floor (epoll + continuations)"))
+    if task_rows and task_floor:
+        counts = {executor: per_op for w, executor, per_op in counted if w == "socketpair-ping-pong"}
+        floor_count = counts.get("task floor (epoll + continuations)")
+        lines.append("\n## Tasks waiting on descriptors, against the task floor\n")
+        lines.append("The task floor (TaskFloorEpoll.swift) is the least a task awaiting readiness costs in Swift 6.3.1:")
+        lines.append("one continuation per wait on a bare executor that polls epoll, no cancellation, no errors. Raw epoll")
+        lines.append("has no task at all, so tasks cannot reach it; this is how far each task row is from the floor.\n")
+        lines.append("| executor | wall ÷ task floor | instructions ÷ task floor |")
+        lines.append("|---|---:|---:|")
+        for executor, value in sorted(task_rows):
+            instructions = f"{counts[executor] / floor_count:.2f}" if floor_count and executor in counts else "—"
+            lines.append(f"| {executor} | {value / task_floor:.2f} | {instructions} |")
+        raw = medians.get(("socketpair-ping-pong", "raw epoll"))
+        if raw:
+            lines.append(f"| (task floor ÷ raw epoll) | {task_floor / raw:.2f} | — |")
 
     lines.append("\n## Targets (SerialLoop ÷ peer, medians of this run)\n")
     lines.append("| workload | peer | ratio | target | met |")
