@@ -1,6 +1,6 @@
 import CSerialLoopShims
 
-// Readiness streams: many waits on one descriptor, one wait object
+// Readiness streams and scopes: many waits on one descriptor, one wait object
 //
 // A long-lived reader waits on the same descriptor over and over: `readable`, read until EAGAIN,
 // `readable` again. Each `readable` call allocates its wait (`DescriptorWait`, shared with its
@@ -12,15 +12,16 @@ import CSerialLoopShims
 //     }
 //
 // What a `next()` still costs, and why:
-// - A cancellation handler per `next()`. Swift has no public way to keep one installed across
-//   calls: a handler is a status record on the task, allocated on the task's stack allocator and
-//   scoped to one wait, so it cannot outlive one `next()`. Adding it is a compare-and-swap of the
-//   task status; removing it takes the task's status lock. What the stream saves over `readable`
-//   is the heap allocation of the wait object and the retain/release traffic around it.
-// - One executor switch when `next()` is called directly (`iterator.next()`: it runs on the
-//   caller's executor), three in a `for try await` loop: the compiler calls
-//   `next(isolation: #isolation)`, whose `isolated` parameter costs a switch on entry, one before
-//   the code after the wait, and one back in the caller.
+// - A cancellation handler per `next()` of a plain stream. A handler is a status record on the
+//   task, allocated on the task's stack allocator and scoped to one call, so it cannot outlive one
+//   `next()`. Adding it is a compare-and-swap of the task status; removing it takes the task's
+//   status lock (~600 instructions a wait together). A readiness *scope* (`Loop.withReadiness`)
+//   installs one for its whole body instead, and its task's waits install none: the body is the
+//   scope Swift needs. Waits from any other task, or after the scope, bring their own handler.
+// - One executor switch per wait, the hop back to the caller's executor after the continuation
+//   resumes — whether `next()` is called directly or by `for try await`: `next(isolation:)` is
+//   inlinable, so inlined into the caller its hop to the caller's own isolation disappears
+//   (called out of line it cost two more switches per element).
 // - An append to the descriptor's waiter list (capacity is kept, so no allocation). The kernel
 //   registration is made once and kept across waits (interest is narrowed lazily, Reactor+Delivery.swift).
 //
@@ -63,6 +64,9 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
 
         /// Suspends until the descriptor is ready; returns `()` then, or `nil` once the sequence
         /// has ended (it ends by throwing).
+        ///
+        /// Inlinable: in the caller, its hop to `actor` (the caller's own isolation) is dropped, so
+        /// a `for try await` element costs one executor switch, not three.
         @inlinable
         public mutating func next(isolation actor: isolated (any Actor)? = #isolation) async throws(any Error) -> Void? {
             try await waitOnce()
