@@ -205,4 +205,89 @@ struct ReadinessScopeTests {
         }
         #expect(text == "second")
     }
+
+    /// Bad descriptors: the scope's first wait throws EBADF naming the operation; the scope's
+    /// handler is removed on the way out (the task goes on to wait elsewhere).
+    @Test func badDescriptorsInAScopeThrowEBADF() async throws {
+        let (errors, afterwards) = try await withLoop { loop in
+            var errors: [LoopError] = []
+            for (fd, kind) in [(Int32(-1), DescriptorReadiness.Kind.read), (Int32.max, .read), (-1, .write)] {
+                do {
+                    try await loop.withReadiness(fd, kind) { readiness in
+                        for try await _ in readiness {}
+                    }
+                } catch let error as LoopError {
+                    errors.append(error)
+                }
+            }
+            // The task still waits and is woken normally after the failed scopes.
+            let (a, b) = makeSocketPair()
+            writeAll(a, "after")
+            try await loop.readable(b)
+            let text = readString(b)
+            try loop.close(a); try loop.close(b)
+            return (errors, text)
+        }
+        #expect(errors.map(\.errno) == [EBADF, EBADF, EBADF])
+        #expect(errors.map(\.operation) == ["readable(fd: -1)", "readable(fd: \(Int32.max))", "writable(fd: -1)"])
+        #expect(afterwards == "after")
+    }
+
+    /// A foreign task (Swift's default executor) using a scope on a `LoopThread`: its waits start
+    /// through the inbox and the scope's handler still covers them — cancelling the task from
+    /// outside ends a pending wait with `CancellationError`; a wait pending at shutdown ends with
+    /// the shutdown error; a scope opened after shutdown fails at once.
+    @Test func foreignTasksInScopesOnALoopThread() async throws {
+        let thread = try Loop.startThread()
+        let loop = thread.loop
+        let (a, b) = makeSocketPair()
+        let (c, d) = makeSocketPair()
+        let echo = Task {
+            try await loop.withReadiness(b, .read) { readiness in
+                var byte: UInt8 = 0
+                var echoed = 0
+                for try await _ in readiness {
+                    while read(b, &byte, 1) == 1 {
+                        _ = write(b, &byte, 1)
+                        echoed += 1
+                    }
+                    if echoed == 100 { break }
+                }
+                return echoed
+            }
+        }
+        let rounds = await withWatchdog("100 foreign round trips in scopes") { () async throws -> Int in
+            try await loop.withReadiness(a, .read) { readiness in
+                var byte: UInt8 = 1
+                var replies = readiness.makeAsyncIterator()
+                for _ in 0..<100 {
+                    _ = write(a, &byte, 1)
+                    _ = try await replies.next()
+                    #expect(read(a, &byte, 1) == 1)
+                }
+                return 100
+            }
+        }
+        #expect(try rounds?.get() == 100)
+        #expect(try await echo.value == 100)
+
+        let cancelled = Task { try await loop.withReadiness(a, .read) { readiness in for try await _ in readiness {} } }
+        let atShutdown = Task { try await loop.withReadiness(d, .read) { readiness in for try await _ in readiness {} } }
+        let settled = await withWatchdog("two scoped waiters registering") {
+            while try await loop.onLoop({ loop.pendingWaiterCount }) < 2 { await Task.yield() }
+        }
+        #expect(settled != nil)
+        cancelled.cancel()
+        let cancelOutcome = await withWatchdog("the cancelled scope") { try await cancelled.value }
+        if case .failure(let error)? = cancelOutcome { #expect(error is CancellationError, "\(error)") } else { Issue.record("not cancelled: \(String(describing: cancelOutcome))") }
+        thread.shutdown()
+        let shutdownOutcome = await withWatchdog("the scope pending at shutdown") { try await atShutdown.value }
+        #expect(loopError(shutdownOutcome)?.isLoopShutDown == true, "\(String(describing: shutdownOutcome))")
+        let late = await withWatchdog("a scope after shutdown") {
+            try await loop.withReadiness(c, .read) { readiness in for try await _ in readiness {} }
+        }
+        #expect(loopError(late)?.isLoopShutDown == true)
+        #expect(loopError(late)?.operation == "readable(fd: \(c))")
+        close(a); close(b); close(c); close(d)
+    }
 }
