@@ -17,6 +17,7 @@ let package = Package(
             dependencies: [
                 "CBenchmarkShims",
                 .product(name: "SerialLoop", package: "SerialLoop"),
+                .product(name: "SerialLoopNet", package: "SerialLoop"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -28,6 +28,7 @@ SIZES = {
     "task-sleep-100k": 100_000,
     "socketpair-ping-pong": 200_000,
     "socketpair-growth": 200_000,
+    "tcp-ping-pong": 100_000,
     "yield-growth": 1_000_000,
     "cross-thread-enqueue": 2_000_000,
     "offload-round-trip": 100_000,
@@ -128,6 +129,7 @@ INSTRUCTIONS = [
     # cancels in the difference. About 3 minutes under valgrind in all.
     ("yield-growth", ["SerialLoop, alone", "SerialLoop, 100k tasks in loop.sleep"], 20_000, 120_000),
     ("socketpair-growth", ["SerialLoop readable, no idle fds", "SerialLoop readable, 10k idle fds"], 5_000, 25_000),
+    ("tcp-ping-pong", ["SerialLoopNet"], 5_000, 25_000),
 ]
 
 

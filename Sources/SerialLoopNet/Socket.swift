@@ -75,7 +75,7 @@ public final class TCPListener: @unchecked Sendable {
     /// - Throws: ``LoopError`` naming `accept` and the errno (e.g. `EMFILE` when out of descriptors),
     ///   or naming `readable` when the listener is closed while waiting; `CancellationError` when
     ///   the task is cancelled.
-    public func accept() async throws -> TCPConnection {
+    nonisolated(nonsending) public func accept() async throws -> TCPConnection {
         // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
         // does not declare it (it needs _GNU_SOURCE in the C shim).
         let fd = descriptor.fd
@@ -129,7 +129,7 @@ public final class TCPConnection: @unchecked Sendable {
     ///   listens, `EINVAL` when the host is not an IPv4 literal; `CancellationError` when the task is
     ///   cancelled (the half-open socket is closed).
     /// - Precondition: called on the loop's thread.
-    public static func connect(to address: SocketAddress, on loop: Loop) async throws -> TCPConnection {
+    nonisolated(nonsending) public static func connect(to address: SocketAddress, on loop: Loop) async throws -> TCPConnection {
         loop.preconditionOnLoopThread("TCPConnection.connect(to:on:)")
         let sockaddr = try address.sockaddr(for: "connect(to: \(address))")
         let fd = try makeTCPSocket("socket() for connecting to \(address)")
@@ -158,14 +158,14 @@ public final class TCPConnection: @unchecked Sendable {
     /// - Precondition: `buffer` stays valid until the call returns; called on the loop's thread.
     /// - Throws: ``LoopError`` naming `read` and the errno (e.g. `ECONNRESET`), or naming
     ///   `readable` when the connection is closed while waiting; `CancellationError`.
-    public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
+    nonisolated(nonsending) public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
         let fd = self.fd
         return try await descriptor.perform("read", waitingFor: .read) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     /// Reads what has arrived, up to `maxCount` bytes (at least one: waits for data). An empty
     /// array means end-of-file. The same errors as ``read(into:)``.
-    public func read(upToCount maxCount: Int) async throws -> [UInt8] {
+    nonisolated(nonsending) public func read(upToCount maxCount: Int) async throws -> [UInt8] {
         precondition(maxCount > 0, "TCPConnection.read(upToCount:) needs a positive count, got \(maxCount)")
         let fd = self.fd
         while true {
@@ -186,7 +186,7 @@ public final class TCPConnection: @unchecked Sendable {
     /// - Throws: ``LoopError`` naming `write` and the errno (`EPIPE` or `ECONNRESET` when the
     ///   peer went away), or naming `writable` when the connection is closed while waiting;
     ///   `CancellationError` (part of the bytes may have been sent).
-    public func write(_ bytes: [UInt8]) async throws {
+    nonisolated(nonsending) public func write(_ bytes: [UInt8]) async throws {
         let fd = self.fd
         var offset = 0
         while offset < bytes.count {
@@ -197,7 +197,7 @@ public final class TCPConnection: @unchecked Sendable {
     }
 
     /// Writes the UTF-8 bytes of `text`; see the `[UInt8]` overload.
-    public func write(_ text: String) async throws {
+    nonisolated(nonsending) public func write(_ text: String) async throws {
         try await write(Array(text.utf8))
     }
 

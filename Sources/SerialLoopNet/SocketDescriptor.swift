@@ -38,7 +38,7 @@ final class SocketDescriptor {
     /// the descriptor is ready for `interest`, `EINTR` (and any errno in `retrying`) tries again,
     /// anything else is a ``LoopError`` naming the call, the descriptor and the errno.
     /// - Returns: the call's non-negative result.
-    func perform<T: FixedWidthInteger>(
+    nonisolated(nonsending) func perform<T: FixedWidthInteger>(
         _ operation: String, waitingFor interest: Interest, retrying: [Int32] = [], _ call: () -> T
     ) async throws -> T {
         while true {
@@ -55,7 +55,7 @@ final class SocketDescriptor {
 
     /// After a failed call: waits for readiness on `EAGAIN`, returns at once on `EINTR` (the
     /// caller retries), throws for anything else.
-    func wait(afterFailureWith code: Int32, _ operation: String, for interest: Interest) async throws {
+    nonisolated(nonsending) func wait(afterFailureWith code: Int32, _ operation: String, for interest: Interest) async throws {
         switch code {
         case EAGAIN, EWOULDBLOCK:
             switch interest {
