@@ -13,7 +13,7 @@ import Synchronization
 /// - No timers, no I/O, no fairness: the inbox is only looked at when the ready queue is empty.
 /// - Its stored state is `@exclusivity(unchecked)`: otherwise every push and pop of the ring (a
 ///   mutating access to a class property) pays a dynamic exclusivity check (`swift_beginAccess`).
-final class Floor: TaskExecutor, SerialExecutor, @unchecked Sendable {
+final class Floor: TaskExecutor, SerialExecutor, DrivenFloor, @unchecked Sendable {
     /// Floor thread only.
     @exclusivity(unchecked) private var ready = JobRing()
     /// Floor thread only: the batch taken from the inbox, kept to reuse its capacity.
@@ -93,17 +93,7 @@ final class Floor: TaskExecutor, SerialExecutor, @unchecked Sendable {
         }
     }
 
-    /// Runs `body` as a task preferring the floor and drives the floor until it finishes.
-    static func run<T: Sendable>(_ body: @escaping @Sendable (Floor) async throws -> T) throws -> T {
-        let floor = Floor()
-        let box = ResultBox<T>()
-        Task(executorPreference: floor) {
-            do { box.value = .success(try await body(floor)) } catch { box.value = .failure(error) }
-            floor.finished = true
-        }
-        floor.run()
-        return try box.value!.get()
-    }
+    var preferredExecutor: any TaskExecutor { self }
 }
 
 /// The one-object floor's ready queue.
@@ -174,7 +164,7 @@ struct Ring<Element>: ~Copyable {
 ///   identity, so it costs a job where the one-object floor's may not (`task-actor-call`).
 /// - Same-thread only: no inbox, no parking. The rows that use it (actor ping-pong, task → actor
 ///   calls) enqueue every job from the floor thread; a job from any other thread stops the process.
-final class TwoObjectFloor: @unchecked Sendable {
+final class TwoObjectFloor: DrivenFloor, @unchecked Sendable {
     enum Role { case task, actor }
     struct Entry {
         let job: UnownedJob
@@ -215,17 +205,7 @@ final class TwoObjectFloor: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` as a task preferring `taskExecutor` and drives the floor until it finishes.
-    static func run<T: Sendable>(_ body: @escaping @Sendable (TwoObjectFloor) async throws -> T) throws -> T {
-        let floor = TwoObjectFloor()
-        let box = ResultBox<T>()
-        Task(executorPreference: floor.taskExecutor) {
-            do { box.value = .success(try await body(floor)) } catch { box.value = .failure(error) }
-            floor.finished = true
-        }
-        floor.run()
-        return try box.value!.get()
-    }
+    var preferredExecutor: any TaskExecutor { taskExecutor }
 }
 
 /// The two-object floor's task executor role (see `TwoObjectFloor`).
@@ -246,4 +226,31 @@ final class FloorSerialExecutor: SerialExecutor, @unchecked Sendable {
     func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
     func checkIsolated() { precondition(floor.isOwnerThread) }
     func isIsolatingCurrentContext() -> Bool? { floor.isOwnerThread }
+}
+
+// MARK: - Driving a floor
+
+/// A floor executor that a benchmark drives on its own thread until the body's task is done.
+protocol DrivenFloor: AnyObject, Sendable {
+    init()
+    /// What the body's task prefers.
+    var preferredExecutor: any TaskExecutor { get }
+    /// Set by the body's task as it ends; `run()` returns then.
+    var finished: Bool { get set }
+    /// Runs jobs (and whatever else the floor does) until `finished`.
+    func run()
+}
+
+extension DrivenFloor {
+    /// Runs `body` as a task preferring the floor and drives the floor until it finishes.
+    static func run<T: Sendable>(_ body: @escaping @Sendable (Self) async throws -> T) throws -> T {
+        let floor = Self()
+        let box = ResultBox<T>()
+        Task(executorPreference: floor.preferredExecutor) {
+            do { box.value = .success(try await body(floor)) } catch { box.value = .failure(error) }
+            floor.finished = true
+        }
+        floor.run()
+        return try box.value!.get()
+    }
 }

@@ -14,7 +14,7 @@ import CBenchmarkShims
 /// - What it leaves out, and any real API must have: cancellation (a wait here can never end
 ///   early), errors (a closed or invalid descriptor), more than one waiter per descriptor, timers,
 ///   cross-thread work. So it is a lower bound, not a competitor.
-final class EpollTaskFloor: TaskExecutor, SerialExecutor, @unchecked Sendable {
+final class EpollTaskFloor: TaskExecutor, SerialExecutor, DrivenFloor, @unchecked Sendable {
     /// Floor thread only (see `Floor.ready` for why unchecked).
     @exclusivity(unchecked) private var ready = JobRing()
     /// Floor thread only: the waiting task of each descriptor, by descriptor number.
@@ -71,17 +71,7 @@ final class EpollTaskFloor: TaskExecutor, SerialExecutor, @unchecked Sendable {
         }
     }
 
-    /// Runs `body` as a task preferring the floor and drives the floor until it finishes.
-    static func run<T: Sendable>(_ body: @escaping @Sendable (EpollTaskFloor) async throws -> T) throws -> T {
-        let floor = EpollTaskFloor()
-        let box = ResultBox<T>()
-        Task(executorPreference: floor) {
-            do { box.value = .success(try await body(floor)) } catch { box.value = .failure(error) }
-            floor.finished = true
-        }
-        floor.run()
-        return try box.value!.get()
-    }
+    var preferredExecutor: any TaskExecutor { self }
 }
 
 /// `serialLoopPingPong` on the task floor: two tasks, each side `await floor.readable(fd)` then
