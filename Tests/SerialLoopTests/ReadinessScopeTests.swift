@@ -13,18 +13,7 @@ struct ReadinessScopeTests {
         let (rounds, echoed, waitersAfter) = try await withLoop { loop in
             let (a, b) = makeSocketPair()
             let echo = Task(executorPreference: loop) {
-                try await loop.withReadiness(b, .read) { readiness in
-                    var byte: UInt8 = 0
-                    var echoed = 0
-                    for try await _ in readiness {
-                        while read(b, &byte, 1) == 1 {
-                            _ = write(b, &byte, 1)
-                            echoed += 1
-                        }
-                        if byte == 0 { break }                  // the last byte ends the echo
-                    }
-                    return echoed
-                }
+                try await echoInScope(loop, b) { byte, _ in byte == 0 }      // the last byte ends the echo
             }
             let rounds = try await loop.withReadiness(a, .read) { readiness in
                 var rounds = 0
@@ -243,18 +232,7 @@ struct ReadinessScopeTests {
         let (a, b) = makeSocketPair()
         let (c, d) = makeSocketPair()
         let echo = Task {
-            try await loop.withReadiness(b, .read) { readiness in
-                var byte: UInt8 = 0
-                var echoed = 0
-                for try await _ in readiness {
-                    while read(b, &byte, 1) == 1 {
-                        _ = write(b, &byte, 1)
-                        echoed += 1
-                    }
-                    if echoed == 100 { break }
-                }
-                return echoed
-            }
+            try await echoInScope(loop, b) { _, echoed in echoed == 100 }
         }
         let rounds = await withWatchdog("100 foreign round trips in scopes") { () async throws -> Int in
             try await loop.withReadiness(a, .read) { readiness in
@@ -289,5 +267,22 @@ struct ReadinessScopeTests {
         #expect(loopError(late)?.isLoopShutDown == true)
         #expect(loopError(late)?.operation == "readable(fd: \(c))")
         close(a); close(b); close(c); close(d)
+    }
+}
+
+/// Echoes every byte that arrives on `fd`, iterating a readiness scope, until `isDone(last byte,
+/// bytes echoed so far)`; returns how many it echoed. Runs on the caller's executor.
+nonisolated(nonsending) private func echoInScope(_ loop: Loop, _ fd: Int32, until isDone: (UInt8, Int) -> Bool) async throws -> Int {
+    try await loop.withReadiness(fd, .read) { readiness in
+        var byte: UInt8 = 0
+        var echoed = 0
+        for try await _ in readiness {
+            while read(fd, &byte, 1) == 1 {
+                _ = write(fd, &byte, 1)
+                echoed += 1
+            }
+            if isDone(byte, echoed) { break }
+        }
+        return echoed
     }
 }
