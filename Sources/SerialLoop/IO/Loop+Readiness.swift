@@ -38,6 +38,8 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
         case read
         /// Writable, hung up, or in error: a write will not block.
         case write
+
+        var interest: Interest { self == .read ? .read : .write }
     }
 
     public typealias Element = Void
@@ -51,7 +53,7 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
     let scopedWait: DescriptorWait?
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(wait: scopedWait ?? DescriptorWait(fd: fd, interest: kind == .read ? .read : .write, on: loop))
+        AsyncIterator(wait: scopedWait ?? DescriptorWait(fd: fd, interest: kind.interest, on: loop))
     }
 
     /// Iterates a ``DescriptorReadiness``. Use it from one task at a time.
@@ -146,11 +148,11 @@ extension Loop {
     /// Iterate the stream from the calling task, one iterator at a time (every iterator made from
     /// it shares the one wait the handler covers). An iterator that outlives `body`, or is used by
     /// another task, still works: its waits then install their own handlers.
-    nonisolated(nonsending) public func withReadiness<Result>(
+    nonisolated(nonsending) public func withReadiness<T>(
         _ fd: Int32, _ kind: DescriptorReadiness.Kind,
-        _ body: nonisolated(nonsending) (DescriptorReadiness) async throws -> Result
-    ) async throws -> Result {
-        let wait = DescriptorWait(fd: fd, interest: kind == .read ? .read : .write, on: self)
+        _ body: nonisolated(nonsending) (DescriptorReadiness) async throws -> T
+    ) async throws -> T {
+        let wait = DescriptorWait(fd: fd, interest: kind.interest, on: self)
         CancellationCallback.install
         // The handler's context is `wait`, unretained: it outlives the record (see `Loop.suspend`).
         let record = c_serial_loop_add_cancellation_handler(Unmanaged.passUnretained(wait).toOpaque())
