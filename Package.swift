@@ -7,8 +7,14 @@ let package = Package(
         .library(name: "SerialLoop", targets: ["SerialLoop"]),
         // TCP sockets over the loop's public readiness API (`TCPListener`, `TCPConnection`).
         .library(name: "SerialLoopNet", targets: ["SerialLoopNet"]),
-        // The `.testLoop` Swift Testing trait. Testing ships with the toolchain: no package dependency.
+        // The `.testLoop` Swift Testing trait, and virtual time (it depends on SerialLoopVirtualTime).
+        // Testing ships with the toolchain: no package dependency.
         .library(name: "SerialLoopTesting", targets: ["SerialLoopTesting"]),
+        // Virtual time (test loops, `withTestLoop`, `Loop.runMain(time: .virtual)`) for a program
+        // that is not a Swift Testing target. Linking it replaces `clock_gettime` and
+        // `swift_task_create` process-wide (RUNTIME-INTERFACE.md); programs that do not link it
+        // replace nothing.
+        .library(name: "SerialLoopVirtualTime", targets: ["SerialLoopVirtualTime"]),
         .executable(name: "serial-loop-demo", targets: ["SerialLoopDemo"]),
         .executable(name: "serial-loop-leak-check", targets: ["SerialLoopLeakCheck"]),
         .executable(name: "serial-loop-torture", targets: ["SerialLoopTorture"]),
@@ -19,25 +25,28 @@ let package = Package(
     ],
     targets: [
         // epoll / eventfd declarations (Glibc does not expose them to Swift), the global-enqueue
-        // hook, and the interposed clock_gettime that makes the runtime's clocks virtual on a
-        // test loop's thread (clock.c).
+        // hook, and weak references to the opt-in half of virtual time. Defines no libc or
+        // runtime symbol.
         .target(name: "CSerialLoopShims"),
+        // The opt-in half of virtual time: the interposed clock_gettime (the runtime's clocks read
+        // virtual time on a test loop's thread) and swift_task_create (marks task creation).
+        .target(name: "SerialLoopVirtualTime"),
         // The async-signal-safe handler behind `loop.signals(...)` (a self-pipe writer); no other logic.
         .target(name: "CSerialLoopSignals"),
         .target(name: "SerialLoop", dependencies: ["CSerialLoopShims", "CSerialLoopSignals"]),
         .target(name: "SerialLoopNet", dependencies: ["SerialLoop", "CSerialLoopShims"]),
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),
         // Many loops created, run and torn down, for the leak check in .ci/reliability.sh.
-        .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop"]),
+        .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop", "SerialLoopVirtualTime"]),
         // The randomized API torture test (issue 9): run by .ci/run, seeded and replayable.
-        .executableTarget(name: "SerialLoopTorture", dependencies: ["SerialLoop"]),
+        .executableTarget(name: "SerialLoopTorture", dependencies: ["SerialLoop", "SerialLoopVirtualTime"]),
         // An example app on one loop thread: HTTP on the socket layer, offload, signals.
         .executableTarget(name: "SerialLoopApp", dependencies: ["SerialLoop", "SerialLoopNet"]),
-        .target(name: "SerialLoopTesting", dependencies: ["SerialLoop"]),
+        .target(name: "SerialLoopTesting", dependencies: ["SerialLoop", "SerialLoopVirtualTime"]),
         // Test fixtures for the process-wide modes (a loop on the main thread, the whole program on
         // one loop): programs run in child processes by ModeTests, since an install cannot be undone
         // inside the test process. Top-level code, a sync @main, an async @main.
-        .target(name: "SerialLoopModeScenarios", dependencies: ["SerialLoop"]),
+        .target(name: "SerialLoopModeScenarios", dependencies: ["SerialLoop", "SerialLoopVirtualTime"]),
         .executableTarget(name: "SerialLoopModes", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
         .executableTarget(name: "SerialLoopModesMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
         .executableTarget(name: "SerialLoopModesAsyncMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),

@@ -11,12 +11,11 @@ extern swift_enqueue_global_hook_t swift_task_enqueueGlobal_hook;
 
 static _Atomic(c_serial_loop_global_router_t) installed_router;
 static _Thread_local void *current_loop;
-static _Thread_local int creating_task;
 
 __attribute__((swiftcall))
 static void c_serial_loop_enqueue_global(void *job, swift_enqueue_global_original_t original) {
     c_serial_loop_global_router_t router = atomic_load_explicit(&installed_router, memory_order_acquire);
-    if (current_loop != NULL && router != NULL && router(job, creating_task > 0)) {
+    if (current_loop != NULL && router != NULL && router(job, c_serial_loop_is_creating_task())) {
         return;
     }
     original(job);
@@ -31,36 +30,6 @@ void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router) {
 
 void *c_serial_loop_current_loop(void) { return current_loop; }
 void c_serial_loop_set_current_loop(void *loop) { current_loop = loop; }
-
-// Which jobs are new tasks
-//
-// A test loop takes over the tasks that code on its thread *creates* (`Task {}`,
-// `Task.detached {}`), never tasks that merely get *resumed* from its thread (a foreign task
-// awaiting a loop task's value, or a continuation the loop resumes). The global-enqueue hook
-// cannot tell the two apart from the job alone, so `swift_task_create` — which compiled Swift code
-// calls through the PLT, and which enqueues a new task synchronously before it returns — is
-// wrapped here: while it runs, `creating_task` is set on this thread. (The runtime's internal
-// task creations, e.g. a `Task.sleep` wake-up, do not come through here; they need not.)
-
-typedef struct { void *task; void *context; } c_serial_loop_task_and_context;
-typedef c_serial_loop_task_and_context (*swift_task_create_t)(size_t flags, void *options, const void *result_type,
-                                                              void *closure_entry, void *closure_context) __attribute__((swiftcall));
-
-static _Atomic(swift_task_create_t) real_task_create;
-
-__attribute__((swiftcall, visibility("default"), used))
-c_serial_loop_task_and_context swift_task_create(size_t flags, void *options, const void *result_type,
-                                                 void *closure_entry, void *closure_context) {
-    swift_task_create_t real = atomic_load_explicit(&real_task_create, memory_order_acquire);
-    if (real == NULL) {
-        real = (swift_task_create_t)dlsym(RTLD_NEXT, "swift_task_create");
-        atomic_store_explicit(&real_task_create, real, memory_order_release);
-    }
-    creating_task += 1;
-    c_serial_loop_task_and_context result = real(flags, options, result_type, closure_entry, closure_context);
-    creating_task -= 1;
-    return result;
-}
 
 extern void *swift_retain(void *object);
 extern void swift_release(void *object);

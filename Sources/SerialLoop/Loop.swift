@@ -73,7 +73,13 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
     /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
+    /// - Throws: ``LoopError`` if the kernel refuses the epoll or eventfd descriptor, or, for
+    ///   `.virtual`, if the program does not link virtual time (the `SerialLoopTesting` or
+    ///   `SerialLoopVirtualTime` product; the error says which to add).
     public init(time: TimeMode = .real) throws(LoopError) {
+        if time == .virtual && !Loop.virtualTimeIsLinked {
+            throw LoopError(operation: "Loop(time: .virtual)", reason: Loop.virtualTimeNotLinkedReason)
+        }
         ownerThread = pthread_self()
         self.time = LoopTime(mode: time)
         capturesEscapingWork = time == .virtual

@@ -3,6 +3,7 @@ import Dispatch
 import Synchronization
 import Testing
 import CSerialLoopShims
+import SerialLoopVirtualTime
 @testable import SerialLoop
 
 /// Every way a task can sleep on a test loop.

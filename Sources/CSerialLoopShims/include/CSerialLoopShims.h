@@ -4,8 +4,9 @@
 // Glibc's Swift overlay does not export epoll or eventfd, so this header makes them visible to the
 // SerialLoop module. The only logic here is the global-enqueue hook below (shims.c), which must use
 // the Swift calling convention and so cannot be written in Swift, the cancellation-handler calls
-// into the runtime (shims.c, for the same reason), and the interposed
-// `clock_gettime` (clock.c), which must be a C symbol of that name.
+// into the runtime (shims.c, for the same reason), and the weak references to the opt-in half of
+// virtual time (virtual_time.c). This target defines no libc or runtime symbol: see
+// RUNTIME-INTERFACE.md for every one the package uses or (opt-in) replaces.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <errno.h>
@@ -57,32 +58,31 @@ void c_serial_loop_remove_cancellation_handler(void *record);
 /// dereferenced or retained — what a readiness scope compares to know its handler covers a wait.
 void *c_serial_loop_current_task(void);
 
-// MARK: The runtime's clocks on a test loop's thread (clock.c)
+// MARK: Virtual time, if the program links it (virtual_time.c)
 
-/// Virtual monotonic instants are this many seconds + the loop's virtual nanoseconds.
-#define c_serial_loop_virtual_clock_origin_seconds ((int64_t)1000000000)
+/// Whether the program links the opt-in half of virtual time (the `SerialLoopVirtualTime` target:
+/// the interposed `clock_gettime` and `swift_task_create`). Without it a test loop cannot start.
+bool c_serial_loop_virtual_time_is_linked(void);
 
 /// What `clock_gettime` answers on this thread for the monotonic clocks (MONOTONIC, _RAW,
-/// _COARSE, BOOTTIME): the virtual instant when `active` (to every caller but libdispatch),
-/// libc's answer otherwise.
-typedef struct {
-    bool active;
-    int64_t nanoseconds;
-} c_serial_loop_virtual_clock_t;
-
-c_serial_loop_virtual_clock_t c_serial_loop_thread_virtual_clock(void);
-void c_serial_loop_set_thread_virtual_clock(c_serial_loop_virtual_clock_t clock);
+/// _COARSE, BOOTTIME): the virtual instant `nanoseconds` when `active` (to every caller but
+/// libdispatch), libc's answer otherwise. No-op when virtual time is not linked.
+void c_serial_loop_set_thread_virtual_clock(bool active, int64_t nanoseconds);
 void c_serial_loop_set_thread_virtual_nanoseconds(int64_t nanoseconds);
 
-/// libc's `clock_gettime`, bypassing the interposer: for the loop's own real-time reads.
+/// libc's `clock_gettime`, bypassing the interposer if there is one: the loop's own real-time reads.
 int c_serial_loop_real_clock_gettime(clockid_t clock, struct timespec *spec);
 
 /// Whether `clock_gettime` in this process resolves to the interposer (diagnostics and tests).
 bool c_serial_loop_clock_is_interposed(void);
 
-/// Whether libdispatch's clock reads are told apart (and stay real on a test loop's thread): true
-/// when libdispatch is a shared library, as in a default SwiftPM build.
+/// Whether libdispatch's clock reads are told apart (and stay real on a test loop's thread).
 bool c_serial_loop_dispatch_reads_real_time(void);
+
+/// Whether a task is being created on this thread right now (`swift_task_create` is running);
+/// always false when virtual time is not linked (nothing needs to know then).
+bool c_serial_loop_is_creating_task(void);
+
 // ---- The main thread and Dispatch's main queue (see Entry/MainThread.swift) ----
 // libdispatch's run-loop hooks, the ones swift-corelibs-foundation's RunLoop uses to serve the main
 // queue. libdispatch.so exports them but its public headers do not declare them.

@@ -91,7 +91,7 @@ extension Loop {
         }
         precondition(!alreadyInstalled, "Loop.runMain called twice: the program's executors can be installed once per process (the first loop stays installed)")
         _createExecutors(factory: WholeProgramExecutors.self)
-        return try loop.runBody(body, cancellation: nil)
+        return try loop.runBody(body)
     }
 
     /// Whether this loop is the program's main and default executor (``runMain(time:_:)``).

@@ -14,12 +14,17 @@ import Synchronization
 public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) throws -> T {
     preconditionNoLoopRunning("withLoop")
     let loop = try Loop()
-    return try loop.runBody(body, cancellation: nil)
+    return try loop.runBody(body)
 }
 
 /// Runs `body` on a new loop on a **dedicated thread** and returns its value (or rethrows its
-/// error). No cooperative thread is blocked while it runs. Cancelling the calling task cancels the
-/// body's task.
+/// error). No cooperative thread is blocked while it runs.
+///
+/// The body is part of the calling task, not a new task: it runs under
+/// `withTaskExecutorPreference(loop)`, so the caller's task-locals (logging metadata, tracing,
+/// Swift Testing's `Test.current`) are visible in it and in the tasks it creates, cancelling the
+/// caller cancels it, and its priority is the caller's. When the body returns, the loop shuts down
+/// (tasks still suspended on it are cancelled) and its thread ends before this returns.
 public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) async throws -> T {
     try await runOnDedicatedThread(time: .real, body)
 }
@@ -30,10 +35,12 @@ public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) asyn
 public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) throws -> T {
     preconditionNoLoopRunning("withTestLoop")
     let loop = try Loop(time: .virtual)
-    return try loop.runBody(body, cancellation: nil)
+    return try loop.runBody(body)
 }
 
-/// The async twin of `withTestLoop`: the test loop runs on a dedicated thread.
+/// The async twin of `withTestLoop`: the test loop runs on a dedicated thread, and the body is
+/// part of the calling task, as in the async ``withLoop(_:)-(sending(Loop)->T)`` (task-locals and
+/// `Test.current` are visible in it, so a failing `#expect` is attributed to its test).
 public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) async throws -> T {
     try await runOnDedicatedThread(time: .virtual, body)
 }
@@ -51,43 +58,138 @@ public struct LoopLeftoversError: Error, CustomStringConvertible {
     public var description: String { "the test loop ended with work still pending: \(leftovers)" }
 }
 
+/// The async entry points: a loop on a new thread, the body run in the caller's own task with the
+/// loop as its task executor.
+///
+/// Order of events: the thread creates the loop and hands it over; the caller's task moves onto
+/// it (`withTaskExecutorPreference`) and runs the body; the body's end, on the loop thread, ends
+/// the loop's run; the thread collects leftovers, shuts the loop down and reports; the caller,
+/// back on its own executor, waits for that report. A run that ends first (a test loop's stall,
+/// `stop()`) shuts the loop down while the body is still suspended: shutdown resumes its waits, so
+/// it unwinds, and the run's error is what the call throws.
 private func runOnDedicatedThread<T: Sendable>(time: Loop.TimeMode, _ body: sending (Loop) async throws -> T) async throws -> T {
-    let cancellation = BodyCancellation()
-    // The body is used on the loop thread while this task waits for it, and released there before
-    // this task resumes: it does not really escape.
-    return try await withoutActuallyEscaping(body) { body in
-        let handOff = HandOff(body)
-        return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
-                let thread = spawnThread {
-                    let result = runHandedOffBody(handOff, time: time, cancellation: cancellation)
-                    continuation.resume(with: result)
+    let host = try await DedicatedLoop.start(time: time)
+    let loop = host.loop
+    let outcome: Result<T, any Error>
+    do {
+        let value = try await withTaskExecutorPreference(loop) {
+            defer { host.bodyFinished() }
+            return try await body(loop)
+        }
+        outcome = .success(value)
+    } catch {
+        outcome = .failure(error)
+    }
+    switch await host.end() {
+    case .failure(let runError):
+        // A stall or a stop ended the run before the body finished: that is the cause of
+        // whatever the body then threw (usually the CancellationError shutdown gave it).
+        throw runError
+    case .success(let leftovers):
+        let value = try outcome.get()
+        if !leftovers.isEmpty { throw LoopLeftoversError(leftovers: leftovers) }
+        return value
+    }
+}
+
+/// A loop on a thread of its own, serving one body that runs in another task (the caller's).
+private final class DedicatedLoop: @unchecked Sendable {
+    // Safe: `loop` and `runID` are written before the loop is handed to the caller (the hand-off
+    // orders them) and only read afterwards; `bodyHasFinished` is read and written on the loop's
+    // thread only; `report` is behind its lock.
+    let loop: Loop
+    private var runID: UInt64 = 0
+    private var bodyHasFinished = false
+    private let report = Lock(Report.pending)
+
+    private enum Report {
+        case pending
+        case awaited(UnsafeContinuation<Result<LoopLeftovers, any Error>, Never>)
+        case ready(Result<LoopLeftovers, any Error>)
+        case taken
+    }
+
+    private init(loop: Loop) { self.loop = loop }
+
+    /// Starts the thread and returns once its loop exists.
+    static func start(time: Loop.TimeMode) async throws -> DedicatedLoop {
+        try await withUnsafeThrowingContinuation { (started: UnsafeContinuation<DedicatedLoop, any Error>) in
+            pthread_detach(spawnThread {
+                let host: DedicatedLoop
+                do { host = DedicatedLoop(loop: try Loop(time: time)) } catch {
+                    return started.resume(throwing: error)
                 }
-                pthread_detach(thread)
-            }
-        } onCancel: {
-            cancellation.cancel()
+                host.runID = host.loop.nextRunID()
+                started.resume(returning: host)
+                host.serve()
+            })
         }
     }
-}
 
-/// Runs the body on a new loop on this thread; the body is released when this returns.
-private func runHandedOffBody<T: Sendable>(_ handOff: HandOff<(Loop) async throws -> T>, time: Loop.TimeMode, cancellation: BodyCancellation) -> Result<T, any Error> {
-    let body = handOff.take()
-    return Result {
-        let loop = try Loop(time: time)
-        return try loop.runBody(body, cancellation: cancellation)
+    /// On the loop's thread: turns the loop until the body finishes (or a stall, or a stop), then
+    /// collects leftovers, shuts down and reports.
+    private func serve() {
+        let end = loop.runTicks(operation: "run(until:)", id: runID)
+        var result: Result<LoopLeftovers, any Error>
+        switch end {
+        case .completed:
+            result = .success(loop.timeMode == .virtual ? loop.leftovers() : LoopLeftovers())
+        case .stalled(let report):
+            result = .failure(LoopError(operation: "run(until:)", reason: report))
+        case .stopped:
+            result = .failure(LoopError(operation: "run(until:)", reason: "stop() was called before the body finished"))
+        }
+        // Task.sleep timers may belong to cancelled sleeps; shutdown tells the live ones apart.
+        let liveTaskSleeps = loop.shutdown()
+        if case .success(var leftovers) = result, loop.timeMode == .virtual {
+            leftovers.taskSleeps = liveTaskSleeps
+            result = .success(leftovers)
+        }
+        if !bodyHasFinished {
+            // Shutdown resumed every wait on the loop; the body still awaits something outside it.
+            // It is the caller's task: it ends when that completes (its loop calls fail from now on).
+            fputs("""
+                SerialLoop: the loop of withLoop/withTestLoop shut down (\((try? result.get()).map { _ in "its run ended" } ?? "\(result.failure()!)")) \
+                while the body still awaits something outside the loop; the call returns when that \
+                completes. If the body awaits @MainActor code or DispatchQueue.main while the main \
+                thread is blocked, run the loop on the main thread (sync withLoop there, or \
+                Loop.runMain) or keep that work off the main actor.\n
+                """, stderr)
+        }
+        deliver(result)
     }
-}
 
-/// Moves a value to another thread exactly once; `take()` leaves nothing behind, so the sender
-/// can rely on the receiver holding the only reference.
-private final class HandOff<Value>: @unchecked Sendable {
-    private var value: Value?
-    init(_ value: Value) { self.value = value }
-    func take() -> Value {
-        defer { value = nil }
-        return value!
+    /// On the loop's thread, as the body returns or throws: the run ends after this tick's jobs.
+    func bodyFinished() {
+        bodyHasFinished = true
+        loop.requestExit(ofRun: runID)
+    }
+
+    private func deliver(_ result: Result<LoopLeftovers, any Error>) {
+        let waiting: UnsafeContinuation<Result<LoopLeftovers, any Error>, Never>? = report.withLock { state in
+            if case .awaited(let continuation) = state {
+                state = .taken
+                return continuation
+            }
+            state = .ready(result)
+            return nil
+        }
+        waiting?.resume(returning: result)
+    }
+
+    /// The report, once the thread has shut the loop down.
+    func end() async -> Result<LoopLeftovers, any Error> {
+        await withUnsafeContinuation { continuation in
+            let ready: Result<LoopLeftovers, any Error>? = report.withLock { state in
+                if case .ready(let result) = state {
+                    state = .taken
+                    return result
+                }
+                state = .awaited(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
     }
 }
 
@@ -104,54 +206,22 @@ struct UnsafeTransfer<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
-/// Forwards cancellation of an async `withLoop` caller to the body's task, whenever it exists.
-final class BodyCancellation: Sendable {
-    private enum State {
-        case waiting
-        case running(cancelBody: @Sendable () -> Void)
-        case cancelled
-    }
-    private let state = Lock(State.waiting)
-
-    /// Any thread. `Task.cancel()` is thread-safe, so the body is cancelled directly.
-    func cancel() {
-        let cancelBody: (@Sendable () -> Void)? = state.withLock { state in
-            defer { state = .cancelled }
-            if case .running(let cancelBody) = state { return cancelBody }
-            return nil
-        }
-        cancelBody?()
-    }
-
-    /// Registers how to cancel the body. Returns `false` if cancellation came first.
-    func register(_ cancelBody: @escaping @Sendable () -> Void) -> Bool {
-        state.withLock { state in
-            if case .cancelled = state { return false }
-            state = .running(cancelBody: cancelBody)
-            return true
-        }
-    }
-}
-
 extension Loop {
     /// Runs `body` as a task preferring this loop, turns the loop until it finishes, shuts down.
-    func runBody<T: Sendable>(_ body: (Loop) async throws -> T, cancellation: BodyCancellation?) throws -> T {
+    func runBody<T: Sendable>(_ body: (Loop) async throws -> T) throws -> T {
         // The body runs on this thread while the caller is blocked here (sync entry points), or
         // while the caller awaits the dedicated thread (async ones), and the task that runs it
         // has finished or been cancelled by shutdown before this returns: it does not escape.
         try withoutActuallyEscaping(body) { body in
-            try runEscapingBody(UnsafeTransfer(body), cancellation: cancellation)
+            try runEscapingBody(UnsafeTransfer(body))
         }
     }
 
-    private func runEscapingBody<T: Sendable>(_ body: UnsafeTransfer<(Loop) async throws -> T>, cancellation: BodyCancellation?) throws -> T {
+    private func runEscapingBody<T: Sendable>(_ body: UnsafeTransfer<(Loop) async throws -> T>) throws -> T {
         let finished = OutcomeBox<Void>()
         let task = Task(executorPreference: self) {
             defer { finished.result = .success(()) }
             return try await body.value(self)
-        }
-        if let cancellation, !cancellation.register({ task.cancel() }) {
-            task.cancel()
         }
         let outcome: Result<T, any Error> = Result { try run(until: task) }
         var leftovers = timeMode == .virtual ? self.leftovers() : LoopLeftovers()

@@ -16,7 +16,7 @@ import CSerialLoopShims
 // Exact by construction. `Task.sleep(for: d)` (and `ContinuousClock`/`SuspendingClock` sleeps)
 // computes `clock.now + d` inside the Swift runtime and hands the loop only that instant. On a test
 // loop's thread, while the loop runs, the runtime's clocks read *virtual* time: the C shim
-// interposes `clock_gettime` (CSerialLoopShims/clock.c), and the loop keeps a thread-local copy of
+// interposes `clock_gettime` (SerialLoopVirtualTime/clock.c: opt-in, see `virtualTimeIsLinked`), and the loop keeps a thread-local copy of
 // its virtual time there (`installThreadClock`, `setVirtualNow`). So the instant the loop receives
 // is `origin + virtualNow + d`, and converting it back (`deadline(for:clock:)`) gives
 // `virtualNow + d` exactly, to the nanosecond, whatever the machine's load. Other threads, real
@@ -84,11 +84,22 @@ extension Loop {
     static func installThreadClock(for loop: Loop?) {
         if let loop, loop.time.isVirtual {
             _ = runtimeClocksCanBeVirtual
-            c_serial_loop_set_thread_virtual_clock(.init(active: true, nanoseconds: loop.time.virtualNanoseconds.load(ordering: .relaxed)))
+            c_serial_loop_set_thread_virtual_clock(true, loop.time.virtualNanoseconds.load(ordering: .relaxed))
         } else {
-            c_serial_loop_set_thread_virtual_clock(.init(active: false, nanoseconds: 0))
+            c_serial_loop_set_thread_virtual_clock(false, 0)
         }
     }
+
+    /// Whether the program links the opt-in half of virtual time (the `SerialLoopVirtualTime`
+    /// product, which `SerialLoopTesting` depends on). It replaces `clock_gettime` and
+    /// `swift_task_create` process-wide, so only programs that ask for virtual time carry it
+    /// (RUNTIME-INTERFACE.md); without it `Loop(time: .virtual)` throws, naming what to link.
+    static let virtualTimeIsLinked: Bool = c_serial_loop_virtual_time_is_linked()
+
+    /// What `Loop(time: .virtual)` says in a program that does not link virtual time.
+    static let virtualTimeNotLinkedReason = """
+        virtual time is not linked into this program: a test target gets it by depending on the         SerialLoopTesting product (.product(name: "SerialLoopTesting", package: "SerialLoop")), any         other program by depending on SerialLoopVirtualTime (it replaces clock_gettime and         swift_task_create process-wide, so it is opt-in; it cannot be linked with --static-swift-stdlib)
+        """
 
     /// Whether the interposed `clock_gettime` is the one the process uses. It is when SerialLoop is
     /// linked statically (SwiftPM's default) or as a shared library loaded before libc; if

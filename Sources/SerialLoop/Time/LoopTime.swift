@@ -76,7 +76,7 @@ final class LoopTime: @unchecked Sendable {
 
 /// Reads `CLOCK_MONOTONIC` in nanoseconds: the one place the real clock is read (through `LoopTime`
 /// for loop time; directly for real durations — polls, quiet periods, stall budgets, job timings).
-/// It bypasses the interposed `clock_gettime` (CSerialLoopShims/clock.c): on a test loop's thread
+/// It bypasses the interposed `clock_gettime` (SerialLoopVirtualTime/clock.c), if linked: on a test loop's thread
 /// the runtime's clocks read virtual time, but the loop's own real-time measurements are real.
 @inline(__always)
 func monotonicNanoseconds() -> Int64 {

@@ -1,5 +1,11 @@
 // The runtime's clocks on a test loop's thread: an interposed `clock_gettime`.
 //
+// Opt-in. This file is part of the `SerialLoopVirtualTime` product (which `SerialLoopTesting`
+// brings along): only a program that links that product carries this definition. The core library
+// refers to the functions below through weak references (CSerialLoopShims/virtual_time.c), so a
+// program that does not link it replaces nothing process-wide, and a test loop there fails to start
+// with an error that says what to link. See RUNTIME-INTERFACE.md for every symbol the package uses.
+//
 // Why. `Task.sleep(for: d)`, `ContinuousClock().sleep` and `SuspendingClock` sleeps compute an
 // absolute deadline `now + d` inside the Swift runtime and hand the loop only that instant. For a
 // test loop to put the sleep at exactly `virtualNow + d`, the runtime's `now` must already be
@@ -9,7 +15,7 @@
 // over libc's (ordinary ELF symbol interposition), so every caller in the process reaches this one.
 // (Interposing the runtime's own `swift_get_time` does not work: it binds that call internally.)
 //
-// What it does. When the calling thread is running a test loop (`c_serial_loop_set_thread_virtual_clock`
+// What it does. When the calling thread is running a test loop (`c_serial_loop_vt_set_thread_clock`
 // was called with `active` on this thread), the monotonic clocks read a virtual instant:
 // `c_serial_loop_virtual_clock_origin_seconds` + the loop's virtual nanoseconds — for every caller
 // but libdispatch (its timers are real; see `dispatch_text_start`). Every other thread, clock id
@@ -19,23 +25,26 @@
 // Invariants.
 // - Only the thread that set the thread-local reads or writes it: no synchronisation needed.
 // - The loop's own real-time needs (a real loop's timers, a test loop's quiet periods and stall
-//   timeout) must not see virtual time: they call `c_serial_loop_real_clock_gettime`.
+//   timeout) must not see virtual time: they call `c_serial_loop_vt_real_clock_gettime`.
 // - The origin is a constant, so virtual instants (and anything printed from them) are identical
 //   on every run, and far from any real reading (no machine has been up for ~31.7 years), so a
 //   virtual instant mixed up with a real one fails loudly (a deadline ~31 years away) instead of
 //   quietly firing early.
 #define _GNU_SOURCE
-#include "CSerialLoopShims.h"
+#include "CSerialLoopVirtualTime.h"
 #include <dlfcn.h>
 #include <link.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 
-static _Thread_local c_serial_loop_virtual_clock_t thread_virtual_clock;
+// What `clock_gettime` answers on this thread for the monotonic clocks: the virtual instant when
+// `active` (to every caller but libdispatch), libc's answer otherwise.
+static _Thread_local struct { bool active; int64_t nanoseconds; } thread_virtual_clock;
 static _Atomic(clock_gettime_fn) libc_clock_gettime;
 
 int clock_gettime(clockid_t clock, struct timespec *spec);
@@ -89,7 +98,7 @@ static void c_serial_loop_resolve_clock(void) {
     dl_iterate_phdr(find_dispatch_text, NULL);
 }
 
-int c_serial_loop_real_clock_gettime(clockid_t clock, struct timespec *spec) {
+int c_serial_loop_vt_real_clock_gettime(clockid_t clock, struct timespec *spec) {
     clock_gettime_fn real = atomic_load_explicit(&libc_clock_gettime, memory_order_relaxed);
     if (__builtin_expect(real == NULL, 0)) real = resolve_libc_clock_gettime();
     return real(clock, spec);
@@ -120,19 +129,20 @@ int clock_gettime(clockid_t clock, struct timespec *spec) {
         spec->tv_nsec = (long)(nanoseconds % 1000000000);
         return 0;
     }
-    return c_serial_loop_real_clock_gettime(clock, spec);
+    return c_serial_loop_vt_real_clock_gettime(clock, spec);
 }
 
-c_serial_loop_virtual_clock_t c_serial_loop_thread_virtual_clock(void) { return thread_virtual_clock; }
+void c_serial_loop_vt_set_thread_clock(bool active, int64_t nanoseconds) {
+    thread_virtual_clock.active = active;
+    thread_virtual_clock.nanoseconds = nanoseconds;
+}
 
-void c_serial_loop_set_thread_virtual_clock(c_serial_loop_virtual_clock_t clock) { thread_virtual_clock = clock; }
+void c_serial_loop_vt_set_thread_nanoseconds(int64_t nanoseconds) { thread_virtual_clock.nanoseconds = nanoseconds; }
 
-void c_serial_loop_set_thread_virtual_nanoseconds(int64_t nanoseconds) { thread_virtual_clock.nanoseconds = nanoseconds; }
-
-bool c_serial_loop_clock_is_interposed(void) {
+bool c_serial_loop_vt_clock_is_interposed(void) {
     // What every caller in the process (the Swift runtime included) binds `clock_gettime` to.
     void *resolved = dlsym(RTLD_DEFAULT, "clock_gettime");
     return resolved == (void *)own_clock_gettime;
 }
 
-bool c_serial_loop_dispatch_reads_real_time(void) { return dispatch_text_end > dispatch_text_start; }
+bool c_serial_loop_vt_dispatch_reads_real_time(void) { return dispatch_text_end > dispatch_text_start; }
