@@ -46,10 +46,11 @@ let package = Package(
         // Test fixtures for the process-wide modes (a loop on the main thread, the whole program on
         // one loop): programs run in child processes by ModeTests, since an install cannot be undone
         // inside the test process. Top-level code, a sync @main, an async @main.
-        .target(name: "SerialLoopModeScenarios", dependencies: ["SerialLoop", "SerialLoopVirtualTime"]),
-        .executableTarget(name: "SerialLoopModes", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
+        .target(name: "SerialLoopModeScenarios", dependencies: ["SerialLoop"]),
+        .executableTarget(name: "SerialLoopModes", dependencies: ["SerialLoop", "SerialLoopVirtualTime", "SerialLoopModeScenarios"]),
+        // Links no virtual time: it also checks what a program that did not opt in gets.
         .executableTarget(name: "SerialLoopModesMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
-        .executableTarget(name: "SerialLoopModesAsyncMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
+        .executableTarget(name: "SerialLoopModesAsyncMain", dependencies: ["SerialLoop", "SerialLoopVirtualTime", "SerialLoopModeScenarios"]),
         .testTarget(name: "SerialLoopTests", dependencies: [
             "SerialLoop", "SerialLoopNet", "SerialLoopTesting",
             // Declared so that building the tests builds the fixtures they spawn.

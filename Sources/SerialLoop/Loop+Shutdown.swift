@@ -56,7 +56,8 @@ extension Loop {
     /// `Loop()` and drove with ``run()`` / `run(until:)`, once it stopped. Idempotent.
     /// - Precondition: called on the loop's thread, while the loop is not running.
     ///
-    /// What happens to work still pending, in rounds until nothing is left (at most 100 rounds):
+    /// What happens to work still pending, in rounds until nothing is left (at most 100 rounds, and
+    /// fewer when the same work keeps coming back: see below):
     /// 1. ready work runs (without blocking, without moving time);
     /// 2. every task suspended on the loop — `loop.sleep`, `readable`/`writable`, `future.value`,
     ///    `gather`, `runUntilIdle`/`advance` — is resumed: tasks of the loop with
@@ -70,8 +71,10 @@ extension Loop {
     ///    `CancellationError`), running ones finish and report, its threads are joined.
     /// Then the loop is marked shut down and its inbox closed: waits that other threads requested
     /// meanwhile are rejected (their callers fail with the shutdown error), and so is every later
-    /// one (see Suspension.swift). Work that kept coming back for 100 rounds is abandoned with a
-    /// warning on stderr — but every suspended caller is still resumed. Last, the epoll and
+    /// one (see Suspension.swift). Work that keeps coming back — two rounds in a row that resume
+    /// no fewer suspensions than the round before them, so nothing ended — is abandoned with a
+    /// warning on stderr, but every suspended caller is still resumed (with the shutdown error; its
+    /// task continues in the loop's afterlife, where every loop API fails at once). Last, the epoll and
     /// eventfd descriptors are closed.
     /// - Returns: the deadlines of the `Task.sleep`s that were still live (not cancelled) when
     ///   shutdown woke them: what a test loop reports as leftover task sleeps.
@@ -87,12 +90,21 @@ extension Loop {
         defer { leaveThread(restoring: previous) }
         var liveTaskSleeps: [LoopClock.Instant] = []
         var rounds = 0
+        var previouslyResumed = Int.max
+        var roundsWithoutProgress = 0
         while rounds < 100 {
             rounds += 1
             drainWithoutBlocking()
+            let resumed = cancelSuspensions(liveTaskSleeps: &liveTaskSleeps)
             // Last, with nothing else left: signal listeners end, offload threads are joined.
-            if cancelSuspensions(liveTaskSleeps: &liveTaskSleeps) == 0 && ready.isEmpty && !inbox.mayHaveWork
-                && shutDownServices() == 0 { break }
+            if resumed == 0 && ready.isEmpty && !inbox.mayHaveWork && shutDownServices() == 0 { break }
+            // Work that comes back as often as it is cancelled (a task retrying `Task.sleep`
+            // forever) ends nothing: two rounds in a row that resume no fewer suspensions than the
+            // round before end the rounds (a task may legitimately await once more while it
+            // unwinds: one such round is allowed).
+            roundsWithoutProgress = resumed > 0 && resumed >= previouslyResumed ? roundsWithoutProgress + 1 : 0
+            if roundsWithoutProgress == 2 { break }
+            previouslyResumed = resumed
         }
         runState = .shutDown
         isShutDown.store(true, ordering: .sequentiallyConsistent)
@@ -176,6 +188,10 @@ extension Loop {
             return true
         }
         run(.sleepWake(job))
+        // The program's default executor (`runMain`): the wake-up is already on its executor and
+        // resumes the sleeper directly, whose job is then all that is ready. Running it would run
+        // the sleeper, not a hop.
+        if wakeUpsResumeSleepersDirectly { return !ready.isEmpty }
         // Run only the wake-up's own hop(s) to the global executor: a sleeper resumed by them is
         // live, whether its job is a loop task or an escaped task's (also a global job).
         for _ in 0..<ready.count where ready.nextIsGlobalJob { run(ready.pop()) }

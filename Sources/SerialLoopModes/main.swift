@@ -92,6 +92,34 @@ case "whole-program":
     let value = try Loop.runMain { loop in try await wholeProgramScenario(loop, virtual: false) }
     ModeTrace.check("runMain returned the body's value", value == 7)
 
+case "run-main-task-locals":
+    // Task-locals bound around runMain reach the body and the tasks it makes.
+    enum Context { @TaskLocal static var id = 0 }
+    let seen = try Context.$id.withValue(12) {
+        try Loop.runMain { loop in
+            async let child = Context.id
+            let preferring = await Task(executorPreference: loop) { Context.id }.value
+            let plain = await Task { Context.id }.value
+            return "body \(Context.id), async let \(await child), preferring task \(preferring), plain task \(plain)"
+        }
+    }
+    print(seen)
+
+case "run-main-virtual-leftovers":
+    // Unstructured tasks still sleeping when the body returns are leftovers, as in withTestLoop.
+    do {
+        let value = try Loop.runMain(time: .virtual) { _ in
+            Task { try await Task.sleep(for: .seconds(7200)) }
+            Task.detached { try await Task.sleep(for: .seconds(7300)) }
+            await Task.yield()
+            return 1
+        }
+        ModeTrace.record("runMain returned \(value)", "FAILED: the sleeping tasks were not reported")
+    } catch let error as LoopLeftoversError {
+        ModeTrace.record("leftover Task.sleeps", "\(error.leftovers.taskSleeps.count)")
+        print(error)
+    }
+
 case "whole-program-virtual":
     let start = monotonicMilliseconds()
     let value = try Loop.runMain(time: .virtual) { loop in try await wholeProgramScenario(loop, virtual: true) }
@@ -108,6 +136,13 @@ case "install-off-main":
     let thread = startThread { _ = try? Loop.runMain { _ in 1 } }
     pthread_join(thread, nil)
     ModeTrace.record("off-main install", "returned (unexpected)")
+
+case "loop-only-api-from-a-plain-task":
+    // A loop-only API called from a plain Task {} (global executor): traps, naming the fix.
+    _ = try withLoop { loop in
+        await Task { _ = loop.pendingWaiterCount }.value
+        ModeTrace.record("loop-only API off the loop", "returned (unexpected)")
+    }
 
 default:
     fputs("usage: serial-loop-modes <scenario>\n", stderr)

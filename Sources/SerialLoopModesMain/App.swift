@@ -15,8 +15,22 @@ struct ModesMain {
         case "whole-program":
             let value = try Loop.runMain { loop in try await wholeProgramScenario(loop, virtual: false) }
             ModeTrace.check("runMain returned the body's value", value == 7)
+        case "virtual-time-not-linked":
+            // This fixture does not link SerialLoopVirtualTime: a test loop says what to link.
+            do {
+                _ = try withTestLoop { _ in 1 }
+                ModeTrace.record("withTestLoop", "FAILED: ran without virtual time linked")
+            } catch {
+                ModeTrace.record("withTestLoop threw", "\(error)")
+            }
+            do {
+                _ = try Loop.runMain(time: .virtual) { _ in 1 }
+                ModeTrace.record("runMain(time: .virtual)", "FAILED: ran without virtual time linked")
+            } catch {
+                ModeTrace.record("runMain(time: .virtual) threw", "\(error)")
+            }
         default:
-            fputs("usage: serial-loop-modes-main main-thread|whole-program\n", stderr)
+            fputs("usage: serial-loop-modes-main main-thread|whole-program|virtual-time-not-linked\n", stderr)
             exit(64)
         }
         ModeTrace.finish()

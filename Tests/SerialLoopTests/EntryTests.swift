@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 @testable import SerialLoop
 
@@ -34,6 +35,35 @@ struct EntryTests {
         }
         outer.cancel()
         await #expect(throws: CancellationError.self) { try await outer.value }
+    }
+
+    /// Tasks that retry `Task.sleep` after every cancellation keep coming back; shutdown gives up
+    /// on them after two rounds that ended nothing, instead of 100 rounds × 1,000 wake-ups.
+    @Test func shutdownStopsAtTheFirstRoundsThatEndNothing() throws {
+        let loop = try Loop(time: .virtual)
+        final class Counters: Sendable {
+            let wakeUpsOnTheLoop = Atomic<Int>(0)
+            let started = Atomic<Int>(0)
+        }
+        let counters = Counters()
+        let tasks = 1_000
+        for _ in 0..<tasks {
+            Task(executorPreference: loop) {
+                counters.started.add(1, ordering: .relaxed)
+                for _ in 0..<200 {                                // stubborn, but finite
+                    try? await Task.sleep(for: .seconds(1))
+                    if loop.isOnLoopThread { counters.wakeUpsOnTheLoop.add(1, ordering: .relaxed) }
+                }
+            }
+        }
+        let settle = Task(executorPreference: loop) { await Task.yield() }
+        try loop.run(until: settle)
+        #expect(counters.started.load(ordering: .relaxed) == tasks)
+        loop.shutdown()
+        let wakeUps = counters.wakeUpsOnTheLoop.load(ordering: .relaxed)
+        // Three rounds (the first, one allowed retry, one more that ends nothing), each waking every task.
+        #expect(wakeUps <= 3 * tasks, "\(wakeUps) wake-ups on the loop during shutdown")
+        #expect(wakeUps >= tasks)
     }
 
     @Test func runUntilATaskCompletes() throws {

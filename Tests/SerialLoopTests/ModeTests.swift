@@ -108,6 +108,28 @@ struct ModeTests {
         #expect(first.stdout == second.stdout)
     }
 
+    /// A plain `Task {}` and a `Task.detached {}` still sleeping when the body returns are
+    /// reported, as `withTestLoop` reports them (they are no loop task's wake-up hop to check).
+    @Test func runMainOnVirtualTimeReportsSleepingUnstructuredTasks() async throws {
+        let run = try await Fixture(program: "serial-loop-modes", scenario: "run-main-virtual-leftovers").run()
+        run.expectCleanExit()
+        run.expectLines(["leftover Task.sleeps: 2"])
+        #expect(run.stdout.contains("2 Task.sleep(s) waking at 7200.0 seconds, 7300.0 seconds"), "stdout:\n\(run.stdout)")
+    }
+
+    /// A program that does not link SerialLoopVirtualTime defines neither interposer, and a test
+    /// loop there is an error that says what to link (not a silently real clock).
+    @Test func virtualTimeWithoutTheOptInSaysWhatToLink() async throws {
+        let run = try await Fixture(program: "serial-loop-modes-main", scenario: "virtual-time-not-linked").run()
+        run.expectCleanExit()
+        for entry in ["withTestLoop threw", "runMain(time: .virtual) threw"] {
+            let line = run.stdout.split(separator: "\n").first { $0.hasPrefix(entry) }
+            #expect(line?.contains("virtual time is not linked into this program") == true, "stdout:\n\(run.stdout)")
+            #expect(line?.contains(".product(name: \"SerialLoopTesting\", package: \"SerialLoop\")") == true)
+            #expect(line?.contains("SerialLoopVirtualTime") == true)
+        }
+    }
+
     @Test func installingTwiceIsAClearError() async throws {
         let run = try await Fixture(program: "serial-loop-modes", scenario: "install-twice").run()
         #expect(!run.timedOut)
@@ -234,7 +256,8 @@ struct ChildRun: Sendable {
     }
 
     /// Spawns `arguments[0]`, collects its stdout and stderr, and kills it at the deadline.
-    static func spawn(_ arguments: [String]) -> ChildRun {
+    /// `extraEnvironment` ("NAME=value" entries) is added to this process's environment.
+    static func spawn(_ arguments: [String], extraEnvironment: [String] = []) -> ChildRun {
         var run = ChildRun()
         var outPipe: [Int32] = [0, 0]
         var errPipe: [Int32] = [0, 0]
@@ -253,7 +276,12 @@ struct ChildRun: Sendable {
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
+        var environment: [UnsafeMutablePointer<CChar>?] = extraEnvironment.map { strdup($0) }
+        var inherited = environ
+        while let entry = inherited.pointee { environment.append(strdup(entry)); inherited += 1 }
+        environment.append(nil)
+        defer { environment.forEach { free($0) } }
+        let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, environment)
         close(outPipe[1])
         close(errPipe[1])
         defer { close(outPipe[0]); close(errPipe[0]) }
@@ -305,7 +333,7 @@ private func monotonicMilliseconds() -> Int64 {
 }
 
 /// A detached POSIX thread running `body`.
-private func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
     final class Box { let body: @Sendable () -> Void; init(_ body: @escaping @Sendable () -> Void) { self.body = body } }
     var thread = pthread_t()
     let box = Unmanaged.passRetained(Box(body)).toOpaque()

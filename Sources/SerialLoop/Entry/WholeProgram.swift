@@ -84,6 +84,7 @@ extension Loop {
         let loop = try Loop(time: time)
         // Every global enqueue comes to the loop through the default-executor role.
         loop.capturesEscapingWork = false
+        loop.wakeUpsResumeSleepersDirectly = true
         let alreadyInstalled: Bool = installedLoop.withLock { installed in
             if installed != nil { return true }
             installed = loop
