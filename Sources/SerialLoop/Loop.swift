@@ -58,6 +58,9 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// Whether work sent to the global executor from this loop's thread runs on the loop instead
     /// (test loops: see GlobalRouting.swift).
     @exclusivity(unchecked) var capturesEscapingWork: Bool
+    /// Whether this loop is the program's default executor (`Loop.runMain`): a runtime sleep's
+    /// wake-up then resumes its sleeper without a hop to a global executor (Loop+Shutdown.swift).
+    @exclusivity(unchecked) var wakeUpsResumeSleepersDirectly = false
     /// The tasks created on this test loop's thread that it took over (GlobalRouting.swift).
     @exclusivity(unchecked) var escapedTasks = Set<UnsafeRawPointer>()
     /// Whether Dispatch's main-queue descriptor is registered with the reactor (a loop that has
@@ -102,8 +105,24 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         pthread_self() == ownerThread
     }
 
+    /// Traps unless the caller is on the loop's thread, with a message that names `operation` and
+    /// how to get there. A `fatalError`, not a `precondition`: `-O` strips precondition messages,
+    /// and release builds must say what was wrong too.
+    @inline(__always)
     package func preconditionOnLoopThread(_ operation: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) {
-        precondition(isOnLoopThread, "\(operation()) must be called on the loop's thread; use loop.execute { } to hop there", file: file, line: line)
+        if !isOnLoopThread { Loop.wrongThread(operation(), file: file, line: line) }
+    }
+
+    @inline(never)
+    private static func wrongThread(_ operation: String, file: StaticString, line: UInt) -> Never {
+        fatalError(Loop.wrongThreadMessage(operation), file: file, line: line)
+    }
+
+    /// What a loop-thread-only API says when called elsewhere.
+    package static func wrongThreadMessage(_ operation: String) -> String {
+        "\(operation) must be called on the loop's thread. From async code, run the caller on the loop: "
+            + "Task(executorPreference: loop) { … } or withTaskExecutorPreference(loop) { … } "
+            + "(a plain Task {} or Task.detached does not run there); from other threads, use loop.execute { … }"
     }
 
     /// Runs `body` on the loop thread: now if the caller is there, else as the next inbox item.
