@@ -67,6 +67,10 @@ extension Loop {
 
 
 
+    /// Takes a job of a task or actor on the loop: the runtime calls this, not user code. Any
+    /// thread: from the loop's thread it goes on the ready queue without a lock, an allocation or a
+    /// syscall; from another it goes through the locked inbox and wakes a parked loop. After shutdown
+    /// the job runs on the loop's afterlife (see <doc:Guarantees>).
     public func enqueue(_ job: consuming ExecutorJob) {
         if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
         submit(.task(UnownedJob(job)))

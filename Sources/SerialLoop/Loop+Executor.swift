@@ -1,4 +1,6 @@
 extension Loop {
+    /// The loop as a task executor, for the runtime: `Task(executorPreference: loop)` and
+    /// `withTaskExecutorPreference(loop)` take the loop itself. Any thread.
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
         UnownedTaskExecutor(ordinary: self)
     }
@@ -15,6 +17,8 @@ extension Loop {
         precondition(isOnLoopThread, "expected to be on the SerialLoop thread, but running on another thread")
     }
 
+    /// Whether the caller runs on the loop's thread, and so is isolated to the loop (the runtime asks
+    /// this before falling back to ``checkIsolated()``). Any thread.
     public func isIsolatingCurrentContext() -> Bool? {
         isOnLoopThread
     }

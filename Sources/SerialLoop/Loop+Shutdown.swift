@@ -13,10 +13,13 @@ public struct LoopLeftovers: Sendable, CustomStringConvertible {
     /// Tasks awaiting a `LoopFuture` that was never completed.
     public var futureAwaiters = 0
 
+    /// Whether nothing was left pending.
     public var isEmpty: Bool {
         sleeps.isEmpty && taskSleeps.isEmpty && scheduledCallbacks.isEmpty && descriptorWaits.isEmpty && futureAwaiters == 0
     }
 
+    /// One line listing what was left, e.g. `1 Task.sleep(s) waking at 30.0 seconds; fd 7: 1
+    /// readable() and 0 writable() waiter(s)`.
     public var description: String {
         var parts: [String] = []
         func instants(_ list: [LoopClock.Instant]) -> String {

@@ -27,6 +27,8 @@ protocol ShutdownCancellable: AnyObject {
 /// future nobody completes shows up in ``Loop/pendingWork`` with where it was made and for how
 /// long it has been awaited.)
 public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
+    /// The loop the future belongs to: its completion, done-callbacks and awaiters' wake-ups happen
+    /// there. Any thread.
     public let loop: Loop
     /// What awaiters and the loop hold: the handle's lifetime is the user's alone, so its
     /// `deinit` means "nobody can complete this future any more".
@@ -50,10 +52,16 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
         return state.result != nil
     }
 
+    /// Completes the future with `value` (asyncio's `set_result`). Any thread; the completion
+    /// happens on the loop. The first completion wins; later ones are ignored.
+    /// - Parameter value: the value awaiters of ``value`` get and done-callbacks receive.
     public func succeed(_ value: Value) {
         complete(with: .success(value))
     }
 
+    /// Completes the future with `error` (asyncio's `set_exception`). Any thread; the completion
+    /// happens on the loop. The first completion wins; later ones are ignored.
+    /// - Parameter error: what awaiters of ``value`` throw and done-callbacks receive.
     public func fail(_ error: any Error) {
         complete(with: .failure(error))
     }
@@ -63,6 +71,10 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
         complete(with: .failure(CancellationError()))
     }
 
+    /// Completes the future with `result`. Any thread; the completion happens on the loop (at once
+    /// when called there, else as the next item of the loop's inbox). The first completion wins;
+    /// later ones are ignored.
+    /// - Parameter result: the value or error awaiters and done-callbacks get.
     public func complete(with result: Result<Value, any Error>) {
         // On the loop thread, no closure (a capturing closure is heap-allocated even when it runs inline).
         if loop.isOnLoopThread { return state.resolve(result) }

@@ -42,7 +42,10 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
         var interest: Interest { self == .read ? .read : .write }
     }
 
+    /// Each element says the descriptor is ready; it carries no value.
     public typealias Element = Void
+    /// The sequence ends by throwing: `CancellationError` when the iterating task is cancelled, a
+    /// ``LoopError`` when the descriptor is closed or the loop shuts down.
     public typealias Failure = any Error
 
     let loop: Loop
@@ -52,6 +55,9 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
     /// shared by every iterator made from it. `nil`: each iterator makes its own.
     let scopedWait: DescriptorWait?
 
+    /// Makes an iterator; iterate it from one task at a time. Each iterator of a plain
+    /// ``Loop/readiness(_:_:)`` sequence has its own wait; a scope's (``Loop/withReadiness(_:_:_:)``)
+    /// share the scope's one wait.
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(wait: scopedWait ?? DescriptorWait(fd: fd, interest: kind.interest, on: loop))
     }

@@ -2,8 +2,8 @@
 
 /// Debug mode (asyncio's debug mode): set ``Loop/debug`` to report slow jobs and late timers.
 ///
-/// While it is on, every job is timed (two clock reads per job: see README, "Diagnosing a slow
-/// loop"), and callbacks remember where they were created (`execute`, `schedule`, `addReader`,
+/// While it is on, every job is timed (two clock reads per job: see <doc:DiagnosingASlowLoop>),
+/// and callbacks remember where they were created (`execute`, `schedule`, `addReader`,
 /// `addWriter` capture `#fileID:#line`).
 public struct LoopDebugOptions: Sendable {
     /// Jobs that run at least this long are reported.
@@ -16,6 +16,13 @@ public struct LoopDebugOptions: Sendable {
     /// Where reports go. Called on the loop's thread. Default: one line on stderr.
     public var sink: @Sendable (LoopDebugReport) -> Void
 
+    /// Debug mode's settings; assign them to ``Loop/debug`` (loop thread) to turn it on.
+    /// - Parameters:
+    ///   - slowJobThreshold: jobs that run at least this long (real time) are reported.
+    ///   - lagThreshold: ticks whose timers fire at least this late are reported.
+    ///   - maximumReportsPerSecond: the rate limit; reports over it are counted, and the count goes
+    ///     with the next report.
+    ///   - sink: where reports go, called on the loop's thread; ``standardError`` by default.
     public init(
         slowJobThreshold: Duration = .milliseconds(100),
         lagThreshold: Duration = .milliseconds(100),
@@ -36,6 +43,7 @@ public struct LoopDebugOptions: Sendable {
 
 /// One debug-mode finding.
 public struct LoopDebugReport: Sendable, CustomStringConvertible {
+    /// What a report is about.
     public enum Kind: Sendable, Equatable {
         /// A job ran longer than `slowJobThreshold`.
         case slowJob
@@ -50,10 +58,11 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
         case droppedFuture
     }
 
+    /// What the report is about; the other fields that apply depend on it.
     public var kind: Kind
     /// For slow jobs: what ran.
     public var job: LoopJobKind?
-    /// For slow task jobs: the task's name (`Task(name:)`), when the loop could see it (see README).
+    /// For slow task jobs: the task's name (`Task(name:)`), when the loop could see it (see <doc:DiagnosingASlowLoop>).
     public var taskName: String?
     /// For slow callbacks: where the callback was created.
     public var site: LoopCallbackSite?
@@ -72,6 +81,7 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
     /// Dropped future: its value type.
     public var futureType: String? = nil
 
+    /// One line for a log, e.g. `slow task "connection 2" ran 437 ms`.
     public var description: String {
         var text: String
         switch kind {

@@ -22,9 +22,14 @@
 /// a removed instrument still gets the rest of the current tick's hooks. Shutdown's final drain
 /// runs jobs and timers without hooks (its polls do call the poll hooks).
 public protocol LoopInstrument: AnyObject {
+    /// A tick begins (before the clock is read). Loop thread, like every hook.
     func tickWillStart()
+    /// A timer fired: `deadline` is when it was due, `lag` how late it fired (loop time).
     func timerDidFire(deadline: LoopClock.Instant, lag: Duration)
+    /// A job of the kind `job` is about to run.
     func jobWillRun(_ job: LoopJobKind)
+    /// The job announced by ``jobWillRun(_:)`` has returned (not called for timing instruments,
+    /// which get ``LoopTimingInstrument/jobDidRun(_:duration:)`` instead).
     func jobDidRun(_ job: LoopJobKind)
     /// `timeout`: `nil` waits until woken, `.zero` only peeks.
     func pollWillStart(timeout: Duration?)
@@ -32,16 +37,25 @@ public protocol LoopInstrument: AnyObject {
     /// that could block (a timeout other than zero); `.zero` for a peek, unless the loop is
     /// timing jobs (a ``LoopTimingInstrument`` or debug mode is installed), when every poll is timed.
     func pollDidEnd(events: Int, blocked: Duration)
+    /// The tick has ended (not called for timing instruments, which get
+    /// ``LoopTimingInstrument/tickDidEnd(duration:)`` instead).
     func tickDidEnd()
 }
 
 extension LoopInstrument {
+    /// Does nothing: implement the hooks you need.
     public func tickWillStart() {}
+    /// Does nothing: implement the hooks you need.
     public func timerDidFire(deadline: LoopClock.Instant, lag: Duration) {}
+    /// Does nothing: implement the hooks you need.
     public func jobWillRun(_ job: LoopJobKind) {}
+    /// Does nothing: implement the hooks you need.
     public func jobDidRun(_ job: LoopJobKind) {}
+    /// Does nothing: implement the hooks you need.
     public func pollWillStart(timeout: Duration?) {}
+    /// Does nothing: implement the hooks you need.
     public func pollDidEnd(events: Int, blocked: Duration) {}
+    /// Does nothing: implement the hooks you need.
     public func tickDidEnd() {}
 }
 
@@ -58,7 +72,9 @@ public protocol LoopTimingInstrument: LoopInstrument {
 }
 
 extension LoopTimingInstrument {
+    /// Does nothing: implement the hooks you need.
     public func jobDidRun(_ job: LoopJobKind, duration: Duration) {}
+    /// Does nothing: implement the hooks you need.
     public func tickDidEnd(duration: Duration) {}
 }
 
@@ -91,6 +107,7 @@ public enum LoopJobKind: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// A short name for reports: `task`, `Task.sleep wake-up`, `callback`, …
     public var description: String {
         switch self {
         case .task: "task"
@@ -107,13 +124,17 @@ public enum LoopJobKind: Sendable, Equatable, CustomStringConvertible {
 /// Where a callback was created: captured by `execute`, `schedule(after:)`/`schedule(at:)`,
 /// `addReader`/`addWriter` while debug mode is on.
 public struct LoopCallbackSite: Sendable, Hashable, CustomStringConvertible {
+    /// The `#fileID` of the call, e.g. `MyApp/Server.swift`.
     public let fileID: String
+    /// The line of the call.
     public let line: UInt
 
+    /// A site from a file ID and a line (the loop makes these itself from `#fileID`/`#line`).
     public init(fileID: String, line: UInt) {
         self.fileID = fileID
         self.line = line
     }
 
+    /// `fileID:line`, as reports print it.
     public var description: String { "\(fileID):\(line)" }
 }

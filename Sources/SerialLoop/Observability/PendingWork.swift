@@ -3,6 +3,7 @@
 public struct LoopPendingWork: Sendable, CustomStringConvertible {
     /// A pending timer.
     public struct Timer: Sendable, CustomStringConvertible {
+        /// What the timer will wake.
         public enum Kind: Sendable, Equatable {
             /// A task in `loop.sleep` / a `loop.clock` sleep.
             case loopSleep
@@ -11,11 +12,14 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
             /// A `schedule(after:)`/`schedule(at:)` callback.
             case scheduledCallback
         }
+        /// When it is due (loop time); `nanosecondsSinceOrigin == .max` means never.
         public var deadline: LoopClock.Instant
+        /// What it will wake.
         public var kind: Kind
         /// Where a scheduled callback was created, if debug mode was on then.
         public var site: LoopCallbackSite?
 
+        /// `loop.sleep due at 4763.2 s`, `scheduled callback from App.swift:12 due at …`.
         public var description: String {
             let due = deadline.nanosecondsSinceOrigin == .max ? "never" : "at \(Duration.nanoseconds(deadline.nanosecondsSinceOrigin).diagnosticText)"
             let what: String
@@ -30,12 +34,16 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
 
     /// A task suspended in `readable`/`writable`.
     public struct DescriptorWait: Sendable, CustomStringConvertible {
+        /// Which readiness the task waits for: `readable` or `writable`.
         public enum Interest: Sendable, Equatable { case readable, writable }
+        /// The descriptor.
         public var fd: Int32
+        /// Which readiness the task waits for.
         public var interest: Interest
         /// How long it has waited (loop time), if debug mode was on when the wait began.
         public var waited: Duration?
 
+        /// `readable(fd: 6) for 353.2 ms`.
         public var description: String {
             "\(interest == .readable ? "readable" : "writable")(fd: \(fd))" + (waited.map { " for \($0.diagnosticText)" } ?? "")
         }
@@ -50,6 +58,7 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
         /// How long the first of them has waited (loop time).
         public var waited: Duration
 
+        /// `LoopFuture<Int> made at App.swift:42: 1 task(s) waiting for 2 s`.
         public var description: String {
             "\(what): \(awaiters) task(s) waiting for \(waited.diagnosticText)"
         }
@@ -94,6 +103,8 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
         return leftovers
     }
 
+    /// A header line with the counts, then one line per timer, wait and awaited future, as the
+    /// example app prints it on `SIGUSR1`.
     public var description: String {
         var lines = ["pending work at \(Duration.nanoseconds(now.nanosecondsSinceOrigin).diagnosticText): \(readyJobs) ready job(s), \(timers.count) timer(s), \(descriptorWaits.count) descriptor wait(s), \(futureAwaiters) task(s) awaiting \(awaitedFutures) future(s)"]
         for timer in timers {

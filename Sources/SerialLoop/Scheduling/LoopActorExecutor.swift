@@ -28,18 +28,25 @@ public final class LoopActorExecutor: SerialExecutor, @unchecked Sendable {
 
     init() {}
 
+    /// Takes a job of an actor on this executor: the runtime calls this. Any thread, as the
+    /// loop's own ``Loop/enqueue(_:)``: the job joins the loop's one FIFO ready queue.
     public func enqueue(_ job: consuming ExecutorJob) {
         loop.submit(.actor(UnownedJob(job)))
     }
 
+    /// The executor for an actor's `unownedExecutor`:
+    /// `loop.actorExecutor.asUnownedSerialExecutor()`. Any thread.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
     }
 
+    /// Traps with a message unless the caller is on the loop's thread (the loop's
+    /// ``Loop/checkIsolated()``).
     public func checkIsolated() {
         loop.checkIsolated()
     }
 
+    /// Whether the caller runs on the loop's thread. Any thread.
     public func isIsolatingCurrentContext() -> Bool? {
         loop.isOnLoopThread
     }

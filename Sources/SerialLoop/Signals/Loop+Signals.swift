@@ -125,11 +125,14 @@ func signalName(_ signal: Int32) -> String {
 /// The signals one `loop.signals(...)` call listens to, as they arrive: an `AsyncSequence` of
 /// signal numbers (`SIGINT`, …). See ``Loop/signals(_:)``.
 public struct LoopSignals: AsyncSequence, Sendable {
+    /// A signal number, e.g. `SIGTERM`.
     public typealias Element = Int32
+    /// The sequence never throws: it ends (returns `nil`) when listening stops.
     public typealias Failure = Never
 
     let subscription: SignalSubscription
 
+    /// Makes an iterator over the deliveries; iterate from one task at a time.
     public func makeAsyncIterator() -> Iterator {
         Iterator(subscription: subscription)
     }
@@ -140,6 +143,8 @@ public struct LoopSignals: AsyncSequence, Sendable {
         subscription.cancel()
     }
 
+    /// Iterates a ``LoopSignals``: each ``next()`` resumes on the listener's loop with the next
+    /// delivery.
     public struct Iterator: AsyncIteratorProtocol {
         let subscription: SignalSubscription
 
@@ -149,6 +154,8 @@ public struct LoopSignals: AsyncSequence, Sendable {
             await subscription.next()
         }
 
+        /// The next signal, or `nil` once listening stopped; as ``next()``, for `for await` in an
+        /// isolated context.
         public mutating func next(isolation actor: isolated (any Actor)?) async -> Int32? {
             await subscription.next()
         }

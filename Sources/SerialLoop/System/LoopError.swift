@@ -14,18 +14,28 @@ public struct LoopError: Error, Equatable, CustomStringConvertible, Sendable {
     /// Why, in words.
     public let reason: String
 
+    /// An error from the kernel: `reason` is `strerror(errno)`.
+    /// - Parameters:
+    ///   - operation: what failed, e.g. `"readable(fd: 42)"`.
+    ///   - errno: the `errno` the call reported.
     public init(operation: String, errno: Int32) {
         self.operation = operation
         self.errno = errno
         self.reason = String(cString: strerror(errno))
     }
 
+    /// An error of the loop's own, with no `errno`.
+    /// - Parameters:
+    ///   - operation: what failed.
+    ///   - reason: why, in words.
     public init(operation: String, reason: String) {
         self.operation = operation
         self.errno = nil
         self.reason = reason
     }
 
+    /// `operation: ENAME (reason)` for a kernel error, `operation: reason` otherwise, e.g.
+    /// `readable(fd: 42): EBADF (Bad file descriptor)`.
     public var description: String {
         if let errno {
             return "\(operation): \(errnoName(errno)) (\(reason))"
