@@ -10,8 +10,12 @@ import CSerialLoopShims
 // may be spurious, which the retry loop absorbs.
 //
 // Rules of use
-// - Use a socket from tasks on its loop (`withLoop` bodies, `Task(executorPreference: loop)`,
-//   task-group children there, actors on the loop). Every operation checks this.
+// - Any task may use a socket. Its operations run on the socket's loop: called from a task on the
+//   loop (`withLoop` bodies, `Task(executorPreference: loop)`, task-group children there, actors on
+//   the loop) an operation runs in place, at no extra cost; called from anywhere else (a plain
+//   `Task {}`, `Task.detached`, the main actor, an actor on another executor) it hops onto the loop
+//   for the operation and the caller resumes where it was — one executor switch each way.
+//   `close()`, `isClosed` and the sync calls (`shutdownWrite()`, the addresses) work from any thread.
 // - One reader and one writer at a time per connection (a reader task and a writer task may run
 //   side by side). Several concurrent `accept()` calls on one listener are fine.
 // - Close with `close()`: it goes through `loop.close(fd)`, so tasks suspended in a read, write or
@@ -32,7 +36,7 @@ import CSerialLoopShims
 ///     Task(executorPreference: loop) { try await serve(connection) }
 /// }
 /// ```
-public final class TCPListener: @unchecked Sendable {
+public final class TCPListener: Sendable {
     private let descriptor: SocketDescriptor
     /// The loop the socket is registered with.
     public var loop: Loop { descriptor.loop }
@@ -40,18 +44,17 @@ public final class TCPListener: @unchecked Sendable {
     public var fd: Int32 { descriptor.fd }
     /// The address actually bound: with port 0, the port the kernel chose.
     public let address: SocketAddress
-    /// Whether `close()` ran. Loop thread only.
+    /// Whether `close()` was called. Any thread.
     public var isClosed: Bool { descriptor.isClosed }
 
     /// Creates a socket, binds it to `address` (with `SO_REUSEADDR`) and listens.
     ///
     /// - Parameter backlog: the kernel's queue of connections not yet accepted (capped by
     ///   `net.core.somaxconn`).
+    /// Any thread: the socket is not registered with the loop until an operation waits on it.
     /// - Throws: ``LoopError`` naming `socket`, `bind` (e.g. `EADDRINUSE`) or `listen` and the errno;
     ///   `EINVAL` when the host is not an IPv4 literal.
-    /// - Precondition: called on the loop's thread.
     public init(on loop: Loop, address: SocketAddress = .loopback(), backlog: Int32 = 1024) throws(LoopError) {
-        loop.preconditionOnLoopThread("TCPListener.init(on:address:)")
         let sockaddr = try address.sockaddr(for: "bind(to: \(address))")
         let fd = try makeTCPSocket("socket() for listening on \(address)")
         do throws(LoopError) {
@@ -71,11 +74,13 @@ public final class TCPListener: @unchecked Sendable {
 
     /// Waits for the next incoming connection and returns it (non-blocking, `TCP_NODELAY` set).
     ///
-    /// Connections that were reset before they could be accepted are skipped.
+    /// Connections that were reset before they could be accepted are skipped. Any task: off the
+    /// loop's thread the call hops onto the loop and back (see "Rules of use" in Socket.swift).
     /// - Throws: ``LoopError`` naming `accept` and the errno (e.g. `EMFILE` when out of descriptors),
-    ///   or naming `readable` when the listener is closed while waiting; `CancellationError` when
-    ///   the task is cancelled.
+    ///   or naming `readable` when the listener is closed while waiting, or
+    ///   ``LoopError/loopHasShutDown(_:)``; `CancellationError` when the task is cancelled.
     nonisolated(nonsending) public func accept() async throws -> TCPConnection {
+        guard loop.isOnLoopThread else { return try await onLoop(loop, "accept") { try await self.accept() } }
         // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
         // does not declare it (it needs _GNU_SOURCE in the C shim).
         let fd = descriptor.fd
@@ -92,8 +97,11 @@ public final class TCPListener: @unchecked Sendable {
     }
 
     /// Stops listening: closes the socket through the loop, so tasks waiting in ``accept()`` wake
-    /// with a ``LoopError``. Idempotent.
-    /// - Throws: ``LoopError`` naming `close` if the kernel refuses.
+    /// with a ``LoopError``. Idempotent. Any thread (a ServiceLifecycle `onGracefulShutdown`
+    /// handler, a signal task): off the loop's thread the listener is marked closed at once (later
+    /// calls fail with `EBADF`) and the loop closes the socket after the work already queued on it;
+    /// the call does not wait for that. Once the loop has shut down, it closes the socket at once.
+    /// - Throws: ``LoopError`` naming `close` if the kernel refuses (only on the loop's thread).
     public func close() throws(LoopError) {
         try descriptor.close()
     }
@@ -110,13 +118,13 @@ public final class TCPListener: @unchecked Sendable {
 ///     response += chunk
 /// }
 /// ```
-public final class TCPConnection: @unchecked Sendable {
+public final class TCPConnection: Sendable {
     private let descriptor: SocketDescriptor
     /// The loop the socket is registered with.
     public var loop: Loop { descriptor.loop }
     /// The descriptor; it stays readable after `close()`, for error messages.
     public var fd: Int32 { descriptor.fd }
-    /// Whether `close()` ran. Loop thread only.
+    /// Whether `close()` was called. Any thread.
     public var isClosed: Bool { descriptor.isClosed }
 
     init(loop: Loop, fd: Int32) {
@@ -125,12 +133,14 @@ public final class TCPConnection: @unchecked Sendable {
 
     /// Connects to `address` without blocking the loop (`TCP_NODELAY` set on the new socket).
     ///
+    /// Any task: off the loop's thread the call hops onto the loop and back.
     /// - Throws: ``LoopError`` naming `connect(to:)` and the errno — `ECONNREFUSED` when nothing
-    ///   listens, `EINVAL` when the host is not an IPv4 literal; `CancellationError` when the task is
-    ///   cancelled (the half-open socket is closed).
-    /// - Precondition: called on the loop's thread.
+    ///   listens, `EINVAL` when the host is not an IPv4 literal; ``LoopError/loopHasShutDown(_:)``;
+    ///   `CancellationError` when the task is cancelled (the half-open socket is closed).
     nonisolated(nonsending) public static func connect(to address: SocketAddress, on loop: Loop) async throws -> TCPConnection {
-        loop.preconditionOnLoopThread("TCPConnection.connect(to:on:)")
+        guard loop.isOnLoopThread else {
+            return try await onLoop(loop, "connect(to: \(address))") { try await connect(to: address, on: loop) }
+        }
         let sockaddr = try address.sockaddr(for: "connect(to: \(address))")
         let fd = try makeTCPSocket("socket() for connecting to \(address)")
         let connection = TCPConnection(loop: loop, fd: fd)   // closes fd through the loop on failure
@@ -155,18 +165,29 @@ public final class TCPConnection: @unchecked Sendable {
     /// Reads what has arrived, up to `buffer.count` bytes, waiting until at least one byte (or
     /// end-of-file) is there. Returns the count; `0` means the peer closed its side.
     ///
-    /// - Precondition: `buffer` stays valid until the call returns; called on the loop's thread.
+    /// Any task: off the loop's thread the call hops onto the loop (where the bytes are copied into
+    /// `buffer`) and back.
+    /// - Precondition: `buffer` stays valid, and untouched by others, until the call returns.
     /// - Throws: ``LoopError`` naming `read` and the errno (e.g. `ECONNRESET`), or naming
-    ///   `readable` when the connection is closed while waiting; `CancellationError`.
+    ///   `readable` when the connection is closed while waiting, or
+    ///   ``LoopError/loopHasShutDown(_:)``; `CancellationError`.
     nonisolated(nonsending) public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
+        guard loop.isOnLoopThread else {
+            nonisolated(unsafe) let buffer = buffer     // the caller waits: only the loop touches it meanwhile
+            return try await onLoop(loop, "read(fd: \(fd))") { try await self.read(into: buffer) }
+        }
         let fd = self.fd
         return try await descriptor.perform("read", waitingFor: .read) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     /// Reads what has arrived, up to `maxCount` bytes (at least one: waits for data). An empty
-    /// array means end-of-file. The same errors as ``read(into:)``.
+    /// array means end-of-file. The same errors as ``read(into:)``; any task, as there.
+    /// - Precondition: `maxCount > 0` (a trap otherwise).
     nonisolated(nonsending) public func read(upToCount maxCount: Int) async throws -> [UInt8] {
-        precondition(maxCount > 0, "TCPConnection.read(upToCount:) needs a positive count, got \(maxCount)")
+        if maxCount <= 0 { fatalError("TCPConnection.read(upToCount:) needs a positive count, got \(maxCount)") }
+        guard loop.isOnLoopThread else {
+            return try await onLoop(loop, "read(fd: \(fd))") { try await self.read(upToCount: maxCount) }
+        }
         let fd = self.fd
         while true {
             try descriptor.checkOpen("read")
@@ -181,12 +202,16 @@ public final class TCPConnection: @unchecked Sendable {
         }
     }
 
-    /// Writes all of `bytes`, waiting for the socket to drain as often as needed.
+    /// Writes all of `bytes`, waiting for the socket to drain as often as needed. Any task: off
+    /// the loop's thread the call hops onto the loop and back.
     ///
     /// - Throws: ``LoopError`` naming `write` and the errno (`EPIPE` or `ECONNRESET` when the
-    ///   peer went away), or naming `writable` when the connection is closed while waiting;
-    ///   `CancellationError` (part of the bytes may have been sent).
+    ///   peer went away), or naming `writable` when the connection is closed while waiting, or
+    ///   ``LoopError/loopHasShutDown(_:)``; `CancellationError` (part of the bytes may have been sent).
     nonisolated(nonsending) public func write(_ bytes: [UInt8]) async throws {
+        guard loop.isOnLoopThread else {
+            return try await onLoop(loop, "write(fd: \(fd))") { try await self.write(bytes) }
+        }
         let fd = self.fd
         var offset = 0
         while offset < bytes.count {
@@ -201,32 +226,39 @@ public final class TCPConnection: @unchecked Sendable {
         try await write(Array(text.utf8))
     }
 
-    /// Half-closes the connection: the peer reads end-of-file, while this side can still read.
-    /// - Throws: ``LoopError`` naming `shutdown`.
+    /// Half-closes the connection: the peer reads end-of-file (after every byte already written),
+    /// while this side can still read. Any thread.
+    /// - Throws: ``LoopError`` naming `shutdown`; `EBADF` after ``close()``.
     public func shutdownWrite() throws(LoopError) {
-        try descriptor.checkOpen("shutdownWrite")
-        _ = try syscall("shutdown(fd: \(fd), SHUT_WR)") { shutdown(fd, Int32(SHUT_WR)) }
-    }
-
-    /// This end's address.
-    public var localAddress: SocketAddress {
-        get throws(LoopError) {
-            try descriptor.checkOpen("localAddress")
-            return try socketAddress(of: fd, "getsockname", getsockname)
+        _ = try descriptor.withOpenNumber("shutdownWrite") { fd throws(LoopError) in
+            try syscall("shutdown(fd: \(fd), SHUT_WR)") { shutdown(fd, Int32(SHUT_WR)) }
         }
     }
 
-    /// The peer's address.
+    /// This end's address. Any thread.
+    public var localAddress: SocketAddress {
+        get throws(LoopError) {
+            try descriptor.withOpenNumber("localAddress") { fd throws(LoopError) in
+                try socketAddress(of: fd, "getsockname", getsockname)
+            }
+        }
+    }
+
+    /// The peer's address. Any thread.
     public var peerAddress: SocketAddress {
         get throws(LoopError) {
-            try descriptor.checkOpen("peerAddress")
-            return try socketAddress(of: fd, "getpeername", getpeername)
+            try descriptor.withOpenNumber("peerAddress") { fd throws(LoopError) in
+                try socketAddress(of: fd, "getpeername", getpeername)
+            }
         }
     }
 
     /// Closes the connection through the loop: tasks suspended in a read or write on it wake with
-    /// a ``LoopError``. Idempotent.
-    /// - Throws: ``LoopError`` naming `close` if the kernel refuses.
+    /// a ``LoopError``. Idempotent. Any thread: off the loop's thread the connection is marked
+    /// closed at once (later calls fail with `EBADF`) and the loop closes the socket after the work
+    /// already queued on it; the call does not wait for that. Once the loop has shut down, it closes
+    /// the socket at once.
+    /// - Throws: ``LoopError`` naming `close` if the kernel refuses (only on the loop's thread).
     public func close() throws(LoopError) {
         try descriptor.close()
     }

@@ -41,10 +41,36 @@ extension Loop {
     /// loop learns of it only by checking (see "Descriptors closed behind the loop's back" in
     /// Reactor+Verification.swift): a later wait on the number within about a millisecond,
     /// waiters that were already there within about a second; its callbacks are never called again.
-    /// - Precondition: called on the loop's thread.
+    ///
+    /// `close(2)` is called once and never retried: on Linux the number is released even when the
+    /// call reports `EINTR` (a signal arrived while the kernel flushed), so a retry could close a
+    /// number another thread has just been given. `EINTR` is therefore success here.
+    /// - Throws: ``LoopError`` naming `close(fd:)` for any other failure (`EBADF`: the number was
+    ///   not open; `EIO`: a deferred write error).
+    /// - Precondition: called on the loop's thread (a trap otherwise; from async code run the
+    ///   caller on the loop: `Task(executorPreference: loop)` / `withTaskExecutorPreference(loop)`).
     public func close(_ fd: Int32) throws(LoopError) {
+        preconditionOnLoopThread("Loop.close(_:)")
         deregister(fd)
-        _ = try syscall("close(fd: \(fd))") { Glibc.close(fd) }
+        try closeOnce(fd)
+    }
+
+    /// `close(2)` without the EINTR retry of `syscall` (see ``close(_:)``). `call` is `close(2)`;
+    /// tests pass a stand-in that fails.
+    @inline(__always)
+    func closeOnce(_ fd: Int32, _ call: (Int32) -> Int32 = { Glibc.close($0) }) throws(LoopError) {
+        if call(fd) != 0 {
+            let code = c_serial_loop_errno()
+            if code != EINTR { throw LoopError(operation: "close(fd: \(fd))", errno: code) }
+        }
+    }
+
+    /// Runs `body` on the loop's thread while the loop lives — now if the caller is on that thread,
+    /// else after the work already queued there — and `reject` instead once it has shut down (on the
+    /// caller's thread, or on the loop's as it shuts down). Any thread. For the socket layer's
+    /// closes, which must happen exactly once even when they race with a shutdown.
+    package func onLoopThreadWhileAlive(_ body: @escaping @Sendable () -> Void, orElse reject: @escaping @Sendable () -> Void) {
+        onLiveLoop(body, orElse: reject)
     }
 
     /// Stops watching `fd` without closing it: waiters wake with a ``LoopError``, callbacks are
