@@ -75,7 +75,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var isObserved = false
 
     /// Creates a loop owned by the calling thread. Run it on this thread with ``run()`` or
-    /// ``run(until:)-(Task<T,any Error>)``, or use ``withLoop(_:)``, which does both.
+    /// ``run(until:)-(Task<T,Error>)``, or use ``withLoop(_:)-4snyu``, which does both.
     /// - Throws: ``LoopError`` if the kernel refuses the epoll or eventfd descriptor, or, for
     ///   `.virtual`, if the program does not link virtual time (the `SerialLoopTesting` or
     ///   `SerialLoopVirtualTime` product; the error says which to add).

@@ -47,12 +47,16 @@ public final class TCPListener: Sendable {
     /// Whether `close()` was called. Any thread.
     public var isClosed: Bool { descriptor.isClosed }
 
-    /// Creates a socket, binds it to `address` (with `SO_REUSEADDR`) and listens.
+    /// Creates a socket, binds it to `address` (with `SO_REUSEADDR`) and listens. Any thread: the
+    /// socket is not registered with the loop until an operation waits on it.
     ///
-    /// - Parameter backlog: the kernel's queue of connections not yet accepted (capped by
-    ///   `net.core.somaxconn`).
-    /// Any thread: the socket is not registered with the loop until an operation waits on it.
-    /// - Throws: ``LoopError`` naming `socket`, `bind` (e.g. `EADDRINUSE`) or `listen` and the errno;
+    /// - Parameters:
+    ///   - loop: the loop the listener's operations run on.
+    ///   - address: the IPv4 address to bind; with port 0 (the default, on 127.0.0.1) the kernel
+    ///     picks a free port, which ``address`` then holds.
+    ///   - backlog: the kernel's queue of connections not yet accepted (capped by
+    ///     `net.core.somaxconn`).
+    /// - Throws: ``SerialLoop/LoopError`` naming `socket`, `bind` (e.g. `EADDRINUSE`) or `listen` and the errno;
     ///   `EINVAL` when the host is not an IPv4 literal.
     public init(on loop: Loop, address: SocketAddress = .loopback(), backlog: Int32 = 1024) throws(LoopError) {
         let sockaddr = try address.sockaddr(for: "bind(to: \(address))")
@@ -76,9 +80,9 @@ public final class TCPListener: Sendable {
     ///
     /// Connections that were reset before they could be accepted are skipped. Any task: off the
     /// loop's thread the call hops onto the loop and back (see "Rules of use" in Socket.swift).
-    /// - Throws: ``LoopError`` naming `accept` and the errno (e.g. `EMFILE` when out of descriptors),
+    /// - Throws: ``SerialLoop/LoopError`` naming `accept` and the errno (e.g. `EMFILE` when out of descriptors),
     ///   or naming `readable` when the listener is closed while waiting, or
-    ///   ``LoopError/loopHasShutDown(_:)``; `CancellationError` when the task is cancelled.
+    ///   ``SerialLoop/LoopError/loopHasShutDown(_:)``; `CancellationError` when the task is cancelled.
     nonisolated(nonsending) public func accept() async throws -> TCPConnection {
         guard loop.isOnLoopThread else { return try await onLoop(loop, "accept") { try await self.accept() } }
         // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
@@ -97,11 +101,11 @@ public final class TCPListener: Sendable {
     }
 
     /// Stops listening: closes the socket through the loop, so tasks waiting in ``accept()`` wake
-    /// with a ``LoopError``. Idempotent. Any thread (a ServiceLifecycle `onGracefulShutdown`
+    /// with a ``SerialLoop/LoopError``. Idempotent. Any thread (a ServiceLifecycle `onGracefulShutdown`
     /// handler, a signal task): off the loop's thread the listener is marked closed at once (later
     /// calls fail with `EBADF`) and the loop closes the socket after the work already queued on it;
     /// the call does not wait for that. Once the loop has shut down, it closes the socket at once.
-    /// - Throws: ``LoopError`` naming `close` if the kernel refuses (only on the loop's thread).
+    /// - Throws: ``SerialLoop/LoopError`` naming `close` if the kernel refuses (only on the loop's thread).
     public func close() throws(LoopError) {
         try descriptor.close()
     }
@@ -134,8 +138,8 @@ public final class TCPConnection: Sendable {
     /// Connects to `address` without blocking the loop (`TCP_NODELAY` set on the new socket).
     ///
     /// Any task: off the loop's thread the call hops onto the loop and back.
-    /// - Throws: ``LoopError`` naming `connect(to:)` and the errno — `ECONNREFUSED` when nothing
-    ///   listens, `EINVAL` when the host is not an IPv4 literal; ``LoopError/loopHasShutDown(_:)``;
+    /// - Throws: ``SerialLoop/LoopError`` naming `connect(to:)` and the errno — `ECONNREFUSED` when nothing
+    ///   listens, `EINVAL` when the host is not an IPv4 literal; ``SerialLoop/LoopError/loopHasShutDown(_:)``;
     ///   `CancellationError` when the task is cancelled (the half-open socket is closed).
     nonisolated(nonsending) public static func connect(to address: SocketAddress, on loop: Loop) async throws -> TCPConnection {
         guard loop.isOnLoopThread else {
@@ -168,9 +172,9 @@ public final class TCPConnection: Sendable {
     /// Any task: off the loop's thread the call hops onto the loop (where the bytes are copied into
     /// `buffer`) and back.
     /// - Precondition: `buffer` stays valid, and untouched by others, until the call returns.
-    /// - Throws: ``LoopError`` naming `read` and the errno (e.g. `ECONNRESET`), or naming
+    /// - Throws: ``SerialLoop/LoopError`` naming `read` and the errno (e.g. `ECONNRESET`), or naming
     ///   `readable` when the connection is closed while waiting, or
-    ///   ``LoopError/loopHasShutDown(_:)``; `CancellationError`.
+    ///   ``SerialLoop/LoopError/loopHasShutDown(_:)``; `CancellationError`.
     nonisolated(nonsending) public func read(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
         guard loop.isOnLoopThread else {
             nonisolated(unsafe) let buffer = buffer     // the caller waits: only the loop touches it meanwhile
@@ -205,9 +209,9 @@ public final class TCPConnection: Sendable {
     /// Writes all of `bytes`, waiting for the socket to drain as often as needed. Any task: off
     /// the loop's thread the call hops onto the loop and back.
     ///
-    /// - Throws: ``LoopError`` naming `write` and the errno (`EPIPE` or `ECONNRESET` when the
+    /// - Throws: ``SerialLoop/LoopError`` naming `write` and the errno (`EPIPE` or `ECONNRESET` when the
     ///   peer went away), or naming `writable` when the connection is closed while waiting, or
-    ///   ``LoopError/loopHasShutDown(_:)``; `CancellationError` (part of the bytes may have been sent).
+    ///   ``SerialLoop/LoopError/loopHasShutDown(_:)``; `CancellationError` (part of the bytes may have been sent).
     nonisolated(nonsending) public func write(_ bytes: [UInt8]) async throws {
         guard loop.isOnLoopThread else {
             return try await onLoop(loop, "write(fd: \(fd))") { try await self.write(bytes) }
@@ -228,7 +232,7 @@ public final class TCPConnection: Sendable {
 
     /// Half-closes the connection: the peer reads end-of-file (after every byte already written),
     /// while this side can still read. Any thread.
-    /// - Throws: ``LoopError`` naming `shutdown`; `EBADF` after ``close()``.
+    /// - Throws: ``SerialLoop/LoopError`` naming `shutdown`; `EBADF` after ``close()``.
     public func shutdownWrite() throws(LoopError) {
         _ = try descriptor.withOpenNumber("shutdownWrite") { fd throws(LoopError) in
             try syscall("shutdown(fd: \(fd), SHUT_WR)") { shutdown(fd, Int32(SHUT_WR)) }
@@ -254,11 +258,11 @@ public final class TCPConnection: Sendable {
     }
 
     /// Closes the connection through the loop: tasks suspended in a read or write on it wake with
-    /// a ``LoopError``. Idempotent. Any thread: off the loop's thread the connection is marked
+    /// a ``SerialLoop/LoopError``. Idempotent. Any thread: off the loop's thread the connection is marked
     /// closed at once (later calls fail with `EBADF`) and the loop closes the socket after the work
     /// already queued on it; the call does not wait for that. Once the loop has shut down, it closes
     /// the socket at once.
-    /// - Throws: ``LoopError`` naming `close` if the kernel refuses (only on the loop's thread).
+    /// - Throws: ``SerialLoop/LoopError`` naming `close` if the kernel refuses (only on the loop's thread).
     public func close() throws(LoopError) {
         try descriptor.close()
     }

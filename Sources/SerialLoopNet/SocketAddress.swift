@@ -11,6 +11,11 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     /// The port; `0` asks the kernel for a free one when binding.
     public var port: UInt16
 
+    /// An address from an IPv4 literal and a port; nothing is checked until a socket uses it.
+    /// - Parameters:
+    ///   - host: a dotted-quad literal such as `"127.0.0.1"` (a name is refused with `EINVAL` when
+    ///     the address is used).
+    ///   - port: the TCP port; `0` asks the kernel for a free one when binding.
     public init(host: String, port: UInt16) {
         self.host = host
         self.port = port
@@ -21,10 +26,11 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         SocketAddress(host: "127.0.0.1", port: port)
     }
 
+    /// `host:port`, e.g. `127.0.0.1:8080`.
     public var description: String { "\(host):\(port)" }
 
     /// The kernel's form of the address.
-    /// - Throws: ``LoopError`` naming `operation` (with `EINVAL`) when `host` is not an IPv4 literal.
+    /// - Throws: ``SerialLoop/LoopError`` naming `operation` (with `EINVAL`) when `host` is not an IPv4 literal.
     func sockaddr(for operation: @autoclosure () -> String) throws(LoopError) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)

@@ -44,7 +44,7 @@ final class SocketDescriptor: @unchecked Sendable {
 
     // MARK: Closing
 
-    /// Closes through the loop, so tasks suspended on the descriptor wake with a ``LoopError`` and
+    /// Closes through the loop, so tasks suspended on the descriptor wake with a ``SerialLoop/LoopError`` and
     /// the reactor forgets it before its number can be reused. Idempotent; any thread.
     ///
     /// On the loop thread the close happens now, and a failure of `close(2)` is thrown. From another
@@ -128,7 +128,7 @@ final class SocketDescriptor: @unchecked Sendable {
 
     /// A non-blocking call under the syscall discipline, plus readiness: `EAGAIN` suspends until
     /// the descriptor is ready for `interest`, `EINTR` (and any errno in `retrying`) tries again,
-    /// anything else is a ``LoopError`` naming the call, the descriptor and the errno.
+    /// anything else is a ``SerialLoop/LoopError`` naming the call, the descriptor and the errno.
     /// Loop thread only (callers hop there first).
     /// - Returns: the call's non-negative result.
     nonisolated(nonsending) func perform<T: FixedWidthInteger>(
@@ -172,7 +172,7 @@ final class SocketDescriptor: @unchecked Sendable {
 /// over), and resumes the caller on its own executor afterwards.
 ///
 /// Not inlined: the fast path (already on the loop thread) keeps its small frame.
-/// - Throws: whatever `body` throws; ``LoopError/loopHasShutDown(_:)`` when the loop has shut down
+/// - Throws: whatever `body` throws; ``SerialLoop/LoopError/loopHasShutDown(_:)`` when the loop has shut down
 ///   (its jobs then run elsewhere: `body` is not called).
 @inline(never)
 nonisolated(nonsending) func onLoop<T: Sendable>(

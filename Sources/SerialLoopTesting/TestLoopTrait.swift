@@ -36,6 +36,10 @@ public struct TestLoopTrait: TestTrait, SuiteTrait, TestScoping {
         testCase == nil ? nil : self
     }
 
+    /// Runs one test case on a new test loop: Swift Testing calls this, not user code. The loop has
+    /// the trait's settings and is ``TestLoop/current`` in the test and the tasks it starts.
+    /// - Throws: the test's error; else ``SerialLoop/LoopLeftoversError`` when the test left work
+    ///   pending, or the stall's ``SerialLoop/LoopError``.
     public func provideScope(
         for test: Test,
         testCase: Test.Case?,

@@ -88,7 +88,7 @@ final class PendingSleep: Suspension, @unchecked Sendable {
     }
 }
 
-/// A callback scheduled with ``Loop/schedule(after:_:)``; cancel it to make sure it never runs.
+/// A callback scheduled with ``Loop/schedule(after:_:file:line:)``; cancel it to make sure it never runs.
 public struct ScheduledCallback: Sendable {
     let loop: Loop
     // The callback's timer slot stays live from scheduling until the callback runs or is cancelled

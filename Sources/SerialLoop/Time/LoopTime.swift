@@ -90,7 +90,7 @@ extension Loop {
     public enum TimeMode: Sendable, Equatable {
         /// Monotonic wall time.
         case real
-        /// Virtual time starting at zero: it moves only when the loop is idle (see ``withTestLoop(_:)``).
+        /// Virtual time starting at zero: it moves only when the loop is idle (see ``withTestLoop(_:)-4f5jv``).
         case virtual
     }
 
