@@ -8,7 +8,7 @@ struct MisuseTests {
     @Test func nestedSyncWithLoopTraps() async {
         await #expect(processExitsWith: .failure) {
             try withLoop { _ in
-                try withLoop { _ in 1 }
+                _ = try withLoop { _ in 1 }
             }
         }
     }

@@ -141,7 +141,7 @@ struct SignalTests {
                 let got = await mine.next()
                 #expect(got == SIGALRM)
             }
-            let onOther = try await Task(executorPreference: other.loop) { () -> (Int32?, Bool) in
+            let onOther = await Task(executorPreference: other.loop) { () -> (Int32?, Bool) in
                 var iterator = otherSignals.makeAsyncIterator()
                 let signal = await iterator.next()
                 return (signal, other.loop.isOnLoopThread)
