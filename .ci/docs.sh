@@ -31,7 +31,7 @@ dumped=$(sed -n 's/^Files written to //p' "$scratch.dump.log" | tail -1)
 rm -rf "$graphs" && mkdir -p "$graphs"
 # The documented libraries only (not the fixtures, tests or executables). SerialLoopTesting@Testing
 # holds the `.testLoop` trait's extension of Swift Testing's `Trait`.
-for module in SerialLoop SerialLoopNet SerialLoopTesting SerialLoopVirtualTime; do
+for module in SerialLoop SerialLoopNet SerialLoopTesting; do
     cp "$dumped/$module".symbols.json "$dumped/$module"@*.symbols.json "$graphs"/ 2>/dev/null || true
 done
 

@@ -41,6 +41,10 @@ extension Loop {
     /// Any thread; from another thread it wakes a parked loop. After shutdown the callback is
     /// dropped with a warning on stderr (see ``hasShutDown``).
     /// In debug mode the callback remembers its creation site (`file`, `line`) for slow-job reports.
+    /// - Parameters:
+    ///   - callback: the code to run, on the loop's thread, in FIFO order with the loop's other work.
+    ///   - file: the call site, for debug-mode reports (leave the default).
+    ///   - line: the call site's line (leave the default).
     public func execute(_ callback: @escaping @Sendable () -> Void, file: StaticString = #fileID, line: UInt = #line) {
         submit(.callback(taggedSendable(callback, file: file, line: line)))
     }
@@ -52,6 +56,10 @@ extension Loop {
     /// Runs `callback` on the loop after the work already queued (asyncio's `call_soon`). Unlike
     /// ``execute(_:file:line:)`` the closure need not be `Sendable`, because it never leaves the loop thread.
     /// - Precondition: called on the loop's thread.
+    /// - Parameters:
+    ///   - callback: the code to run on the next tick, in FIFO order.
+    ///   - file: the call site, for debug-mode reports (leave the default).
+    ///   - line: the call site's line (leave the default).
     public func callSoon(_ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) {
         preconditionOnLoopThread("Loop.callSoon(_:)")
         makeReady(.callback(tagged(callback, file: file, line: line)))
@@ -71,6 +79,7 @@ extension Loop {
     /// thread: from the loop's thread it goes on the ready queue without a lock, an allocation or a
     /// syscall; from another it goes through the locked inbox and wakes a parked loop. After shutdown
     /// the job runs on the loop's afterlife (see <doc:Guarantees>).
+    /// - Parameter job: the job; it runs exactly once, on the loop's thread (or its afterlife).
     public func enqueue(_ job: consuming ExecutorJob) {
         if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
         submit(.task(UnownedJob(job)))

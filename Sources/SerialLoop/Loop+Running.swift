@@ -105,6 +105,8 @@ extension Loop {
     /// (asyncio's `run_until_complete`). The task may run anywhere; the loop turns until it is done.
     /// - Throws: the task's error; a ``LoopError`` naming `run(until:)` if ``stop()`` was called
     ///   first, if a test loop stalled, or if the loop has shut down.
+    /// - Precondition: called on the loop's thread, the loop not already running.
+    /// - Parameter task: the task to wait for, on any executor.
     public func run<T: Sendable>(until task: Task<T, any Error>) throws -> T {
         try runUntil(describing: "task") { id, outcome in
             Task(executorPreference: self) {
@@ -115,6 +117,10 @@ extension Loop {
     }
 
     /// Runs the loop until `task` completes and returns its value.
+    /// - Parameter task: the task to wait for, on any executor.
+    /// - Throws: a ``LoopError`` naming `run(until:)` if ``stop()`` was called first, if a test loop
+    ///   stalled, or if the loop has shut down.
+    /// - Precondition: called on the loop's thread, the loop not already running.
     public func run<T: Sendable>(until task: Task<T, Never>) throws -> T {
         try runUntil(describing: "task") { id, outcome in
             Task(executorPreference: self) {
@@ -126,6 +132,9 @@ extension Loop {
 
     /// Runs the loop until `future` is complete and returns its value or rethrows its error.
     /// - Precondition: called on the loop's thread.
+    /// - Parameter future: a future of this loop.
+    /// - Throws: the future's error; a ``LoopError`` naming `run(until:)` if ``stop()`` was called
+    ///   first, if a test loop stalled, or if the loop has shut down.
     public func run<T: Sendable>(until future: LoopFuture<T>) throws -> T {
         try runUntil(describing: "future") { id, outcome in
             future.whenComplete { result in

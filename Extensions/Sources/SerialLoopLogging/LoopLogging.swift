@@ -52,7 +52,8 @@ public struct LoopReportLevels: Sendable, Equatable {
 /// | `loop.suppressed` | the rate limit dropped reports | how many since the previous record |
 ///
 /// The reports carry no file descriptor: the core's reports say which job was slow, not which
-/// descriptor it served, so there is no `fd` key (see README, "Ecosystem").
+/// descriptor it served, so there is no `fd` key (see the SerialLoop documentation's article
+/// "Ecosystem bridges").
 public enum LoopReportLogging {
     /// A sink for ``LoopDebugOptions/sink`` that logs every report to `logger`.
     public static func sink(

@@ -217,6 +217,11 @@ extension FutureState: ShutdownCancellable, AwaiterCounting {
 extension Loop {
     /// Creates a future bound to this loop.
     /// `file` and `line` name the future in the report if it is dropped uncompleted while awaited.
+    /// Any thread.
+    /// - Parameters:
+    ///   - type: the value's type, when the context does not say it.
+    ///   - file: where the future is made (leave the default).
+    ///   - line: the line (leave the default).
     public func makeFuture<Value: Sendable>(of type: Value.Type = Value.self, file: StaticString = #fileID, line: UInt = #line) -> LoopFuture<Value> {
         LoopFuture(loop: self, site: RawCallbackSite(fileID: file, line: line))
     }

@@ -17,12 +17,17 @@ extension Loop {
     ///
     /// Runs on the caller's executor (`nonisolated(nonsending)`): waiting costs no executor switch
     /// on the way in, and on the way out only the one back to the caller (see `Loop.suspend`).
+    /// Callable from any task; the task resumes on its own executor.
+    /// - Parameter fd: the descriptor to wait on; it stays open and registered (lazily) after the wait.
     nonisolated(nonsending) public func readable(_ fd: Int32) async throws {
         try await waitForReadiness(fd, .read)
     }
 
     /// Suspends until `fd` is writable (or hung up / in error: a write will not block).
     /// The same rules as ``readable(_:)``.
+    /// Callable from any task; the task resumes on its own executor.
+    /// - Parameter fd: the descriptor to wait on.
+    /// - Throws: as ``readable(_:)``, naming `writable(fd:)`.
     nonisolated(nonsending) public func writable(_ fd: Int32) async throws {
         try await waitForReadiness(fd, .write)
     }
@@ -49,6 +54,7 @@ extension Loop {
     ///   not open; `EIO`: a deferred write error).
     /// - Precondition: called on the loop's thread (a trap otherwise; from async code run the
     ///   caller on the loop: `Task(executorPreference: loop)` / `withTaskExecutorPreference(loop)`).
+    /// - Parameter fd: the descriptor to close; the loop forgets it before its number can be reused.
     public func close(_ fd: Int32) throws(LoopError) {
         preconditionOnLoopThread("Loop.close(_:)")
         deregister(fd)
@@ -76,6 +82,7 @@ extension Loop {
     /// Stops watching `fd` without closing it: waiters wake with a ``LoopError``, callbacks are
     /// removed, and late kernel events for it are ignored.
     /// - Precondition: called on the loop's thread.
+    /// - Parameter fd: the descriptor to forget; the caller still owns it and closes it.
     public func deregister(_ fd: Int32) {
         preconditionOnLoopThread("Loop.deregister(_:)")
         let (readers, writers) = reactor.forget(fd)
@@ -89,6 +96,11 @@ extension Loop {
     /// - Throws: ``LoopError`` for an invalid descriptor, or `EPERM` for a regular file (always
     ///   readable, so the callback would spin).
     /// - Precondition: called on the loop's thread.
+    /// - Parameters:
+    ///   - fd: the descriptor to watch (non-blocking, so the callback can read until `EAGAIN`).
+    ///   - callback: the code to run, on the loop's thread.
+    ///   - file: the call site, for debug-mode reports (leave the default).
+    ///   - line: the call site's line (leave the default).
     public func addReader(_ fd: Int32, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) throws(LoopError) {
         preconditionOnLoopThread("Loop.addReader(_:_:)")
         try checkDescriptor(fd, "addReader(fd: \(fd))")
@@ -96,6 +108,8 @@ extension Loop {
     }
 
     /// Removes the reader callback for `fd`. Returns whether there was one.
+    /// Loop thread only (a trap otherwise).
+    /// - Parameter fd: the descriptor whose reader callback to remove.
     @discardableResult
     public func removeReader(_ fd: Int32) -> Bool {
         preconditionOnLoopThread("Loop.removeReader(_:)")
@@ -103,6 +117,14 @@ extension Loop {
     }
 
     /// Calls `callback` on the loop each tick while `fd` is writable (asyncio's `add_writer`).
+    /// Replaces an existing writer callback for `fd`; remove it with ``removeWriter(_:)``.
+    /// - Throws: ``LoopError`` for an invalid descriptor, or `EPERM` for a regular file.
+    /// - Precondition: called on the loop's thread.
+    /// - Parameters:
+    ///   - fd: the descriptor to watch.
+    ///   - callback: the code to run, on the loop's thread.
+    ///   - file: the call site, for debug-mode reports (leave the default).
+    ///   - line: the call site's line (leave the default).
     public func addWriter(_ fd: Int32, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) throws(LoopError) {
         preconditionOnLoopThread("Loop.addWriter(_:_:)")
         try checkDescriptor(fd, "addWriter(fd: \(fd))")
@@ -110,6 +132,8 @@ extension Loop {
     }
 
     /// Removes the writer callback for `fd`. Returns whether there was one.
+    /// Loop thread only (a trap otherwise).
+    /// - Parameter fd: the descriptor whose writer callback to remove.
     @discardableResult
     public func removeWriter(_ fd: Int32) -> Bool {
         preconditionOnLoopThread("Loop.removeWriter(_:)")

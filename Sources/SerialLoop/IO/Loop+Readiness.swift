@@ -132,6 +132,9 @@ extension Loop {
     ///
     /// Any thread; iterate it from one task at a time. Nothing is registered until the first
     /// `next()`.
+    /// - Parameters:
+    ///   - fd: the descriptor to watch; read or write it non-blocking until `EAGAIN` after each element.
+    ///   - kind: `.read` or `.write`.
     public func readiness(_ fd: Int32, _ kind: DescriptorReadiness.Kind) -> DescriptorReadiness {
         DescriptorReadiness(loop: self, fd: fd, kind: kind, scopedWait: nil)
     }
@@ -154,6 +157,13 @@ extension Loop {
     /// Iterate the stream from the calling task, one iterator at a time (every iterator made from
     /// it shares the one wait the handler covers). An iterator that outlives `body`, or is used by
     /// another task, still works: its waits then install their own handlers.
+    /// Callable from any task.
+    /// - Parameters:
+    ///   - fd: the descriptor to watch.
+    ///   - kind: `.read` or `.write`.
+    ///   - body: the code that iterates the stream; it runs on the caller's executor.
+    /// - Returns: what `body` returned.
+    /// - Throws: what `body` throws (the stream's errors included).
     nonisolated(nonsending) public func withReadiness<T>(
         _ fd: Int32, _ kind: DescriptorReadiness.Kind,
         _ body: nonisolated(nonsending) (DescriptorReadiness) async throws -> T

@@ -111,6 +111,8 @@ extension Loop {
     public func addInstrument(_ instrument: any LoopInstrument) {
         preconditionOnLoopThread("Loop.addInstrument(_:)")
         observation.instruments.append(instrument)
+    /// - Parameter instrument: the instrument; a ``LoopTimingInstrument`` makes the loop time jobs
+    ///   while it is installed.
         isObserved = true
     }
 
@@ -119,6 +121,7 @@ extension Loop {
     @discardableResult
     public func removeInstrument(_ instrument: any LoopInstrument) -> Bool {
         preconditionOnLoopThread("Loop.removeInstrument(_:)")
+    /// - Parameter instrument: the instrument to remove (compared by identity).
         let before = observation.instruments.count
         observation.instruments.removeAll { $0 === instrument }
         isObserved = !observation.isEmpty

@@ -51,6 +51,10 @@ extension Loop {
     ///
     /// - Throws: what `body` throws; `CancellationError` (see above); a ``LoopError`` naming
     ///   `offload` when the loop has shut down. Any thread.
+    /// - Parameters:
+    ///   - isolation: the caller's isolation (leave the default): the caller resumes there.
+    ///   - body: the blocking work, run once on a pool thread; it may borrow the caller's state.
+    /// - Returns: what `body` returned.
     public func offload<T: Sendable>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: sending () throws -> T

@@ -50,6 +50,8 @@ extension Loop {
     ///   `SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`, `SIGSYS` (the faulting instruction
     ///   would run again before the loop could act), those the C library reserves (`EINVAL`), or
     ///   an empty list; and when the loop has shut down. Nothing is installed if it throws. Any thread.
+    /// - Parameter signals: the signal numbers to listen to, e.g. `SIGTERM, SIGINT`.
+    /// - Returns: the deliveries, as an `AsyncSequence` that resumes on this loop.
     public func signals(_ signals: Int32...) throws(LoopError) -> LoopSignals {
         let operation = "signals(\(signals.map(signalName).joined(separator: ", ")))"
         if signals.isEmpty { throw LoopError(operation: operation, reason: "no signal given") }

@@ -9,6 +9,7 @@ extension Loop {
     /// Suspends until the loop is idle: no ready work, no due timer, no ready I/O — without moving
     /// the clock. Exact quiescence, no yield counting. Test loops only. On a loop that has shut
     /// down it returns at once (so does ``advance(to:)``).
+    /// Callable from any task (a task on the loop, or the test itself from outside it).
     public func runUntilIdle() async {
         preconditionVirtual("runUntilIdle()")
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
@@ -19,6 +20,8 @@ extension Loop {
     /// Moves virtual time forward by `duration`, firing every timer due on the way in
     /// `(deadline, sequence)` order and letting the work they wake run before the next one fires.
     /// Returns when the clock reads the target and the loop is idle. Test loops only.
+    /// Callable from any task; one advance at a time (two at once trap).
+    /// - Parameter duration: how far to move the clock; `.seconds(Int64.max)` fires every finite timer.
     public func advance(by duration: Duration) async {
         await advance(to: now.advanced(by: duration))
     }
@@ -27,6 +30,8 @@ extension Loop {
     /// only runs the loop until idle. Time holds and quiet periods do not delay an explicit advance.
     /// A deadline of "never" (one that saturated, as `advance(by: .seconds(Int64.max))` does) fires
     /// every finite timer and leaves the clock at the last one: the clock never reaches "never".
+    /// Callable from any task; one advance at a time (two at once trap).
+    /// - Parameter deadline: the loop time to move the clock to.
     public func advance(to deadline: LoopClock.Instant) async {
         preconditionVirtual("advance(to:)")
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
@@ -56,6 +61,12 @@ extension Loop {
 
     /// Runs `body` with the clock held (see ``holdTime()``): no automatic jump happens until it
     /// returns or throws.
+    /// Callable from any task.
+    /// - Parameters:
+    ///   - isolation: the caller's isolation (leave the default).
+    ///   - body: the work the test waits for.
+    /// - Returns: what `body` returned.
+    /// - Throws: what `body` throws.
     public func holdingTime<T, E: Error>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: () async throws(E) -> T

@@ -7,14 +7,21 @@ extension Loop {
     /// timer is removed then (nothing is left behind). Callable from any task; the timer lives on
     /// the loop and the task resumes on its own executor. Runs on the caller's executor
     /// (`nonisolated(nonsending)`), so it costs one executor switch, as ``readable(_:)`` does.
+    /// - Parameter duration: how long to sleep, in loop time (virtual on a test loop); zero or
+    ///   negative resumes on the next tick, `.seconds(Int64.max)` never.
+    /// - Throws: `CancellationError` when the task is cancelled; ``LoopError/loopHasShutDown(_:)``
+    ///   when the loop has shut down (or shuts down while a task of another executor sleeps).
     nonisolated(nonsending) public func sleep(for duration: Duration) async throws {
         try await sleep(until: now.advanced(by: duration))
     }
 
     /// Suspends the calling task until the loop's clock reaches `deadline`.
-    /// A deadline in the past resumes on the next tick.
+    /// A deadline in the past resumes on the next tick. Callable from any task; the task resumes on
+    /// its own executor.
     /// - Throws: `CancellationError` when the task is cancelled; ``LoopError/loopHasShutDown(_:)``
     ///   when the loop has shut down (or shuts down while a task of another executor sleeps).
+    /// - Parameter deadline: the loop time to wake at (``now`` plus a duration, or an instant from
+    ///   ``clock``).
     nonisolated(nonsending) public func sleep(until deadline: LoopClock.Instant) async throws {
         try await suspend(PendingSleep(deadline: deadline.nanosecondsSinceOrigin, on: self))
     }
@@ -25,13 +32,27 @@ extension Loop {
     /// deadlines run in scheduling order.
     /// - Precondition: called on the loop's thread.
     /// - Complexity: O(log n) in the number of pending timers.
+    /// - Parameters:
+    ///   - delay: how long from ``now``; zero or negative runs on the next tick.
+    ///   - callback: the code to run, on the loop's thread.
+    ///   - file: the call site, for debug-mode reports and ``pendingWork`` (leave the default).
+    ///   - line: the call site's line (leave the default).
+    /// - Returns: a handle; ``ScheduledCallback/cancel()`` withdraws the callback (from any thread).
+    ///   Dropping the handle does not cancel.
     @discardableResult
     public func schedule(after delay: Duration, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) -> ScheduledCallback {
         schedule(at: now.advanced(by: delay), callback, file: file, line: line)
     }
 
-    /// Runs `callback` on the loop when its clock reaches `deadline` (asyncio's `call_at`).
+    /// Runs `callback` on the loop when its clock reaches `deadline` (asyncio's `call_at`). Never
+    /// early; equal deadlines run in scheduling order.
     /// - Precondition: called on the loop's thread.
+    /// - Parameters:
+    ///   - deadline: the loop time to run at; a past deadline runs on the next tick.
+    ///   - callback: the code to run, on the loop's thread.
+    ///   - file: the call site, for debug-mode reports and ``pendingWork`` (leave the default).
+    ///   - line: the call site's line (leave the default).
+    /// - Returns: a handle; ``ScheduledCallback/cancel()`` withdraws the callback (from any thread).
     @discardableResult
     public func schedule(at deadline: LoopClock.Instant, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) -> ScheduledCallback {
         preconditionOnLoopThread("Loop.schedule(at:)")
