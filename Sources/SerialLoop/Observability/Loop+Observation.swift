@@ -108,20 +108,20 @@ extension Loop {
     /// Installs `instrument`: its hooks run from the next tick on (see ``LoopInstrument`` for
     /// their order). Loop thread only; from another thread, install it in `loop.execute { }`.
     /// Installing the same instrument twice calls its hooks twice.
+    /// - Parameter instrument: the instrument; a ``LoopTimingInstrument`` makes the loop time jobs
+    ///   while it is installed.
     public func addInstrument(_ instrument: any LoopInstrument) {
         preconditionOnLoopThread("Loop.addInstrument(_:)")
         observation.instruments.append(instrument)
-    /// - Parameter instrument: the instrument; a ``LoopTimingInstrument`` makes the loop time jobs
-    ///   while it is installed.
         isObserved = true
     }
 
     /// Removes `instrument` (every installation of it). Returns whether it was installed.
     /// Loop thread only.
+    /// - Parameter instrument: the instrument to remove (compared by identity).
     @discardableResult
     public func removeInstrument(_ instrument: any LoopInstrument) -> Bool {
         preconditionOnLoopThread("Loop.removeInstrument(_:)")
-    /// - Parameter instrument: the instrument to remove (compared by identity).
         let before = observation.instruments.count
         observation.instruments.removeAll { $0 === instrument }
         isObserved = !observation.isEmpty
