@@ -120,9 +120,11 @@ final class SocketDescriptor: @unchecked Sendable {
     // MARK: Async operations (on the loop thread)
 
     /// Every operation starts here: not closed (`EBADF` otherwise). Async operations call it on
-    /// the loop's thread only (they hop there first: `onLoop`).
+    /// the loop's thread only (they hop there first: `onLoop`). In debug mode it also tells the loop
+    /// the calling task's name, so a slow job of a task that uses sockets is reported by name.
     @inline(__always)
     func checkOpen(_ operation: String) throws(LoopError) {
+        loop.noteCallingTaskName()
         if closeRequested.load(ordering: .relaxed) { throw LoopError(operation: "\(operation)(fd: \(fd))", errno: EBADF) }
     }
 

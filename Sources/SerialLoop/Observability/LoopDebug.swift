@@ -62,7 +62,15 @@ public struct LoopDebugReport: Sendable, CustomStringConvertible {
     public var kind: Kind
     /// For slow jobs: what ran.
     public var job: LoopJobKind?
-    /// For slow task jobs: the task's name (`Task(name:)`), when the loop could see it (see <doc:DiagnosingASlowLoop>).
+    /// For slow task jobs: the task's name (`Task(name:)`), when the loop knows it (see
+    /// <doc:DiagnosingASlowLoop>). The runtime gives an executor no way to read a task's name from
+    /// its job, so the loop reads `Task.name` when the task calls into the loop on the loop's thread:
+    /// a suspension on a loop API (`readable`, `sleep`, `future.value`, …), any SerialLoopNet socket
+    /// operation, a yield, a hop onto an actor whose executor is the loop, creating a task. The name
+    /// is known if the task made such a call in the slow job or in an earlier job on the loop. It is
+    /// `nil` for a task that made none: one whose first await was a default-actor hop, a main-actor
+    /// hop or a plain `Task.sleep` (the runtime makes those moves without such a call) and that then
+    /// blocked and ended.
     public var taskName: String?
     /// For slow callbacks: where the callback was created.
     public var site: LoopCallbackSite?
@@ -137,5 +145,33 @@ struct DebugReporter {
         report.suppressed = suppressed
         suppressed = 0
         options.sink(report)
+    }
+}
+
+// MARK: Task names (debug mode)
+//
+// An executor is handed a job, not a task, and the runtime has no API that reads a task's name
+// from its job: only code running *in* the task can (`Task.name`). So the loop reads the name when
+// the task itself calls into the loop on the loop's thread — an enqueue made from inside the task
+// (a hop onto an actor whose executor is the loop, a yield, a child task, a task completing for an
+// awaiter) or a suspension on a loop API (`readable`, `sleep`, `future.value`, …), and every
+// SerialLoopNet socket operation, even one that does not suspend — and remembers it by the task's
+// address (the job of a task *is* the task).
+//
+// Not seen, checked (DebugTaskNameTests): the runtime makes some of a task's moves without calling
+// the loop on its thread. It enqueues a task coming back from the main actor or from an actor on
+// another executor *after* clearing the current task (so the enqueue cannot tell whose job it is);
+// it switches between the loop and default actors in place; and a plain `Task.sleep` reaches the
+// loop through its `SchedulingExecutor` conformance, which does not read names. A slow job is
+// therefore reported without a name when its task made none of the calls above in it or in an
+// earlier job on the loop — for example a task whose first await is a default-actor hop, a
+// main-actor hop or a plain `Task.sleep`, and which then blocks and ends.
+
+extension Loop {
+    /// For the socket layer: in debug mode, remembers the name of the task calling (on the loop's
+    /// thread), so a slow job of a task that uses sockets is reported by name. Costs one relaxed
+    /// atomic load when debug mode is off.
+    package func noteCallingTaskName() {
+        if metricsStorage.capturesSites.load(ordering: .relaxed) { noteTaskName() }
     }
 }
