@@ -23,11 +23,12 @@ if [ -z "$docc" ] || [ ! -x "$docc" ]; then
 fi
 
 echo "-- symbol graphs (swift package dump-symbol-graph, scratch path $scratch)"
-swift package --scratch-path "$scratch" dump-symbol-graph --minimum-access-level public > "$scratch.dump.log" 2>&1 || {
-    cat "$scratch.dump.log" >&2
+mkdir -p "$scratch"
+swift package --scratch-path "$scratch" dump-symbol-graph --minimum-access-level public > "$scratch/dump.log" 2>&1 || {
+    cat "$scratch/dump.log" >&2
     exit 1
 }
-dumped=$(sed -n 's/^Files written to //p' "$scratch.dump.log" | tail -1)
+dumped=$(sed -n 's/^Files written to //p' "$scratch/dump.log" | tail -1)
 rm -rf "$graphs" && mkdir -p "$graphs"
 # The documented libraries only (not the fixtures, tests or executables). SerialLoopTesting@Testing
 # holds the `.testLoop` trait's extension of Swift Testing's `Trait`.
@@ -36,7 +37,8 @@ for module in SerialLoop SerialLoopNet SerialLoopTesting; do
 done
 
 echo "-- public declarations without a doc comment"
-python3 .ci/check-doc-comments.py "$graphs"/*.json
+undocumented=0
+python3 .ci/check-doc-comments.py "$graphs"/*.json || undocumented=1
 
 echo "-- docc convert -> $output"
 rm -rf "$output"
@@ -54,6 +56,10 @@ errors=$(grep -c '^error:' "$log" || true)
 if [ "$warnings" != 0 ] || [ "$errors" != 0 ]; then
     cat "$log" >&2
     echo "docs: $warnings DocC warning(s), $errors error(s)" >&2
+    exit 1
+fi
+if [ "$undocumented" != 0 ]; then
+    echo "docs: 0 DocC warnings, but public declarations without a doc comment (listed above)" >&2
     exit 1
 fi
 echo "docs: 0 warnings; open $output/documentation/serialloop/index.html through an HTTP server"
