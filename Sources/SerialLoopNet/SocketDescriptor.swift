@@ -174,11 +174,19 @@ final class SocketDescriptor: @unchecked Sendable {
 /// over), and resumes the caller on its own executor afterwards.
 ///
 /// Not inlined: the fast path (already on the loop thread) keeps its small frame.
+///
+/// An explicit `isolated` parameter (`#isolation` at the call site, inside the operations'
+/// `nonisolated(nonsending)` bodies), not `nonisolated(nonsending)` itself: written that way, a
+/// release build (`-O`, Swift 6.3.1) lost the switch back to the caller's executor after `hop`
+/// returned — a plain task carried on on the loop's thread, and an actor calling `read` carried
+/// on there outside its isolation ("Incorrect actor executor assumption"); debug builds were right.
+/// With the parameter, the switch back happens in both (SocketsFromAnyTaskTests, run in release).
 /// - Throws: whatever `body` throws; ``SerialLoop/LoopError/loopHasShutDown(_:)`` when the loop has shut down
 ///   (its jobs then run elsewhere: `body` is not called).
 @inline(never)
-nonisolated(nonsending) func onLoop<T: Sendable>(
-    _ loop: Loop, _ operation: @autoclosure () -> String, _ body: @escaping @Sendable () async throws -> T
+func onLoop<T: Sendable>(
+    _ loop: Loop, isolation: isolated (any Actor)? = #isolation,
+    _ operation: @autoclosure () -> String, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     if loop.hasShutDown { throw LoopError.loopHasShutDown(operation()) }
     return try await hop(to: loop, operation(), body)

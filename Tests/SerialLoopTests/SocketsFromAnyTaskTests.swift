@@ -195,6 +195,51 @@ struct SocketsFromAnyTaskTests {
         #expect(refusedAfter)
     }
 
+    /// Races, many times over: a plain task reading (hopping onto the loop), another plain thread
+    /// asking for the addresses and then closing the connection, the peer writing. Every read ends
+    /// with bytes, end-of-file or a `LoopError` (never a trap or a hang), the sync calls either
+    /// answer or say EBADF, and no wait is left behind.
+    @Test func closeFromAnotherThreadRacingHoppedReadsAndSyncCalls() async throws {
+        let outcome = await withWatchdog("close racing hopped reads", limit: .seconds(60)) {
+            try await withLoop { loop in
+                let listener = try TCPListener(on: loop)
+                defer { try? listener.close() }
+                var unexpected: [String] = []
+                for round in 0..<200 {
+                    let client = try await TCPConnection.connect(to: listener.address, on: loop)
+                    let server = try await listener.accept()
+                    let reader = Task { () async -> String? in
+                        do {
+                            while true {
+                                if try await server.read(upToCount: 64).isEmpty { return nil }
+                            }
+                        } catch let error as LoopError {
+                            return error.errno == EBADF || error.operation.hasPrefix("readable(fd:") ? nil : "read: \(error)"
+                        } catch {
+                            return "read: \(error)"
+                        }
+                    }
+                    if round % 2 == 0 { try await client.write("x") }
+                    let syncOutcome = await onPlainThread { () -> String? in
+                        var problem: String?
+                        do { _ = try server.peerAddress } catch { if (error as? LoopError)?.errno != EBADF { problem = "peerAddress: \(error)" } }
+                        try? server.close()
+                        do { _ = try server.localAddress; problem = problem ?? "localAddress answered after close" }
+                        catch { if (error as? LoopError)?.errno != EBADF { problem = "localAddress: \(error)" } }
+                        return problem
+                    }
+                    if let syncOutcome { unexpected.append(syncOutcome) }
+                    if let problem = await reader.value { unexpected.append(problem) }
+                    try client.close()
+                }
+                return (unexpected, loop.pendingWaiterCount)
+            }
+        }
+        let (unexpected, waiters) = try #require(try outcome?.get())
+        #expect(unexpected.isEmpty, "\(unexpected.prefix(5))")
+        #expect(waiters == 0)
+    }
+
     /// The runtime check that remains (loop-only APIs such as `schedule(after:)` or
     /// `pendingWaiterCount`, here from a plain `Task {}` in a `withLoop` body) names the fix for
     /// async code — in every build configuration (a `fatalError`, not a stripped `precondition`).
