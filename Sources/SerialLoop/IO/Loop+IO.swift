@@ -153,6 +153,7 @@ extension Loop {
 
     /// How many descriptors the kernel is watching for the loop (not counting its wake-up eventfd).
     /// Interest is dropped lazily, so this can stay above zero for a while after waits end.
+    /// Loop thread only (a trap elsewhere).
     public var watchedDescriptorCount: Int {
         preconditionOnLoopThread("Loop.watchedDescriptorCount")
         return reactor.kernelRegistrationCount
