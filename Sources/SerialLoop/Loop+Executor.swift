@@ -14,7 +14,7 @@ extension Loop {
     /// Code on the loop thread is isolated to the loop: nothing else can run there concurrently.
     /// This is what lets `actor.assumeIsolated` work in plain callbacks and epoll handlers.
     public func checkIsolated() {
-        precondition(isOnLoopThread, "expected to be on the SerialLoop thread, but running on another thread")
+        misuseCheck(isOnLoopThread, "expected to be on the SerialLoop thread, but running on another thread")
     }
 
     /// Whether the caller runs on the loop's thread, and so is isolated to the loop (the runtime asks

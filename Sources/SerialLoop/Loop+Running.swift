@@ -48,7 +48,7 @@ extension Loop {
     /// - Precondition: called on the loop's thread, the loop is not already running, and it has
     ///   not shut down.
     public func run() {
-        if runState.isShutDown { preconditionFailure("Loop.run() called on a loop that has shut down") }
+        if runState.isShutDown { misuse("Loop.run() called on a loop that has shut down") }
         runTicks(operation: "run()", id: nextRunID())
     }
 
@@ -78,8 +78,8 @@ extension Loop {
         preconditionOnLoopThread("Loop.\(operation)")
         switch runState {
         case .idle: break
-        case .running, .ending: preconditionFailure("Loop.\(operation) called while the loop is already running (nested run)")
-        case .shutDown: preconditionFailure("Loop.\(operation) called on a loop that has shut down")
+        case .running, .ending: misuse("Loop.\(operation) called while the loop is already running (nested run)")
+        case .shutDown: misuse("Loop.\(operation) called on a loop that has shut down")
         }
         runState = .running(run: id)
         serveMainQueueIfOnMainThread()

@@ -87,7 +87,7 @@ extension Loop {
         switch runState {
         case .idle: break
         case .shutDown: return []
-        case .running, .ending: preconditionFailure("Loop.shutdown() called while the loop is running; call stop() and shut down after run() returns")
+        case .running, .ending: misuse("Loop.shutdown() called while the loop is running; call stop() and shut down after run() returns")
         }
         let previous = enterThread()
         defer { leaveThread(restoring: previous) }

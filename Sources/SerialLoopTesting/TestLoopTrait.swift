@@ -79,7 +79,7 @@ public enum TestLoop {
     /// - Precondition: called from a test (or a task it started) that has the `.testLoop` trait.
     public static var current: Loop {
         guard let loop else {
-            preconditionFailure("TestLoop.current used outside a test with the .testLoop trait (or in a task that does not inherit its task-locals, e.g. Task.detached)")
+            fatalError("TestLoop.current used outside a test with the .testLoop trait (or in a task that does not inherit its task-locals, e.g. Task.detached)")
         }
         return loop
     }

@@ -46,7 +46,7 @@ enum WholeProgramExecutors: ExecutorFactory {
 
     private static func installed() -> Loop {
         guard let loop = installedLoop.withLock({ $0 }) else {
-            preconditionFailure("SerialLoop: the executor factory was consulted before Loop.runMain installed a loop")
+            misuse("SerialLoop: the executor factory was consulted before Loop.runMain installed a loop")
         }
         return loop
     }
@@ -79,8 +79,8 @@ extension Loop {
     ///   this process. (Whether tasks already ran on the default global executor cannot be
     ///   detected; start nothing async before `runMain`.)
     public static func runMain<T: Sendable>(time: TimeMode = .real, _ body: sending (Loop) async throws -> T) throws -> T {
-        precondition(c_serial_loop_is_main_thread(), "Loop.runMain must be called on the main thread (top-level code, a static main(), or the first statement of an async main); it makes that thread the whole program's executor")
-        precondition(c_serial_loop_current_loop() == nil, "Loop.runMain called on a thread that is already running a loop; call it once, at the start of the program")
+        misuseCheck(c_serial_loop_is_main_thread(), "Loop.runMain must be called on the main thread (top-level code, a static main(), or the first statement of an async main); it makes that thread the whole program's executor")
+        misuseCheck(c_serial_loop_current_loop() == nil, "Loop.runMain called on a thread that is already running a loop; call it once, at the start of the program")
         let loop = try Loop(time: time)
         // Every global enqueue comes to the loop through the default-executor role.
         loop.capturesEscapingWork = false
@@ -90,7 +90,7 @@ extension Loop {
             installed = loop
             return false
         }
-        precondition(!alreadyInstalled, "Loop.runMain called twice: the program's executors can be installed once per process (the first loop stays installed)")
+        misuseCheck(!alreadyInstalled, "Loop.runMain called twice: the program's executors can be installed once per process (the first loop stays installed)")
         _createExecutors(factory: WholeProgramExecutors.self)
         return try loop.runBody(body)
     }

@@ -49,7 +49,7 @@ public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) 
 /// callback on a loop thread) that would freeze the outer loop until the inner body returns —
 /// asyncio refuses the same ("asyncio.run() cannot be called from a running event loop").
 private func preconditionNoLoopRunning(_ name: String) {
-    precondition(c_serial_loop_current_loop() == nil, "\(name) called on a thread that is already running a loop, which would block that loop until the body returns; use the async \(name) (own thread), or run the work on the current loop")
+    misuseCheck(c_serial_loop_current_loop() == nil, "\(name) called on a thread that is already running a loop, which would block that loop until the body returns; use the async \(name) (own thread), or run the work on the current loop")
 }
 
 /// Thrown by `withTestLoop` when the body left work pending on the loop.
@@ -94,10 +94,12 @@ private func runOnDedicatedThread<T: Sendable>(time: Loop.TimeMode, _ body: send
 
 /// A loop on a thread of its own, serving one body that runs in another task (the caller's).
 private final class DedicatedLoop: @unchecked Sendable {
-    // Safe: `loop` and `runID` are written before the loop is handed to the caller (the hand-off
-    // orders them) and only read afterwards; `bodyHasFinished` is read and written on the loop's
-    // thread only; `report` is behind its lock.
-    let loop: Loop
+    // Safe: `runID` and `bodyHasFinished` are read and written on the loop's thread only; the loop
+    // itself crosses to the caller through `handedOver`, whose lock also orders everything the
+    // loop's thread wrote while creating it before the caller's first use (ThreadSanitizer sees
+    // that edge; it does not see the one a continuation's resume makes inside the runtime);
+    // `report` is behind its lock.
+    private let handedOver = Lock<Loop?>(nil)
     private var runID: UInt64 = 0
     private var bodyHasFinished = false
     private let report = Lock(Report.pending)
@@ -109,26 +111,30 @@ private final class DedicatedLoop: @unchecked Sendable {
         case taken
     }
 
-    private init(loop: Loop) { self.loop = loop }
+    /// The loop, once `start` has returned. Any thread.
+    var loop: Loop { handedOver.withLock { $0! } }
 
     /// Starts the thread and returns once its loop exists.
     static func start(time: Loop.TimeMode) async throws -> DedicatedLoop {
-        try await withUnsafeThrowingContinuation { (started: UnsafeContinuation<DedicatedLoop, any Error>) in
+        let host = DedicatedLoop()
+        try await withUnsafeThrowingContinuation { (started: UnsafeContinuation<Void, any Error>) in
             pthread_detach(spawnThread {
-                let host: DedicatedLoop
-                do { host = DedicatedLoop(loop: try Loop(time: time)) } catch {
+                let loop: Loop
+                do { loop = try Loop(time: time) } catch {
                     return started.resume(throwing: error)
                 }
-                host.runID = host.loop.nextRunID()
-                started.resume(returning: host)
-                host.serve()
+                host.runID = loop.nextRunID()
+                host.handedOver.withLock { $0 = loop }
+                started.resume()
+                host.serve(loop)
             })
         }
+        return host
     }
 
     /// On the loop's thread: turns the loop until the body finishes (or a stall, or a stop), then
     /// collects leftovers, shuts down and reports.
-    private func serve() {
+    private func serve(_ loop: Loop) {
         let end = loop.runTicks(operation: "run(until:)", id: runID)
         var result: Result<LoopLeftovers, any Error>
         switch end {

@@ -238,7 +238,7 @@ final class SignalListener: Sendable {
         let immediate: Int32?? = state.withLock { state in
             if !state.buffered.isEmpty { return .some(state.buffered.removeFirst()) }
             if state.isFinished { return .some(nil) }
-            precondition(state.waiter == nil, "LoopSignals: next() called concurrently from two tasks; iterate a signal sequence from one task at a time")
+            misuseCheck(state.waiter == nil, "LoopSignals: next() called concurrently from two tasks; iterate a signal sequence from one task at a time")
             state.waiter = continuation
             return .none
         }

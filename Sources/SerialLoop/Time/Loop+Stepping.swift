@@ -36,7 +36,7 @@ extension Loop {
         preconditionVirtual("advance(to:)")
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             onLiveLoop({
-                precondition(self.time.virtual.advanceRequest == nil, "Loop.advance(to:) called while another advance is in progress")
+                misuseCheck(self.time.virtual.advanceRequest == nil, "Loop.advance(to:) called while another advance is in progress")
                 self.time.virtual.advanceRequest = (deadline.nanosecondsSinceOrigin, continuation)
             }, orElse: { continuation.resume() })
         }

@@ -114,6 +114,6 @@ extension Loop {
     }()
 
     func preconditionVirtual(_ operation: String) {
-        precondition(time.isVirtual, "Loop.\(operation) needs a test loop (virtual time); this loop runs on real time")
+        misuseCheck(time.isVirtual, "Loop.\(operation) needs a test loop (virtual time); this loop runs on real time")
     }
 }
