@@ -122,8 +122,13 @@ static inline bool is_from_dispatch(uintptr_t caller) {
 }
 
 int clock_gettime(clockid_t clock, struct timespec *spec) {
+    // The caller's address, read first thing and kept in a volatile: optimised builds split this
+    // function's unlikely branch into an outlined `clock_gettime.cold` function, where
+    // `__builtin_return_address(0)` would be an address inside this one (so libdispatch's reads
+    // looked virtual in release builds, and its timers set ~31 years late never fired).
+    volatile uintptr_t caller = (uintptr_t)__builtin_return_address(0);
     if (__builtin_expect(thread_virtual_clock.active, 0) && is_virtualized(clock)
-        && !is_from_dispatch((uintptr_t)__builtin_return_address(0))) {
+        && !is_from_dispatch(caller)) {
         int64_t nanoseconds = thread_virtual_clock.nanoseconds;
         spec->tv_sec = (time_t)(c_serial_loop_virtual_clock_origin_seconds + nanoseconds / 1000000000);
         spec->tv_nsec = (long)(nanoseconds % 1000000000);
