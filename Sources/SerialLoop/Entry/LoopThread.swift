@@ -5,6 +5,8 @@ import Synchronization
 /// `Task(executorPreference: thread.loop)`, `loop.execute { }` or actors on `loop`, and end it
 /// with ``shutdown()``.
 public final class LoopThread: Sendable {
+    /// The loop this thread runs. Any thread may hand it work (`Task(executorPreference:)`,
+    /// `execute`, actors on it); its loop-thread-only APIs are for code running on it.
     public let loop: Loop
     private let thread: pthread_t
     private let joined = Lock(false)

@@ -39,7 +39,7 @@ public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) 
 }
 
 /// The async twin of `withTestLoop`: the test loop runs on a dedicated thread, and the body is
-/// part of the calling task, as in the async ``withLoop(_:)-(sending(Loop)->T)`` (task-locals and
+/// part of the calling task, as in the async ``withLoop(_:)-7y525`` (task-locals and
 /// `Test.current` are visible in it, so a failing `#expect` is attributed to its test).
 public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) async throws -> T {
     try await runOnDedicatedThread(time: .virtual, body)
@@ -54,7 +54,9 @@ private func preconditionNoLoopRunning(_ name: String) {
 
 /// Thrown by `withTestLoop` when the body left work pending on the loop.
 public struct LoopLeftoversError: Error, CustomStringConvertible {
+    /// What was still pending when the body finished.
     public let leftovers: LoopLeftovers
+    /// "the test loop ended with work still pending: " followed by the leftovers.
     public var description: String { "the test loop ended with work still pending: \(leftovers)" }
 }
 

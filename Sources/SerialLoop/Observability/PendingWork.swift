@@ -35,7 +35,12 @@ public struct LoopPendingWork: Sendable, CustomStringConvertible {
     /// A task suspended in `readable`/`writable`.
     public struct DescriptorWait: Sendable, CustomStringConvertible {
         /// Which readiness the task waits for: `readable` or `writable`.
-        public enum Interest: Sendable, Equatable { case readable, writable }
+        public enum Interest: Sendable, Equatable {
+            /// Waiting in `readable(_:)` (or a read readiness stream or scope).
+            case readable
+            /// Waiting in `writable(_:)` (or a write readiness stream or scope).
+            case writable
+        }
         /// The descriptor.
         public var fd: Int32
         /// Which readiness the task waits for.
