@@ -4,8 +4,13 @@
 # and exit 0. (The same scenario runs as a Swift test, AppTests; this one uses curl and a shell.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift build -q --product serial-loop-app
-BIN="$(swift build --show-bin-path)/serial-loop-app"
+# APP_BIN: an already built binary to check (CI passes the --static-swift-stdlib release build).
+if [ -z "${APP_BIN:-}" ]; then
+    swift build -q --product serial-loop-app
+    BIN="$(swift build --show-bin-path)/serial-loop-app"
+else
+    BIN="$APP_BIN"
+fi
 WORK=$(mktemp -d /tmp/serial-loop-app-check.XXXXXX)
 trap 'kill -9 $APP 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
