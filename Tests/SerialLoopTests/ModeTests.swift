@@ -276,7 +276,9 @@ struct ChildRun: Sendable {
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        var environment: [UnsafeMutablePointer<CChar>?] = extraEnvironment.map { strdup($0) }
+        // No crash backtracer in children: a trap's message is printed before it runs, and under
+        // ThreadSanitizer its fork fails a sanitizer CHECK and hangs the child until the watchdog.
+        var environment: [UnsafeMutablePointer<CChar>?] = (["SWIFT_BACKTRACE=enable=no"] + extraEnvironment).map { strdup($0) }
         var inherited = environ
         while let entry = inherited.pointee { environment.append(strdup(entry)); inherited += 1 }
         environment.append(nil)
