@@ -298,20 +298,8 @@ private func connectRefused(to address: SocketAddress) -> Bool {
 /// Runs `body` on a new plain thread (no task, no executor) and returns its value.
 private func onPlainThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
-        var thread = pthread_t()
-        let box = Unmanaged.passRetained(ThreadBody { continuation.resume(returning: body()) }).toOpaque()
-        let created = pthread_create(&thread, nil, { raw in
-            Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box)
-        precondition(created == 0, "pthread_create failed: \(created)")
-        pthread_detach(thread)
+        _ = startDetachedThread { continuation.resume(returning: body()) }
     }
-}
-
-private final class ThreadBody {
-    let body: () -> Void
-    init(_ body: @escaping () -> Void) { self.body = body }
 }
 
 /// Issue 21, item 6: `Loop.close` never retries `close(2)`. On Linux the number is released even
