@@ -47,6 +47,8 @@ let package = Package(
             dependencies: [
                 "SerialLoopLogging", "SerialLoopMetrics", "SerialLoopLifecycle",
                 .product(name: "SerialLoop", package: "SerialLoop"),
+                // The tests run loops in virtual time (opt-in: SerialLoopTesting links it).
+                .product(name: "SerialLoopTesting", package: "SerialLoop"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

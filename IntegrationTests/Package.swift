@@ -43,6 +43,8 @@ let package = Package(
                 "LoopHTTP",
                 .product(name: "SerialLoop", package: "SerialLoop"),
                 .product(name: "SerialLoopNet", package: "SerialLoop"),
+                // Some scenarios run on virtual time, which a program opts into.
+                .product(name: "SerialLoopVirtualTime", package: "SerialLoop"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),

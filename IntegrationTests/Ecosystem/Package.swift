@@ -29,6 +29,8 @@ let package = Package(
             dependencies: [
                 .product(name: "SerialLoop", package: "SerialLoop"),
                 .product(name: "SerialLoopNet", package: "SerialLoop"),
+                // The clocks scenario runs on virtual time, which a program opts into.
+                .product(name: "SerialLoopVirtualTime", package: "SerialLoop"),
                 .product(name: "SerialLoopLogging", package: "SerialLoopExtensions"),
                 .product(name: "SerialLoopMetrics", package: "SerialLoopExtensions"),
                 .product(name: "SerialLoopLifecycle", package: "SerialLoopExtensions"),

@@ -97,9 +97,11 @@ extension Loop {
     static let virtualTimeIsLinked: Bool = c_serial_loop_virtual_time_is_linked()
 
     /// What `Loop(time: .virtual)` says in a program that does not link virtual time.
-    static let virtualTimeNotLinkedReason = """
-        virtual time is not linked into this program: a test target gets it by depending on the         SerialLoopTesting product (.product(name: "SerialLoopTesting", package: "SerialLoop")), any         other program by depending on SerialLoopVirtualTime (it replaces clock_gettime and         swift_task_create process-wide, so it is opt-in; it cannot be linked with --static-swift-stdlib)
-        """
+    static let virtualTimeNotLinkedReason =
+        "virtual time is not linked into this program: a test target gets it by depending on the "
+        + "SerialLoopTesting product (.product(name: \"SerialLoopTesting\", package: \"SerialLoop\")), any "
+        + "other program by depending on SerialLoopVirtualTime (it replaces clock_gettime and "
+        + "swift_task_create process-wide, so it is opt-in; it cannot be linked with --static-swift-stdlib)"
 
     /// Whether the interposed `clock_gettime` is the one the process uses. It is when SerialLoop is
     /// linked statically (SwiftPM's default) or as a shared library loaded before libc; if
