@@ -154,12 +154,12 @@ extension Loop {
         watch(id, outcome)
         switch runTicks(operation: "run(until:)", id: id) {
         case .stalled(let report):
-            throw LoopError(operation: "run(until:)", reason: report)
+            throw LoopError(.stalled, operation: "run(until:)", reason: report)
         case .completed:
             if let result = outcome.result { return try result.get() }
             fallthrough
         case .stopped:
-            throw LoopError(operation: "run(until:)", reason: "stop() was called before the \(what) completed")
+            throw LoopError(.stopped, operation: "run(until:)", reason: "stop() was called before the \(what) completed")
         }
     }
 }

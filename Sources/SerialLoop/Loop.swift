@@ -81,7 +81,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     ///   `SerialLoopVirtualTime` product; the error says which to add).
     public init(time: TimeMode = .real) throws(LoopError) {
         if time == .virtual && !Loop.virtualTimeIsLinked {
-            throw LoopError(operation: "Loop(time: .virtual)", reason: Loop.virtualTimeNotLinkedReason)
+            throw LoopError(.virtualTimeNotLinked, operation: "Loop(time: .virtual)", reason: Loop.virtualTimeNotLinkedReason)
         }
         ownerThread = pthread_self()
         self.time = LoopTime(mode: time)

@@ -147,8 +147,11 @@ func classify(_ error: (any Error)?) -> Ending {
     guard let error else { return .success }
     if error is CancellationError { return .cancelled }
     if let error = error as? LoopError {
-        if error.isLoopShutDown { return .shutDown }
-        if error.errno == EBADF || error.reason.contains("closed or deregistered through the loop") { return .badDescriptor }
+        switch error.kind {
+        case .shutDown: return .shutDown
+        case .descriptorClosed, .system(errno: EBADF): return .badDescriptor
+        default: break
+        }
     }
     return .other("\(error)")
 }

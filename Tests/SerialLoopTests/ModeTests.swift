@@ -124,6 +124,7 @@ struct ModeTests {
         run.expectCleanExit()
         for entry in ["withTestLoop threw", "runMain(time: .virtual) threw"] {
             let line = run.stdout.split(separator: "\n").first { $0.hasPrefix(entry) }
+            #expect(line?.contains("[virtualTimeNotLinked]") == true, "the kind, by a switch: \(String(describing: line))")
             #expect(line?.contains("virtual time is not linked into this program") == true, "stdout:\n\(run.stdout)")
             #expect(line?.contains(".product(name: \"SerialLoopTesting\", package: \"SerialLoop\")") == true)
             #expect(line?.contains("SerialLoopVirtualTime") == true)

@@ -168,7 +168,7 @@ final class FutureState<Value: Sendable> {
     func abandon() {
         guard result == nil, !awaiters.isEmpty || !callbacks.isEmpty else { return }
         let tasks = awaiters.count, callbacks = self.callbacks.count
-        let error = LoopError(operation: "LoopFuture.value", reason: "the LoopFuture<\(Value.self)> made at \(site.site) was deallocated without being completed, so nothing could complete it")
+        let error = LoopError(.futureAbandoned, operation: "LoopFuture.value", reason: "the LoopFuture<\(Value.self)> made at \(site.site) was deallocated without being completed, so nothing could complete it")
         resolve(.failure(error))
         loop.reportDroppedFuture(type: "\(Value.self)", site: site.site, awaitingTasks: tasks, callbacks: callbacks)
     }
