@@ -1,7 +1,7 @@
 // Creates, runs and tears down many loops — each with timers, descriptors, futures, tasks, offloaded
 // closures (a pool thread started and joined per loop) and signal listeners — so
 // a leak checker (LeakSanitizer via `--sanitize=address`, or valgrind) can prove nothing is left.
-// Usage: serial-loop-leak-check [loops]   (default 10,000)
+// Usage: SerialLoopLeakCheck [loops]   (default 10,000)
 import SerialLoop
 @preconcurrency import Glibc
 

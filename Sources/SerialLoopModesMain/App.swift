@@ -30,7 +30,7 @@ struct ModesMain {
                 ModeTrace.record("runMain(time: .virtual) threw", "\(kindName(error)) \(error)")
             }
         default:
-            fputs("usage: serial-loop-modes-main main-thread|whole-program|virtual-time-not-linked\n", stderr)
+            fputs("usage: SerialLoopModesMain main-thread|whole-program|virtual-time-not-linked\n", stderr)
             exit(64)
         }
         ModeTrace.finish()
