@@ -102,9 +102,7 @@ extension Loop {
     ///   - file: the call site, for debug-mode reports (leave the default).
     ///   - line: the call site's line (leave the default).
     public func addReader(_ fd: Int32, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) throws(LoopError) {
-        preconditionOnLoopThread("Loop.addReader(_:_:)")
-        try checkDescriptor(fd, "addReader(fd: \(fd))")
-        try reactor.setCallback(tagged(callback, file: file, line: line), fd: fd, for: .read, operation: "addReader(fd: \(fd))")
+        try setCallback(callback, fd: fd, for: .read, file: file, line: line)
     }
 
     /// Removes the reader callback for `fd`. Returns whether there was one.
@@ -112,8 +110,7 @@ extension Loop {
     /// - Parameter fd: the descriptor whose reader callback to remove.
     @discardableResult
     public func removeReader(_ fd: Int32) -> Bool {
-        preconditionOnLoopThread("Loop.removeReader(_:)")
-        return (try? reactor.setCallback(nil, fd: fd, for: .read, operation: "removeReader")) ?? false
+        removeCallback(fd: fd, for: .read)
     }
 
     /// Calls `callback` on the loop each tick while `fd` is writable (asyncio's `add_writer`).
@@ -126,9 +123,7 @@ extension Loop {
     ///   - file: the call site, for debug-mode reports (leave the default).
     ///   - line: the call site's line (leave the default).
     public func addWriter(_ fd: Int32, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) throws(LoopError) {
-        preconditionOnLoopThread("Loop.addWriter(_:_:)")
-        try checkDescriptor(fd, "addWriter(fd: \(fd))")
-        try reactor.setCallback(tagged(callback, file: file, line: line), fd: fd, for: .write, operation: "addWriter(fd: \(fd))")
+        try setCallback(callback, fd: fd, for: .write, file: file, line: line)
     }
 
     /// Removes the writer callback for `fd`. Returns whether there was one.
@@ -136,13 +131,23 @@ extension Loop {
     /// - Parameter fd: the descriptor whose writer callback to remove.
     @discardableResult
     public func removeWriter(_ fd: Int32) -> Bool {
-        preconditionOnLoopThread("Loop.removeWriter(_:)")
-        return (try? reactor.setCallback(nil, fd: fd, for: .write, operation: "removeWriter")) ?? false
+        removeCallback(fd: fd, for: .write)
     }
 
-    private func checkDescriptor(_ fd: Int32, _ operation: String) throws(LoopError) {
+    /// `addReader` and `addWriter`: the one implementation, by direction. The descriptor is checked
+    /// here, with a system call, because a callback (unlike a wait) is never verified later.
+    private func setCallback(_ callback: @escaping () -> Void, fd: Int32, for interest: Interest, file: StaticString, line: UInt) throws(LoopError) {
+        preconditionOnLoopThread("Loop.\(interest.callbackName("add"))(_:_:)")
+        let operation = "\(interest.callbackName("add"))(fd: \(fd))"
         if fd < 0 { throw LoopError(operation: operation, errno: EBADF) }
         if fcntl(fd, F_GETFD) < 0 { throw LoopError(operation: operation, errno: errno) }
+        try reactor.setCallback(tagged(callback, file: file, line: line), fd: fd, for: interest, operation: operation)
+    }
+
+    /// `removeReader` and `removeWriter`.
+    private func removeCallback(fd: Int32, for interest: Interest) -> Bool {
+        preconditionOnLoopThread("Loop.\(interest.callbackName("remove"))(_:)")
+        return (try? reactor.setCallback(nil, fd: fd, for: interest, operation: interest.callbackName("remove"))) ?? false
     }
 
     /// How many tasks are suspended in `readable`/`writable`. Loop thread only.

@@ -10,6 +10,11 @@ struct Interest: OptionSet, Hashable, Sendable {
     func waitOperation(fd: Int32) -> String {
         self == .read ? "readable(fd: \(fd))" : "writable(fd: \(fd))"
     }
+
+    /// How the callback APIs name themselves: `"addReader"`, `"removeWriter"`.
+    func callbackName(_ verb: String) -> String {
+        self == .read ? "\(verb)Reader" : "\(verb)Writer"
+    }
 }
 
 /// One readiness event from the backend. `token` is whatever the reactor registered the descriptor
