@@ -166,5 +166,7 @@ extension Loop {
 
 /// A result slot written on the loop thread and read after the loop stopped turning.
 final class OutcomeBox<T>: @unchecked Sendable {
+    // Unchecked Sendable: written on the loop's thread by the work it runs, read on the same thread
+    // once the loop stopped turning.
     var result: Result<T, any Error>?
 }

@@ -13,6 +13,9 @@ import Synchronization
 /// used from any thread. Methods that return a handle synchronously (`schedule(after:)`,
 /// `addReader`, …) must be called on the loop's thread, and trap with a message otherwise.
 public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
+    // Unchecked Sendable: the sections below say which thread owns each property: immutable after
+    // init (any thread), atomics (any thread), loop-thread state (the owner thread only, checked by
+    // `preconditionOnLoopThread` on every synchronous API).
     // MARK: Immutable after init (any thread)
 
     /// The thread that owns the loop: the only one that runs its jobs and touches loop-thread state.

@@ -27,6 +27,8 @@ protocol ShutdownCancellable: AnyObject {
 /// future nobody completes shows up in ``Loop/pendingWork`` with where it was made and for how
 /// long it has been awaited.)
 public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
+    // Unchecked Sendable: both properties are immutable; `state` (not Sendable) is touched on the
+    // loop's thread only — every method traps elsewhere or hops there (`succeed`, `fail`, `deinit`).
     /// The loop the future belongs to: its completion, done-callbacks and awaiters' wake-ups happen
     /// there. Any thread.
     public let loop: Loop

@@ -210,6 +210,7 @@ extension Result {
 
 /// Carries a closure to the loop's thread, where it is used exactly once.
 struct UnsafeTransfer<Value>: @unchecked Sendable {
+    // Unchecked Sendable, by purpose: the sender gives the value up, the loop's thread uses it once.
     let value: Value
     init(_ value: Value) { self.value = value }
 }

@@ -22,7 +22,7 @@ import CSerialLoopShims
 // the runtime as usual.
 
 /// A task suspended in a loop API: its continuation, and whether the task belongs to the loop.
-struct LoopContinuation<Value: Sendable>: @unchecked Sendable {
+struct LoopContinuation<Value: Sendable>: Sendable {
     let raw: UnsafeContinuation<Value, any Error>
     /// The task suspended from another thread: it runs on its own executor, not on this loop.
     let isForeign: Bool
