@@ -99,7 +99,7 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     /// Runs on the caller's executor (`nonisolated(nonsending)`): one executor switch per await.
     nonisolated(nonsending) public var value: Value {
         get async throws {
-            try await loop.suspend(FutureAwait(state))
+            try await loop.suspend(LoopWait(FutureAwait(future: state), on: loop))
         }
     }
 }
@@ -158,11 +158,13 @@ final class FutureState<Value: Sendable> {
         hasWaiters.store(true, ordering: .releasing)
     }
 
-    func cancelAwaiter(_ id: UInt64) {
-        guard let index = awaiters.firstIndex(where: { $0.id == id }) else { return }
+    /// Takes awaiter `id` back (its task was cancelled): its continuation, not resumed, or `nil`
+    /// if the future completed meanwhile and resumed it.
+    func removeAwaiter(_ id: UInt64) -> LoopContinuation<Value>? {
+        guard let index = awaiters.firstIndex(where: { $0.id == id }) else { return nil }
         let continuation = awaiters.remove(at: index).continuation
         if awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = nil }
-        continuation.resume(throwing: CancellationError())
+        return continuation
     }
 
     /// The last handle went away. Uncompleted with callbacks (or awaiters, which in practice hold
@@ -176,31 +178,20 @@ final class FutureState<Value: Sendable> {
     }
 }
 
-/// One `await future.value`, shared with its cancellation handler. Loop thread only.
-private final class FutureAwait<Value: Sendable>: Suspension, @unchecked Sendable {
+/// One `await future.value`: an entry in the future's awaiters. The wait around it is a ``LoopWait``.
+struct FutureAwait<Value: Sendable>: WaitRegistration {
     let future: FutureState<Value>
-    var id: UInt64 = 0
-    var isCancelled = false
 
-    init(_ future: FutureState<Value>) {
-        self.future = future
-    }
-
-    var loop: Loop { future.loop }
     var operation: String { "LoopFuture.value" }
 
-    func start(on loop: Loop, _ continuation: LoopContinuation<Value>) {
-        if isCancelled {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
-        id = loop.makeWaiterID()
+    func register(_ continuation: LoopContinuation<Value>, on loop: Loop) -> UInt64? {
+        let id = loop.makeWaiterID()
         future.addAwaiter(id, continuation)
+        return id
     }
 
-    func cancel(on loop: Loop) {
-        isCancelled = true
-        if id != 0 { future.cancelAwaiter(id) }
+    func withdraw(_ id: UInt64, on loop: Loop) -> LoopContinuation<Value>? {
+        future.removeAwaiter(id)
     }
 }
 

@@ -165,46 +165,19 @@ extension Loop {
     }
 }
 
-/// A wait for a descriptor's readiness, shared with its cancellation handler: one per `readable`/
-/// `writable` call, or one per readiness stream, started again for each element
-/// (Loop+Readiness.swift). Its state lives on the loop thread.
-///
-/// A cancellation that arrives after the wait it was meant for ended (it can: a cancellation from
-/// another thread travels through the inbox) cancels the next wait instead, which is what a
-/// stream's task wants: cancellation is sticky.
-@usableFromInline
-final class DescriptorWait: Suspension, @unchecked Sendable {
-    enum State {
-        /// Before a wait, or between two.
-        case idle
-        /// Waiting, as this waiter id (stale once the reactor resumed it: `removeWaiter` finds nothing).
-        case waiting(UInt64)
-        /// The task was cancelled: every later start fails with `CancellationError`.
-        case cancelled
-    }
+/// A wait for a descriptor's readiness: one per `readable`/`writable` call, or one per readiness
+/// stream, started again for each element (Loop+Readiness.swift).
+typealias DescriptorWait = LoopWait<DescriptorRegistration>
+
+/// What a ``DescriptorWait`` registers: an entry in the descriptor's waiter list.
+struct DescriptorRegistration: WaitRegistration {
     let fd: Int32
     let interest: Interest
-    let loop: Loop
-    @exclusivity(unchecked) var state = State.idle
-    /// While a readiness scope (`Loop.withReadiness`) has a cancellation handler for this wait
-    /// installed: the address of the scope's task, else 0. Written by that task as the scope
-    /// begins and ends, read by whichever task calls `next()` (an iterator may escape its scope),
-    /// hence atomic; a wait skips its own handler only in the scope's own task.
-    let scopeTask = Atomic<Int>(0)
-
-    init(fd: Int32, interest: Interest, on loop: Loop) {
-        self.fd = fd
-        self.interest = interest
-        self.loop = loop
-    }
 
     var operation: String { interest.waitOperation(fd: fd) }
 
-    func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
-        if case .cancelled = state {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
+    @inline(__always)
+    func register(_ continuation: LoopContinuation<Void>, on loop: Loop) -> UInt64? {
         do {
             // No syscall here when the kernel already watches `fd`: that is the hot path of every
             // socket loop (an fcntl validity check per wait cost 2 of the 8 syscalls of a
@@ -213,23 +186,26 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
             let id = loop.makeWaiterID()
             switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
             case .waiting:
-                state = .waiting(id)
                 if loop.isObserved { loop.noteWaitStart(id) }
+                return id
             case .alwaysReady:
-                state = .idle
                 continuation.resume()
+                return nil
             }
         } catch {
-            state = .idle
             continuation.resume(throwing: error)
+            return nil
         }
     }
 
-    func cancel(on loop: Loop) {
-        if case .waiting(let id) = state,
-           let continuation = loop.reactor.removeWaiter(id: id, fd: fd, for: interest) {
-            continuation.resume(throwing: CancellationError())
-        }
-        state = .cancelled
+    func withdraw(_ id: UInt64, on loop: Loop) -> LoopContinuation<Void>? {
+        loop.reactor.removeWaiter(id: id, fd: fd, for: interest)
+    }
+}
+
+extension DescriptorWait {
+    @inline(__always)
+    convenience init(fd: Int32, interest: Interest, on loop: Loop) {
+        self.init(DescriptorRegistration(fd: fd, interest: interest), on: loop)
     }
 }

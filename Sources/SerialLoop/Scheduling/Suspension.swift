@@ -150,3 +150,80 @@ extension Loop {
         }
     }
 }
+
+// MARK: The wait state machine
+
+/// What one kind of wait registers its continuation with — a timer (`sleep`), a descriptor's
+/// waiter list (`readable`/`writable`, readiness streams), a future's awaiters (`future.value`) —
+/// and how it takes the registration back. Everything else about such a wait is ``LoopWait``.
+protocol WaitRegistration {
+    associatedtype Value: Sendable
+    /// Names one registration, to take it back: a timer's ID, a waiter's ID.
+    associatedtype Token
+    /// The operation, as errors name it (`"readable(fd: 7)"`).
+    var operation: String { get }
+    /// Loop thread. Registers `continuation`, to be resumed once when the wait is over, and returns
+    /// the token to take it back with; or resumes it at once (ready already, or an error) and
+    /// returns `nil`.
+    func register(_ continuation: LoopContinuation<Value>, on loop: Loop) -> Token?
+    /// Loop thread. Takes back the registration `token` names and returns its continuation, not
+    /// yet resumed; `nil` if it was resumed already (the token is stale) — whoever took the
+    /// continuation resumes it, so it is resumed exactly once.
+    func withdraw(_ token: Token, on loop: Loop) -> LoopContinuation<Value>?
+}
+
+/// A wait with one continuation (`sleep`, `readable`/`writable`, a readiness stream's `next()`,
+/// `future.value`), shared by the waiting task and its cancellation handler: the one state
+/// machine of these waits. Loop thread only (the door starts it there, cancellation is sent there).
+///
+/// - `idle` —start→ `waiting(token)`, or stays `idle` if the registration resumed at once.
+/// - `waiting(token)`: the registration resumes the continuation when the wait is over; the state
+///   keeps the token, now stale (a withdrawal finds nothing). A readiness stream starts the same
+///   wait again for its next element.
+/// - any —cancel→ `cancelled`: a registered continuation is withdrawn and resumed with
+///   `CancellationError`. `cancelled` is final: every later start fails at once. A cancellation can
+///   arrive before the start (both may travel through the inbox) or after the wait it was meant for
+///   ended; either way the next start fails, which is what a stream's task wants: cancellation is sticky.
+final class LoopWait<Registration: WaitRegistration>: Suspension, @unchecked Sendable {
+    // Unchecked Sendable: shared with the cancellation handler, which only sends it to the loop's
+    // thread (`CancellationCallback`); `state` is read and written there only.
+    typealias Value = Registration.Value
+
+    enum State {
+        case idle
+        case waiting(Registration.Token)
+        case cancelled
+    }
+
+    let loop: Loop
+    let registration: Registration
+    @exclusivity(unchecked) var state = State.idle
+
+    @inline(__always)
+    init(_ registration: Registration, on loop: Loop) {
+        self.registration = registration
+        self.loop = loop
+    }
+
+    var operation: String { registration.operation }
+
+    @inline(__always)
+    func start(on loop: Loop, _ continuation: LoopContinuation<Value>) {
+        if case .cancelled = state {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        if let token = registration.register(continuation, on: loop) {
+            state = .waiting(token)
+        } else {
+            state = .idle
+        }
+    }
+
+    func cancel(on loop: Loop) {
+        if case .waiting(let token) = state, let continuation = registration.withdraw(token, on: loop) {
+            continuation.resume(throwing: CancellationError())
+        }
+        state = .cancelled
+    }
+}

@@ -23,7 +23,7 @@ extension Loop {
     /// - Parameter deadline: the loop time to wake at (``now`` plus a duration, or an instant from
     ///   ``clock``).
     nonisolated(nonsending) public func sleep(until deadline: LoopClock.Instant) async throws {
-        try await suspend(PendingSleep(deadline: deadline.nanosecondsSinceOrigin, on: self))
+        try await suspend(LoopWait(SleepRegistration(deadline: deadline.nanosecondsSinceOrigin), on: self))
     }
 
     // MARK: Callbacks on timers (call_later / call_at)
@@ -74,38 +74,21 @@ extension Loop {
     }
 }
 
-/// One `loop.sleep`, shared by the sleeping side and its cancellation handler. Loop thread only.
-final class PendingSleep: Suspension, @unchecked Sendable {
-    enum State {
-        case notStarted
-        case scheduled(TimerID)
-        case cancelled
-    }
+/// One `loop.sleep`: a timer that resumes the task. The wait around it is a ``LoopWait``.
+struct SleepRegistration: WaitRegistration {
     let deadline: Int64
-    let loop: Loop
-    @exclusivity(unchecked) var state = State.notStarted
-
-    init(deadline: Int64, on loop: Loop) {
-        self.deadline = deadline
-        self.loop = loop
-    }
 
     var operation: String { "sleep(until:)" }
 
-    func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
-        guard case .notStarted = state else {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
-        state = .scheduled(loop.timers.schedule(at: deadline, .resume(continuation)))
+    @inline(__always)
+    func register(_ continuation: LoopContinuation<Void>, on loop: Loop) -> TimerID? {
+        loop.timers.schedule(at: deadline, .resume(continuation))
     }
 
-    func cancel(on loop: Loop) {
-        if case .scheduled(let id) = state, case .resume(let continuation)? = loop.timers.cancel(id) {
-            loop.metricsStorage.timersCancelled.add(1)
-            continuation.resume(throwing: CancellationError())
-        }
-        state = .cancelled
+    func withdraw(_ id: TimerID, on loop: Loop) -> LoopContinuation<Void>? {
+        guard case .resume(let continuation)? = loop.timers.cancel(id) else { return nil }
+        loop.metricsStorage.timersCancelled.add(1)
+        return continuation
     }
 }
 
