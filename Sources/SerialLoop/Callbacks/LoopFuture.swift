@@ -99,7 +99,7 @@ public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
     /// Runs on the caller's executor (`nonisolated(nonsending)`): one executor switch per await.
     nonisolated(nonsending) public var value: Value {
         get async throws {
-            try await loop.suspend(LoopWait(FutureAwait(future: state), on: loop))
+            try await loop.suspend(FutureAwait(state))
         }
     }
 }
@@ -178,9 +178,18 @@ final class FutureState<Value: Sendable> {
     }
 }
 
-/// One `await future.value`: an entry in the future's awaiters. The wait around it is a ``LoopWait``.
-struct FutureAwait<Value: Sendable>: WaitRegistration {
+/// One `await future.value`: an entry in the future's awaiters (the state machine: ``SingleWait``).
+private final class FutureAwait<Value: Sendable>: SingleWait, @unchecked Sendable {
+    // Unchecked Sendable: shared with the cancellation handler, which only sends it to the loop's
+    // thread (`CancellationCallback`); `phase` is read and written there only.
     let future: FutureState<Value>
+    @exclusivity(unchecked) var phase = WaitPhase.idle
+
+    init(_ future: FutureState<Value>) {
+        self.future = future
+    }
+
+    var loop: Loop { future.loop }
 
     var operation: String { "LoopFuture.value" }
 

@@ -166,13 +166,22 @@ extension Loop {
 }
 
 /// A wait for a descriptor's readiness: one per `readable`/`writable` call, or one per readiness
-/// stream, started again for each element (Loop+Readiness.swift).
-typealias DescriptorWait = LoopWait<DescriptorRegistration>
-
-/// What a ``DescriptorWait`` registers: an entry in the descriptor's waiter list.
-struct DescriptorRegistration: WaitRegistration {
+/// stream, started again for each element (Loop+Readiness.swift). It registers an entry in the
+/// descriptor's waiter list (the state machine: ``SingleWait``).
+final class DescriptorWait: SingleWait, @unchecked Sendable {
+    // Unchecked Sendable: shared with the cancellation handler, which only sends it to the loop's
+    // thread (`CancellationCallback`); `phase` is read and written there only.
+    typealias Value = Void
     let fd: Int32
     let interest: Interest
+    let loop: Loop
+    @exclusivity(unchecked) var phase = WaitPhase.idle
+
+    init(fd: Int32, interest: Interest, on loop: Loop) {
+        self.fd = fd
+        self.interest = interest
+        self.loop = loop
+    }
 
     var operation: String { interest.waitOperation(fd: fd) }
 
@@ -200,12 +209,5 @@ struct DescriptorRegistration: WaitRegistration {
 
     func withdraw(_ id: UInt64, on loop: Loop) -> LoopContinuation<Void>? {
         loop.reactor.removeWaiter(id: id, fd: fd, for: interest)
-    }
-}
-
-extension DescriptorWait {
-    @inline(__always)
-    convenience init(fd: Int32, interest: Interest, on loop: Loop) {
-        self.init(DescriptorRegistration(fd: fd, interest: interest), on: loop)
     }
 }

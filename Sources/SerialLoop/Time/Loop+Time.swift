@@ -23,7 +23,7 @@ extension Loop {
     /// - Parameter deadline: the loop time to wake at (``now`` plus a duration, or an instant from
     ///   ``clock``).
     nonisolated(nonsending) public func sleep(until deadline: LoopClock.Instant) async throws {
-        try await suspend(LoopWait(SleepRegistration(deadline: deadline.nanosecondsSinceOrigin), on: self))
+        try await suspend(PendingSleep(deadline: deadline.nanosecondsSinceOrigin, on: self))
     }
 
     // MARK: Callbacks on timers (call_later / call_at)
@@ -74,19 +74,29 @@ extension Loop {
     }
 }
 
-/// One `loop.sleep`: a timer that resumes the task. The wait around it is a ``LoopWait``.
-struct SleepRegistration: WaitRegistration {
+/// One `loop.sleep`: a timer that resumes the task (the state machine: ``SingleWait``).
+final class PendingSleep: SingleWait, @unchecked Sendable {
+    // Unchecked Sendable: shared with the cancellation handler, which only sends it to the loop's
+    // thread (`CancellationCallback`); `phase` is read and written there only.
+    typealias Value = Void
     let deadline: Int64
+    let loop: Loop
+    @exclusivity(unchecked) var phase = WaitPhase.idle
+
+    init(deadline: Int64, on loop: Loop) {
+        self.deadline = deadline
+        self.loop = loop
+    }
 
     var operation: String { "sleep(until:)" }
 
     @inline(__always)
-    func register(_ continuation: LoopContinuation<Void>, on loop: Loop) -> TimerID? {
-        loop.timers.schedule(at: deadline, .resume(continuation))
+    func register(_ continuation: LoopContinuation<Void>, on loop: Loop) -> UInt64? {
+        loop.timers.schedule(at: deadline, .resume(continuation)).token
     }
 
-    func withdraw(_ id: TimerID, on loop: Loop) -> LoopContinuation<Void>? {
-        guard case .resume(let continuation)? = loop.timers.cancel(id) else { return nil }
+    func withdraw(_ token: UInt64, on loop: Loop) -> LoopContinuation<Void>? {
+        guard case .resume(let continuation)? = loop.timers.cancel(TimerID(token: token)) else { return nil }
         loop.metricsStorage.timersCancelled.add(1)
         return continuation
     }
