@@ -33,8 +33,9 @@ public struct LoopError: Error, Equatable, CustomStringConvertible, Sendable {
         /// (``Loop/close(_:)``; ``LoopError/errno`` is `nil`), or with `close(2)` behind its back
         /// and the loop found out (``LoopError/errno`` is `EBADF`).
         case descriptorClosed
-        /// The kernel refused the call ``LoopError/operation`` names, with this `errno`; also an
-        /// invalid descriptor (`EBADF`) or a regular file given to a callback (`EPERM`).
+        /// The kernel refused the call ``LoopError/operation`` names, with this `errno`. The loop
+        /// answers as the kernel would for what it checks itself: an invalid descriptor or a socket
+        /// used after its `close()` is `EBADF`, a regular file given to ``Loop/addReader(_:_:file:line:)`` `EPERM`.
         case system(errno: Int32)
         /// `run(until:)` on a test loop ended because nothing could make progress (virtual time
         /// could not move and no work was ready); ``LoopError/reason`` says what was pending.
