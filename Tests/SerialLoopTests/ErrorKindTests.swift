@@ -53,7 +53,7 @@ struct ErrorKindTests {
     }
 
     @Test func aWaitOnADescriptorClosedThroughTheLoopIsDescriptorClosed() async throws {
-        let (kind, errno) = try await withLoop { loop in
+        let (kind, errno) = try await withWatchdog(seconds: 10) { try await withLoop { loop in
             let (a, b) = makeSocketPair()
             let waiter = Task(executorPreference: loop) { try await loop.readable(a) }
             await loop.idleTick()
@@ -61,7 +61,7 @@ struct ErrorKindTests {
             close(b)
             let error = loopError(await waiter.result)
             return (error.map { Self.name($0.kind) }, error?.errno)
-        }
+        } }
         #expect(kind == "descriptorClosed")
         #expect(errno == nil, "closed through the loop: no errno")
     }
