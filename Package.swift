@@ -15,12 +15,12 @@ let package = Package(
         // `swift_task_create` process-wide (RUNTIME-INTERFACE.md); programs that do not link it
         // replace nothing.
         .library(name: "SerialLoopVirtualTime", targets: ["SerialLoopVirtualTime"]),
+        // The only executables a user sees. The test fixtures and CI tools (SerialLoopModes*,
+        // SerialLoopLeakCheck, SerialLoopTorture) are executable targets without a product: in this
+        // package SwiftPM still builds each as a program named after its target
+        // (`swift build --product SerialLoopTorture` → .build/debug/SerialLoopTorture), but a package
+        // that depends on SerialLoop cannot see them.
         .executable(name: "serial-loop-demo", targets: ["SerialLoopDemo"]),
-        .executable(name: "serial-loop-leak-check", targets: ["SerialLoopLeakCheck"]),
-        .executable(name: "serial-loop-torture", targets: ["SerialLoopTorture"]),
-        .executable(name: "serial-loop-modes", targets: ["SerialLoopModes"]),
-        .executable(name: "serial-loop-modes-main", targets: ["SerialLoopModesMain"]),
-        .executable(name: "serial-loop-modes-async-main", targets: ["SerialLoopModesAsyncMain"]),
         .executable(name: "serial-loop-app", targets: ["SerialLoopApp"]),
     ],
     targets: [

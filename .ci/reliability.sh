@@ -18,6 +18,6 @@ echo "== AddressSanitizer: swift test --sanitize=address"
 SERIALLOOP_SANITIZER=address ASAN_OPTIONS="detect_leaks=0" swift test --sanitize=address --scratch-path .build-asan --no-parallel
 
 echo "== LeakSanitizer: 10,000 loops created, run and torn down"
-swift build --sanitize=address --scratch-path .build-asan --product serial-loop-leak-check
-ASAN_OPTIONS="detect_leaks=1" .build-asan/debug/serial-loop-leak-check 10000
+swift build --sanitize=address --scratch-path .build-asan --product SerialLoopLeakCheck
+ASAN_OPTIONS="detect_leaks=1" .build-asan/debug/SerialLoopLeakCheck 10000
 echo "== reliability jobs passed"

@@ -154,17 +154,19 @@ extension Loop {
         watch(id, outcome)
         switch runTicks(operation: "run(until:)", id: id) {
         case .stalled(let report):
-            throw LoopError(operation: "run(until:)", reason: report)
+            throw LoopError(.stalled, operation: "run(until:)", reason: report)
         case .completed:
             if let result = outcome.result { return try result.get() }
             fallthrough
         case .stopped:
-            throw LoopError(operation: "run(until:)", reason: "stop() was called before the \(what) completed")
+            throw LoopError(.stopped, operation: "run(until:)", reason: "stop() was called before the \(what) completed")
         }
     }
 }
 
 /// A result slot written on the loop thread and read after the loop stopped turning.
 final class OutcomeBox<T>: @unchecked Sendable {
+    // Unchecked Sendable: written on the loop's thread by the work it runs, read on the same thread
+    // once the loop stopped turning.
     var result: Result<T, any Error>?
 }

@@ -13,6 +13,9 @@ import Synchronization
 /// used from any thread. Methods that return a handle synchronously (`schedule(after:)`,
 /// `addReader`, …) must be called on the loop's thread, and trap with a message otherwise.
 public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
+    // Unchecked Sendable: the sections below say which thread owns each property: immutable after
+    // init (any thread), atomics (any thread), loop-thread state (the owner thread only, checked by
+    // `preconditionOnLoopThread` on every synchronous API).
     // MARK: Immutable after init (any thread)
 
     /// The thread that owns the loop: the only one that runs its jobs and touches loop-thread state.
@@ -81,7 +84,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     ///   `SerialLoopVirtualTime` product; the error says which to add).
     public init(time: TimeMode = .real) throws(LoopError) {
         if time == .virtual && !Loop.virtualTimeIsLinked {
-            throw LoopError(operation: "Loop(time: .virtual)", reason: Loop.virtualTimeNotLinkedReason)
+            throw LoopError(.virtualTimeNotLinked, operation: "Loop(time: .virtual)", reason: Loop.virtualTimeNotLinkedReason)
         }
         ownerThread = pthread_self()
         self.time = LoopTime(mode: time)

@@ -1,9 +1,15 @@
 // Creates, runs and tears down many loops — each with timers, descriptors, futures, tasks, offloaded
 // closures (a pool thread started and joined per loop) and signal listeners — so
 // a leak checker (LeakSanitizer via `--sanitize=address`, or valgrind) can prove nothing is left.
-// Usage: serial-loop-leak-check [loops]   (default 10,000)
+// Usage: SerialLoopLeakCheck [loops]   (default 10,000)
 import SerialLoop
 @preconcurrency import Glibc
+
+/// A failure of the check itself (or the error it throws on purpose through offload).
+struct LeakCheckFailure: Error {
+    let reason: String
+    init(_ reason: String) { self.reason = reason }
+}
 
 let loops = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 10_000
 var completed = 0
@@ -33,7 +39,7 @@ for index in 0..<loops {
         // Offload: a value, a rethrown error, and a closure still queued at shutdown (withdrawn).
         loop.offloadThreadLimit = 1
         let offloaded = try await loop.offload { 4 }
-        do { try await loop.offload { throw LoopError(operation: "leak check", reason: "expected") } } catch is LoopError {}
+        do { try await loop.offload { throw LeakCheckFailure("expected") } } catch is LeakCheckFailure {}
         _ = Task(executorPreference: loop) { try await loop.offload { usleep(100) } }
         _ = Task(executorPreference: loop) { try await loop.offload { 0 } }
         // Signals: a listener that receives one, and one left for shutdown to end. (Real-time loops
@@ -44,7 +50,7 @@ for index in 0..<loops {
             _ = try loop.signals(SIGWINCH)
             var iterator = signals.makeAsyncIterator()
             kill(getpid(), SIGWINCH)
-            guard await iterator.next() == SIGWINCH else { throw LoopError(operation: "leak check", reason: "no SIGWINCH") }
+            guard await iterator.next() == SIGWINCH else { throw LeakCheckFailure("no SIGWINCH") }
         }
         let total = try await reader.value + fired.value + gathered.reduce(0, +) + offloaded - 4
         try loop.close(a)

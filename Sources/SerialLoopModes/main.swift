@@ -145,7 +145,7 @@ case "loop-only-api-from-a-plain-task":
     }
 
 default:
-    fputs("usage: serial-loop-modes <scenario>\n", stderr)
+    fputs("usage: SerialLoopModes <scenario>\n", stderr)
     exit(64)
 }
 ModeTrace.finish()

@@ -21,18 +21,27 @@ struct ModesMain {
                 _ = try withTestLoop { _ in 1 }
                 ModeTrace.record("withTestLoop", "FAILED: ran without virtual time linked")
             } catch {
-                ModeTrace.record("withTestLoop threw", "\(error)")
+                ModeTrace.record("withTestLoop threw", "\(kindName(error)) \(error)")
             }
             do {
                 _ = try Loop.runMain(time: .virtual) { _ in 1 }
                 ModeTrace.record("runMain(time: .virtual)", "FAILED: ran without virtual time linked")
             } catch {
-                ModeTrace.record("runMain(time: .virtual) threw", "\(error)")
+                ModeTrace.record("runMain(time: .virtual) threw", "\(kindName(error)) \(error)")
             }
         default:
-            fputs("usage: serial-loop-modes-main main-thread|whole-program|virtual-time-not-linked\n", stderr)
+            fputs("usage: SerialLoopModesMain main-thread|whole-program|virtual-time-not-linked\n", stderr)
             exit(64)
         }
         ModeTrace.finish()
+    }
+}
+
+/// The error's ``LoopError/Kind``, told apart by a switch (what a program does), for the trace.
+func kindName(_ error: any Error) -> String {
+    guard let error = error as? LoopError else { return "[not a LoopError]" }
+    switch error.kind {
+    case .virtualTimeNotLinked: return "[virtualTimeNotLinked]"
+    default: return "[another kind: \(error.kind)]"
     }
 }

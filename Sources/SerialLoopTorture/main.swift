@@ -11,7 +11,7 @@
 // left behind (no timer, no descriptor waiter, no future awaiter). A watchdog turns a hang into a
 // failure that prints the seed and the sequence, so any failure can be replayed:
 //
-//   serial-loop-torture [--sequences N] [--seed S] [--first I] [--steps K] [--watchdog SECONDS]
+//   SerialLoopTorture [--sequences N] [--seed S] [--first I] [--steps K] [--watchdog SECONDS]
 //
 // Sequence i uses seed S ^ i (mixed): `--seed S --first i --sequences 1` replays it alone.
 import SerialLoop
@@ -147,8 +147,11 @@ func classify(_ error: (any Error)?) -> Ending {
     guard let error else { return .success }
     if error is CancellationError { return .cancelled }
     if let error = error as? LoopError {
-        if error.isLoopShutDown { return .shutDown }
-        if error.errno == EBADF || error.reason.contains("closed or deregistered through the loop") { return .badDescriptor }
+        switch error.kind {
+        case .shutDown: return .shutDown
+        case .descriptorClosed, .system(errno: EBADF): return .badDescriptor
+        default: break
+        }
     }
     return .other("\(error)")
 }
@@ -336,7 +339,7 @@ func mix(_ seed: UInt64, _ index: Int) -> UInt64 {
     return random.next()
 }
 
-print("serial-loop-torture: \(options.sequences) sequences of \(options.steps) steps, seed \(options.seed) (replay: --seed \(options.seed) --first I --sequences 1)")
+print("SerialLoopTorture: \(options.sequences) sequences of \(options.steps) steps, seed \(options.seed) (replay: --seed \(options.seed) --first I --sequences 1)")
 fflush(stdout)
 let watchdogSeconds = options.watchdogSeconds
 let seedForWatchdog = options.seed
@@ -349,7 +352,7 @@ _ = startThread {
         let now = progress.load(ordering: .relaxed)
         if now == last {
             let index = current.load(ordering: .relaxed)
-            fputs("serial-loop-torture: HANG — sequence \(index) made no progress for \(watchdogSeconds) s while \(phase.withLock { $0 }); replay with --seed \(seedForWatchdog) --first \(index) --sequences 1 --verbose\n", stderr)
+            fputs("SerialLoopTorture: HANG — sequence \(index) made no progress for \(watchdogSeconds) s while \(phase.withLock { $0 }); replay with --seed \(seedForWatchdog) --first \(index) --sequences 1 --verbose\n", stderr)
             abort()                                   // the runtime's backtracer prints every thread
         }
         last = now
@@ -365,10 +368,10 @@ for index in options.first..<(options.first + options.sequences) {
             if verbose { print("  [\(index)] \(line)") }
         }
     } catch {
-        fputs("serial-loop-torture: FAILED sequence \(index): \(error); replay with --seed \(options.seed) --first \(index) --sequences 1 --verbose\n", stderr)
+        fputs("SerialLoopTorture: FAILED sequence \(index): \(error); replay with --seed \(options.seed) --first \(index) --sequences 1 --verbose\n", stderr)
         exit(1)
     }
     progress.add(1, ordering: .relaxed)
     if (index + 1) % 1000 == 0 { print("  \(index + 1 - options.first) sequences ok"); fflush(stdout) }
 }
-print("serial-loop-torture: \(options.sequences) sequences passed in \(ContinuousClock.now - started)")
+print("SerialLoopTorture: \(options.sequences) sequences passed in \(ContinuousClock.now - started)")

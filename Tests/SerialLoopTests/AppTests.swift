@@ -145,7 +145,7 @@ private final class AppProcess: @unchecked Sendable {
     func port() async throws -> UInt16 {
         let line = try await line(containing: "listening on")
         guard let port = line.split(separator: ":").last.flatMap({ UInt16($0) }) else {
-            throw LoopError(operation: "serial-loop-app", reason: "no port in \(line)")
+            throw FixtureError(message: "serial-loop-app: no port in \(line)")
         }
         return port
     }
@@ -167,7 +167,7 @@ private final class AppProcess: @unchecked Sendable {
                     buffered.removeSubrange(...newline)
                 }
             } else if count == 0 {
-                throw LoopError(operation: "serial-loop-app", reason: "stdout ended before a line containing \"\(text)\"; lines left: \(lines)")
+                throw FixtureError(message: "serial-loop-app: stdout ended before a line containing \"\(text)\"; lines left: \(lines)")
             } else if errno == EAGAIN {
                 try await loop.readable(stdoutFD)
             } else {

@@ -17,8 +17,8 @@ struct ModeTests {
     // MARK: Main thread = main actor
 
     @Test(arguments: [
-        Fixture(program: "serial-loop-modes", scenario: "top-level-with-loop"),
-        Fixture(program: "serial-loop-modes-main", scenario: "main-thread"),
+        Fixture(program: "SerialLoopModes", scenario: "top-level-with-loop"),
+        Fixture(program: "SerialLoopModesMain", scenario: "main-thread"),
     ])
     func syncWithLoopOnTheMainThreadServesTheMainActorAndTheMainQueue(_ fixture: Fixture) async throws {
         let run = try await fixture.run()
@@ -35,7 +35,7 @@ struct ModeTests {
     }
 
     @Test func runUntilAndRunOnTheMainThreadServeTheMainActor() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "top-level-run-until").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "top-level-run-until").run()
         run.expectCleanExit()
         run.expectLines([
             "run(until:) → @MainActor: main-thread",
@@ -47,7 +47,7 @@ struct ModeTests {
     /// A loop on the main thread that never idles still serves the main queue (its busy-tick polls
     /// of the main-queue descriptor are spaced, not skipped).
     @Test func busyLoopOnTheMainThreadStillServesTheMainQueue() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "busy-loop-serves-main-queue").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "busy-loop-serves-main-queue").run()
         run.expectCleanExit()
         run.expectLines(["main-queue block ran while the loop was busy, within 600 yields: ok"])
     }
@@ -55,7 +55,7 @@ struct ModeTests {
     /// Main-queue work is loop work on a test loop: it all runs before the clock jumps to the
     /// sleeper's deadline, and two runs give the same trace.
     @Test func testLoopOnTheMainThreadRunsMainQueueWorkBeforeTheClockJumps() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "test-loop-main-actor").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "test-loop-main-actor").run()
         run.expectCleanExit()
         run.expectLines([
             "trace: slept an hour @3600000ms",
@@ -74,7 +74,7 @@ struct ModeTests {
     /// A sync test loop on another thread awaits the main actor while the main thread is blocked:
     /// the loop declares a stall that names the main actor, and the program traps with it.
     @Test func stalledTestLoopOffTheMainThreadSaysItMayWaitForTheMainActor() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "stall-off-main").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "stall-off-main").run()
         #expect(!run.timedOut)
         #expect(run.exitCode != 0)
         #expect(run.stderr.contains("the test loop stalled"))
@@ -84,9 +84,9 @@ struct ModeTests {
     // MARK: The whole program on one thread
 
     @Test(arguments: [
-        Fixture(program: "serial-loop-modes", scenario: "whole-program"),
-        Fixture(program: "serial-loop-modes-main", scenario: "whole-program"),
-        Fixture(program: "serial-loop-modes-async-main", scenario: "whole-program"),
+        Fixture(program: "SerialLoopModes", scenario: "whole-program"),
+        Fixture(program: "SerialLoopModesMain", scenario: "whole-program"),
+        Fixture(program: "SerialLoopModesAsyncMain", scenario: "whole-program"),
     ])
     func wholeProgramRunsEveryKindOfTaskOnTheMainThread(_ fixture: Fixture) async throws {
         let run = try await fixture.run()
@@ -96,8 +96,8 @@ struct ModeTests {
 
     /// On virtual time the whole program sleeps hours in milliseconds, and runs the same way twice.
     @Test(arguments: [
-        Fixture(program: "serial-loop-modes", scenario: "whole-program-virtual"),
-        Fixture(program: "serial-loop-modes-async-main", scenario: "whole-program-virtual"),
+        Fixture(program: "SerialLoopModes", scenario: "whole-program-virtual"),
+        Fixture(program: "SerialLoopModesAsyncMain", scenario: "whole-program-virtual"),
     ])
     func wholeProgramOnVirtualTimeGivesTheSameTraceTwice(_ fixture: Fixture) async throws {
         let first = try await fixture.run()
@@ -111,7 +111,7 @@ struct ModeTests {
     /// A plain `Task {}` and a `Task.detached {}` still sleeping when the body returns are
     /// reported, as `withTestLoop` reports them (they are no loop task's wake-up hop to check).
     @Test func runMainOnVirtualTimeReportsSleepingUnstructuredTasks() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "run-main-virtual-leftovers").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "run-main-virtual-leftovers").run()
         run.expectCleanExit()
         run.expectLines(["leftover Task.sleeps: 2"])
         #expect(run.stdout.contains("2 Task.sleep(s) waking at 7200.0 seconds, 7300.0 seconds"), "stdout:\n\(run.stdout)")
@@ -120,10 +120,11 @@ struct ModeTests {
     /// A program that does not link SerialLoopVirtualTime defines neither interposer, and a test
     /// loop there is an error that says what to link (not a silently real clock).
     @Test func virtualTimeWithoutTheOptInSaysWhatToLink() async throws {
-        let run = try await Fixture(program: "serial-loop-modes-main", scenario: "virtual-time-not-linked").run()
+        let run = try await Fixture(program: "SerialLoopModesMain", scenario: "virtual-time-not-linked").run()
         run.expectCleanExit()
         for entry in ["withTestLoop threw", "runMain(time: .virtual) threw"] {
             let line = run.stdout.split(separator: "\n").first { $0.hasPrefix(entry) }
+            #expect(line?.contains("[virtualTimeNotLinked]") == true, "the kind, by a switch: \(String(describing: line))")
             #expect(line?.contains("virtual time is not linked into this program") == true, "stdout:\n\(run.stdout)")
             #expect(line?.contains(".product(name: \"SerialLoopTesting\", package: \"SerialLoop\")") == true)
             #expect(line?.contains("SerialLoopVirtualTime") == true)
@@ -131,7 +132,7 @@ struct ModeTests {
     }
 
     @Test func installingTwiceIsAClearError() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "install-twice").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "install-twice").run()
         #expect(!run.timedOut)
         #expect(run.exitCode != 0)
         #expect(run.stdout.contains("first install: done"))
@@ -140,7 +141,7 @@ struct ModeTests {
     }
 
     @Test func installingOffTheMainThreadIsAClearError() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "install-off-main").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "install-off-main").run()
         #expect(!run.timedOut)
         #expect(run.exitCode != 0)
         #expect(run.stderr.contains("Loop.runMain must be called on the main thread"))
@@ -148,7 +149,7 @@ struct ModeTests {
 
     /// An async main that awaits before calling runMain is no longer on the main thread.
     @Test func runMainAfterAnAwaitInAsyncMainIsAClearError() async throws {
-        let run = try await Fixture(program: "serial-loop-modes-async-main", scenario: "after-an-await").run()
+        let run = try await Fixture(program: "SerialLoopModesAsyncMain", scenario: "after-an-await").run()
         #expect(!run.timedOut)
         #expect(run.exitCode != 0)
         #expect(run.stderr.contains("Loop.runMain must be called on the main thread"))

@@ -268,7 +268,7 @@ struct OffloadTests {
                 Issue.record("offload after shutdown did not throw")
             } catch let error as LoopError {
                 #expect(error.operation == "offload")
-                #expect(error.reason.contains("shut down"))
+                #expect(error.kind == .shutDown && error.isLoopShutDown)
                 #expect("\(error)" == "offload: the loop has shut down, and its offload threads with it")
             }
         }

@@ -152,7 +152,7 @@ struct SignalTests {
 
     @Test func signalsOnAShutDownLoopIsAnError() async throws {
         let loop = try await withLoop { $0 }
-        #expect(throws: LoopError(operation: "signals(SIGUSR1)", reason: "the loop has shut down")) {
+        #expect(throws: LoopError.loopHasShutDown("signals(SIGUSR1)")) {
             try loop.signals(SIGUSR1)
         }
     }
@@ -181,7 +181,7 @@ struct SignalTests {
     @Test func reservedAndEmptySignalListsAreErrors() async throws {
         try await withWatchdog(seconds: 20) {
             try await withLoop { loop in
-                #expect(throws: LoopError(operation: "signals()", reason: "no signal given")) { try loop.signals() }
+                #expect(throws: LoopError(.invalidArgument, operation: "signals()", reason: "no signal given")) { try loop.signals() }
                 // glibc keeps 32 and 33 for its own threads: sigaction says EINVAL.
                 do {
                     _ = try loop.signals(32)

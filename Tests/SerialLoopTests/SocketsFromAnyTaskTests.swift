@@ -244,7 +244,7 @@ struct SocketsFromAnyTaskTests {
     /// `pendingWaiterCount`, here from a plain `Task {}` in a `withLoop` body) names the fix for
     /// async code — in every build configuration (a `fatalError`, not a stripped `precondition`).
     @Test func aLoopOnlyAPIFromAPlainTaskTrapsNamingTheFix() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "loop-only-api-from-a-plain-task").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "loop-only-api-from-a-plain-task").run()
         #expect(!run.timedOut)
         #expect(run.exitCode != 0)
         #expect(run.stderr.contains("Loop.pendingWaiterCount must be called on the loop's thread"), "\(run.stderr)")

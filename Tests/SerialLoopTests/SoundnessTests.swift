@@ -199,6 +199,7 @@ struct DescriptorLifecycleTests {
         #expect(loopError(reader)?.errno == EBADF, "\(reader)")
         #expect(loopError(writer)?.errno == EBADF, "\(writer)")
         #expect(loopError(reader)?.description.contains("closed (not through loop.close) while waiting") == true)
+        #expect(loopError(reader)?.kind == .descriptorClosed && loopError(writer)?.kind == .descriptorClosed, "closed behind the loop is a closed descriptor too")
         #expect(left == 0)
     }
 

@@ -86,7 +86,7 @@ struct TaskContextTests {
     /// `Loop.runMain` (the whole program on one loop): task-locals bound around the call reach the
     /// body and the tasks it makes. In a child process, since the install cannot be undone.
     @Test func runMain() async throws {
-        let run = try await Fixture(program: "serial-loop-modes", scenario: "run-main-task-locals").run()
+        let run = try await Fixture(program: "SerialLoopModes", scenario: "run-main-task-locals").run()
         run.expectCleanExit()
         run.expectLines(["body 12, async let 12, preferring task 12, plain task 12"])
     }

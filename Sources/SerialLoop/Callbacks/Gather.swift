@@ -47,6 +47,8 @@ extension Loop {
 /// One `gather` of operations: the children's results and the caller's continuation.
 /// Loop thread only (children prefer the loop).
 final class GatherState<T: Sendable>: Suspension, ShutdownCancellable, @unchecked Sendable {
+    // Unchecked Sendable: the cancellation handler that shares it only sends it to the loop's
+    // thread (`CancellationCallback`), where all of its state is read and written.
     private var operations: [@Sendable () async throws -> T]
     private var results: [T?]
     private var remaining: Int

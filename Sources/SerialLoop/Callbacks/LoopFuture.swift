@@ -27,6 +27,8 @@ protocol ShutdownCancellable: AnyObject {
 /// future nobody completes shows up in ``Loop/pendingWork`` with where it was made and for how
 /// long it has been awaited.)
 public final class LoopFuture<Value: Sendable>: @unchecked Sendable {
+    // Unchecked Sendable: both properties are immutable; `state` (not Sendable) is touched on the
+    // loop's thread only — every method traps elsewhere or hops there (`succeed`, `fail`, `deinit`).
     /// The loop the future belongs to: its completion, done-callbacks and awaiters' wake-ups happen
     /// there. Any thread.
     public let loop: Loop
@@ -156,11 +158,13 @@ final class FutureState<Value: Sendable> {
         hasWaiters.store(true, ordering: .releasing)
     }
 
-    func cancelAwaiter(_ id: UInt64) {
-        guard let index = awaiters.firstIndex(where: { $0.id == id }) else { return }
+    /// Takes awaiter `id` back (its task was cancelled): its continuation, not resumed, or `nil`
+    /// if the future completed meanwhile and resumed it.
+    func removeAwaiter(_ id: UInt64) -> LoopContinuation<Value>? {
+        guard let index = awaiters.firstIndex(where: { $0.id == id }) else { return nil }
         let continuation = awaiters.remove(at: index).continuation
         if awaiters.isEmpty { loop.pendingAwaits[ObjectIdentifier(self)] = nil }
-        continuation.resume(throwing: CancellationError())
+        return continuation
     }
 
     /// The last handle went away. Uncompleted with callbacks (or awaiters, which in practice hold
@@ -168,37 +172,35 @@ final class FutureState<Value: Sendable> {
     func abandon() {
         guard result == nil, !awaiters.isEmpty || !callbacks.isEmpty else { return }
         let tasks = awaiters.count, callbacks = self.callbacks.count
-        let error = LoopError(operation: "LoopFuture.value", reason: "the LoopFuture<\(Value.self)> made at \(site.site) was deallocated without being completed, so nothing could complete it")
+        let error = LoopError(.futureAbandoned, operation: "LoopFuture.value", reason: "the LoopFuture<\(Value.self)> made at \(site.site) was deallocated without being completed, so nothing could complete it")
         resolve(.failure(error))
         loop.reportDroppedFuture(type: "\(Value.self)", site: site.site, awaitingTasks: tasks, callbacks: callbacks)
     }
 }
 
-/// One `await future.value`, shared with its cancellation handler. Loop thread only.
-private final class FutureAwait<Value: Sendable>: Suspension, @unchecked Sendable {
+/// One `await future.value`: an entry in the future's awaiters (the state machine: ``SingleWait``).
+private final class FutureAwait<Value: Sendable>: SingleWait, @unchecked Sendable {
+    // Unchecked Sendable: shared with the cancellation handler, which only sends it to the loop's
+    // thread (`CancellationCallback`); `phase` is read and written there only.
     let future: FutureState<Value>
-    var id: UInt64 = 0
-    var isCancelled = false
+    @exclusivity(unchecked) var phase = WaitPhase.idle
 
     init(_ future: FutureState<Value>) {
         self.future = future
     }
 
     var loop: Loop { future.loop }
+
     var operation: String { "LoopFuture.value" }
 
-    func start(on loop: Loop, _ continuation: LoopContinuation<Value>) {
-        if isCancelled {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
-        id = loop.makeWaiterID()
+    func register(_ continuation: LoopContinuation<Value>, on loop: Loop) -> UInt64? {
+        let id = loop.makeWaiterID()
         future.addAwaiter(id, continuation)
+        return id
     }
 
-    func cancel(on loop: Loop) {
-        isCancelled = true
-        if id != 0 { future.cancelAwaiter(id) }
+    func withdraw(_ id: UInt64, on loop: Loop) -> LoopContinuation<Value>? {
+        future.removeAwaiter(id)
     }
 }
 

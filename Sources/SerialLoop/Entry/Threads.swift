@@ -21,6 +21,7 @@ private final class ThreadBody {
 
 /// A one-shot hand-off between threads: `wait()` blocks until `fulfil(_:)` is called.
 final class Latch<Value: Sendable>: @unchecked Sendable {
+    // Unchecked Sendable: `value` is read and written only under `mutex`.
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()
     private var value: Value?

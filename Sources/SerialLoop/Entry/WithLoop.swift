@@ -143,9 +143,9 @@ private final class DedicatedLoop: @unchecked Sendable {
         case .completed:
             result = .success(loop.timeMode == .virtual ? loop.leftovers() : LoopLeftovers())
         case .stalled(let report):
-            result = .failure(LoopError(operation: "run(until:)", reason: report))
+            result = .failure(LoopError(.stalled, operation: "run(until:)", reason: report))
         case .stopped:
-            result = .failure(LoopError(operation: "run(until:)", reason: "stop() was called before the body finished"))
+            result = .failure(LoopError(.stopped, operation: "run(until:)", reason: "stop() was called before the body finished"))
         }
         // Task.sleep timers may belong to cancelled sleeps; shutdown tells the live ones apart.
         let liveTaskSleeps = loop.shutdown()
@@ -210,6 +210,7 @@ extension Result {
 
 /// Carries a closure to the loop's thread, where it is used exactly once.
 struct UnsafeTransfer<Value>: @unchecked Sendable {
+    // Unchecked Sendable, by purpose: the sender gives the value up, the loop's thread uses it once.
     let value: Value
     init(_ value: Value) { self.value = value }
 }

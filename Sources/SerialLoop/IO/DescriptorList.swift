@@ -1,3 +1,5 @@
+import Glibc
+
 /// A growable list of descriptor numbers, owned by the reactor: the descriptors whose waits joined
 /// cached interest and are not verified yet (Reactor+Verification.swift).
 ///
@@ -12,10 +14,10 @@ struct DescriptorList: ~Copyable {
 
     init(initialCapacity: Int = 16) {
         capacity = initialCapacity
-        storage = .allocate(capacity: initialCapacity)
+        storage = reallocated(nil, capacity: initialCapacity, of: "unverified descriptors")
     }
 
-    deinit { storage.deallocate() }
+    deinit { free(storage) }
 
     var isEmpty: Bool { count == 0 }
 
@@ -51,10 +53,7 @@ struct DescriptorList: ~Copyable {
     }
 
     private mutating func grow() {
-        let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: capacity * 2)
-        bigger.initialize(from: storage, count: count)
-        storage.deallocate()
-        storage = bigger
         capacity *= 2
+        storage = reallocated(storage, capacity: capacity, of: "unverified descriptors")
     }
 }

@@ -102,9 +102,7 @@ extension Loop {
     ///   - file: the call site, for debug-mode reports (leave the default).
     ///   - line: the call site's line (leave the default).
     public func addReader(_ fd: Int32, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) throws(LoopError) {
-        preconditionOnLoopThread("Loop.addReader(_:_:)")
-        try checkDescriptor(fd, "addReader(fd: \(fd))")
-        try reactor.setCallback(tagged(callback, file: file, line: line), fd: fd, for: .read, operation: "addReader(fd: \(fd))")
+        try setCallback(callback, fd: fd, for: .read, file: file, line: line)
     }
 
     /// Removes the reader callback for `fd`. Returns whether there was one.
@@ -112,8 +110,7 @@ extension Loop {
     /// - Parameter fd: the descriptor whose reader callback to remove.
     @discardableResult
     public func removeReader(_ fd: Int32) -> Bool {
-        preconditionOnLoopThread("Loop.removeReader(_:)")
-        return (try? reactor.setCallback(nil, fd: fd, for: .read, operation: "removeReader")) ?? false
+        removeCallback(fd: fd, for: .read)
     }
 
     /// Calls `callback` on the loop each tick while `fd` is writable (asyncio's `add_writer`).
@@ -126,9 +123,7 @@ extension Loop {
     ///   - file: the call site, for debug-mode reports (leave the default).
     ///   - line: the call site's line (leave the default).
     public func addWriter(_ fd: Int32, _ callback: @escaping () -> Void, file: StaticString = #fileID, line: UInt = #line) throws(LoopError) {
-        preconditionOnLoopThread("Loop.addWriter(_:_:)")
-        try checkDescriptor(fd, "addWriter(fd: \(fd))")
-        try reactor.setCallback(tagged(callback, file: file, line: line), fd: fd, for: .write, operation: "addWriter(fd: \(fd))")
+        try setCallback(callback, fd: fd, for: .write, file: file, line: line)
     }
 
     /// Removes the writer callback for `fd`. Returns whether there was one.
@@ -136,13 +131,23 @@ extension Loop {
     /// - Parameter fd: the descriptor whose writer callback to remove.
     @discardableResult
     public func removeWriter(_ fd: Int32) -> Bool {
-        preconditionOnLoopThread("Loop.removeWriter(_:)")
-        return (try? reactor.setCallback(nil, fd: fd, for: .write, operation: "removeWriter")) ?? false
+        removeCallback(fd: fd, for: .write)
     }
 
-    private func checkDescriptor(_ fd: Int32, _ operation: String) throws(LoopError) {
+    /// `addReader` and `addWriter`: the one implementation, by direction. The descriptor is checked
+    /// here, with a system call, because a callback (unlike a wait) is never verified later.
+    private func setCallback(_ callback: @escaping () -> Void, fd: Int32, for interest: Interest, file: StaticString, line: UInt) throws(LoopError) {
+        preconditionOnLoopThread("Loop.\(interest.callbackName("add"))(_:_:)")
+        let operation = "\(interest.callbackName("add"))(fd: \(fd))"
         if fd < 0 { throw LoopError(operation: operation, errno: EBADF) }
         if fcntl(fd, F_GETFD) < 0 { throw LoopError(operation: operation, errno: errno) }
+        try reactor.setCallback(tagged(callback, file: file, line: line), fd: fd, for: interest, operation: operation)
+    }
+
+    /// `removeReader` and `removeWriter`.
+    private func removeCallback(fd: Int32, for interest: Interest) -> Bool {
+        preconditionOnLoopThread("Loop.\(interest.callbackName("remove"))(_:)")
+        return (try? reactor.setCallback(nil, fd: fd, for: interest, operation: interest.callbackName("remove"))) ?? false
     }
 
     /// How many tasks are suspended in `readable`/`writable`. Loop thread only.
@@ -160,32 +165,17 @@ extension Loop {
     }
 }
 
-/// A wait for a descriptor's readiness, shared with its cancellation handler: one per `readable`/
-/// `writable` call, or one per readiness stream, started again for each element
-/// (Loop+Readiness.swift). Its state lives on the loop thread.
-///
-/// A cancellation that arrives after the wait it was meant for ended (it can: a cancellation from
-/// another thread travels through the inbox) cancels the next wait instead, which is what a
-/// stream's task wants: cancellation is sticky.
-@usableFromInline
-final class DescriptorWait: Suspension, @unchecked Sendable {
-    enum State {
-        /// Before a wait, or between two.
-        case idle
-        /// Waiting, as this waiter id (stale once the reactor resumed it: `removeWaiter` finds nothing).
-        case waiting(UInt64)
-        /// The task was cancelled: every later start fails with `CancellationError`.
-        case cancelled
-    }
+/// A wait for a descriptor's readiness: one per `readable`/`writable` call, or one per readiness
+/// stream, started again for each element (Loop+Readiness.swift). It registers an entry in the
+/// descriptor's waiter list (the state machine: ``SingleWait``).
+final class DescriptorWait: SingleWait, @unchecked Sendable {
+    // Unchecked Sendable: shared with the cancellation handler, which only sends it to the loop's
+    // thread (`CancellationCallback`); `phase` is read and written there only.
+    typealias Value = Void
     let fd: Int32
     let interest: Interest
     let loop: Loop
-    @exclusivity(unchecked) var state = State.idle
-    /// While a readiness scope (`Loop.withReadiness`) has a cancellation handler for this wait
-    /// installed: the address of the scope's task, else 0. Written by that task as the scope
-    /// begins and ends, read by whichever task calls `next()` (an iterator may escape its scope),
-    /// hence atomic; a wait skips its own handler only in the scope's own task.
-    let scopeTask = Atomic<Int>(0)
+    @exclusivity(unchecked) var phase = WaitPhase.idle
 
     init(fd: Int32, interest: Interest, on loop: Loop) {
         self.fd = fd
@@ -195,11 +185,8 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
 
     var operation: String { interest.waitOperation(fd: fd) }
 
-    func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
-        if case .cancelled = state {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
+    @inline(__always)
+    func register(_ continuation: LoopContinuation<Void>, on loop: Loop) -> UInt64? {
         do {
             // No syscall here when the kernel already watches `fd`: that is the hot path of every
             // socket loop (an fcntl validity check per wait cost 2 of the 8 syscalls of a
@@ -208,23 +195,19 @@ final class DescriptorWait: Suspension, @unchecked Sendable {
             let id = loop.makeWaiterID()
             switch try loop.reactor.addWaiter(id: id, continuation, fd: fd, for: interest) {
             case .waiting:
-                state = .waiting(id)
                 if loop.isObserved { loop.noteWaitStart(id) }
+                return id
             case .alwaysReady:
-                state = .idle
                 continuation.resume()
+                return nil
             }
         } catch {
-            state = .idle
             continuation.resume(throwing: error)
+            return nil
         }
     }
 
-    func cancel(on loop: Loop) {
-        if case .waiting(let id) = state,
-           let continuation = loop.reactor.removeWaiter(id: id, fd: fd, for: interest) {
-            continuation.resume(throwing: CancellationError())
-        }
-        state = .cancelled
+    func withdraw(_ id: UInt64, on loop: Loop) -> LoopContinuation<Void>? {
+        loop.reactor.removeWaiter(id: id, fd: fd, for: interest)
     }
 }

@@ -1,3 +1,4 @@
+import Synchronization
 import CSerialLoopShims
 
 // Readiness streams and scopes: many waits on one descriptor, one wait object
@@ -52,23 +53,29 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
     let fd: Int32
     let kind: Kind
     /// A scope's stream (`Loop.withReadiness`): the one wait its cancellation handler covers,
-    /// shared by every iterator made from it. `nil`: each iterator makes its own.
-    let scopedWait: DescriptorWait?
+    /// shared by every iterator made from it, and the scope. `nil`: each iterator makes its own wait.
+    let scoped: (wait: DescriptorWait, scope: ReadinessScope)?
 
     /// Makes an iterator; iterate it from one task at a time. Each iterator of a plain
     /// ``Loop/readiness(_:_:)`` sequence has its own wait; a scope's (``Loop/withReadiness(_:_:_:)``)
     /// share the scope's one wait.
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(wait: scopedWait ?? DescriptorWait(fd: fd, interest: kind.interest, on: loop))
+        if let scoped { return AsyncIterator(wait: scoped.wait, scope: scoped.scope) }
+        return AsyncIterator(wait: DescriptorWait(fd: fd, interest: kind.interest, on: loop), scope: nil)
     }
 
     /// Iterates a ``DescriptorReadiness``. Use it from one task at a time.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        @usableFromInline let wait: DescriptorWait
+        let wait: DescriptorWait
+        /// The scope whose handler covers `wait`, for a scope's stream.
+        let scope: ReadinessScope?
         /// The sequence threw: later calls return `nil`.
         @usableFromInline var isFinished = false
 
-        init(wait: DescriptorWait) { self.wait = wait }
+        init(wait: DescriptorWait, scope: ReadinessScope?) {
+            self.wait = wait
+            self.scope = scope
+        }
 
         /// Suspends until the descriptor is ready; returns `()` then, or `nil` once the sequence
         /// has ended (it ends by throwing).
@@ -92,8 +99,8 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
             do {
                 // In its scope's task, the scope's handler covers the wait; anywhere else (an
                 // iterator that escaped its scope, or went to another task) it brings its own.
-                let scope = wait.scopeTask.load(ordering: .relaxed)
-                let isCovered = scope != 0 && scope == Int(bitPattern: c_serial_loop_current_task())
+                let scopeTask = scope?.task.load(ordering: .relaxed) ?? 0
+                let isCovered = scopeTask != 0 && scopeTask == Int(bitPattern: c_serial_loop_current_task())
                 try await wait.loop.suspend(wait, isCovered: isCovered)
                 return ()
             } catch {
@@ -102,6 +109,14 @@ public struct DescriptorReadiness: AsyncSequence, Sendable {
             }
         }
     }
+}
+
+/// A readiness scope (`Loop.withReadiness`) while its cancellation handler is installed: the
+/// address of the scope's task, else 0. Written by that task as the scope begins and ends, read by
+/// whichever task calls `next()` (an iterator may escape its scope), hence atomic; a wait skips its
+/// own handler only in the scope's own task.
+final class ReadinessScope: Sendable {
+    let task = Atomic<Int>(0)
 }
 
 extension Loop {
@@ -136,7 +151,7 @@ extension Loop {
     ///   - fd: the descriptor to watch; read or write it non-blocking until `EAGAIN` after each element.
     ///   - kind: `.read` or `.write`.
     public func readiness(_ fd: Int32, _ kind: DescriptorReadiness.Kind) -> DescriptorReadiness {
-        DescriptorReadiness(loop: self, fd: fd, kind: kind, scopedWait: nil)
+        DescriptorReadiness(loop: self, fd: fd, kind: kind, scoped: nil)
     }
 
     /// Runs `body` with a readiness stream for `fd` (as ``readiness(_:_:)``) whose waits share one
@@ -169,15 +184,16 @@ extension Loop {
         _ body: nonisolated(nonsending) (DescriptorReadiness) async throws -> T
     ) async throws -> T {
         let wait = DescriptorWait(fd: fd, interest: kind.interest, on: self)
+        let scope = ReadinessScope()
         CancellationCallback.install
         // The handler's context is `wait`, unretained: it outlives the record (see `Loop.suspend`).
         let record = c_serial_loop_add_cancellation_handler(Unmanaged.passUnretained(wait).toOpaque())
-        wait.scopeTask.store(Int(bitPattern: c_serial_loop_current_task()), ordering: .relaxed)
+        scope.task.store(Int(bitPattern: c_serial_loop_current_task()), ordering: .relaxed)
         defer {
-            wait.scopeTask.store(0, ordering: .relaxed)
+            scope.task.store(0, ordering: .relaxed)
             c_serial_loop_remove_cancellation_handler(record)
             withExtendedLifetime(wait) {}
         }
-        return try await body(DescriptorReadiness(loop: self, fd: fd, kind: kind, scopedWait: wait))
+        return try await body(DescriptorReadiness(loop: self, fd: fd, kind: kind, scoped: (wait, scope)))
     }
 }

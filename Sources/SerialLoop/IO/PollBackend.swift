@@ -10,6 +10,11 @@ struct Interest: OptionSet, Hashable, Sendable {
     func waitOperation(fd: Int32) -> String {
         self == .read ? "readable(fd: \(fd))" : "writable(fd: \(fd))"
     }
+
+    /// How the callback APIs name themselves: `"addReader"`, `"removeWriter"`.
+    func callbackName(_ verb: String) -> String {
+        self == .read ? "\(verb)Reader" : "\(verb)Writer"
+    }
 }
 
 /// One readiness event from the backend. `token` is whatever the reactor registered the descriptor
@@ -55,7 +60,7 @@ enum WatchOutcome: Equatable {
 }
 
 /// What the reactor needs from an OS readiness API. One file per backend implements it; `#if os(...)`
-/// lives only there. `EpollBackend` is the Linux one; `InMemoryBackend` simulates descriptors for
+/// lives only there. `EpollBackend` is the Linux one; `InMemoryBackend` (in the tests) simulates descriptors for
 /// the reactor's unit tests; a kqueue or `poll(2)` backend would slot in beside them.
 ///
 /// The backend owns wake-ups (``waker``, consumed inside ``poll(timeoutNanoseconds:)``) and the

@@ -56,7 +56,7 @@ struct Registration {
 /// joins cached interest is verified later (Reactor+Verification.swift).
 ///
 /// Generic over its backend; the loop uses `Reactor<PlatformBackend>`, specialised, so nothing on
-/// the hot path is dynamically dispatched. Tests drive it with `InMemoryBackend`.
+/// the hot path is dynamically dispatched. Tests drive it with `InMemoryBackend` (Tests/SerialLoopTests).
 ///
 /// Files: this one (the table, waiters, callbacks, widening interest), Reactor+Delivery.swift
 /// (polling, waking, narrowing), Reactor+Verification.swift (waits on cached interest),

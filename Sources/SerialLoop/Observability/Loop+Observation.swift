@@ -308,9 +308,7 @@ extension Loop {
     /// Remembers a scheduled callback's creation site for `pendingWork` (debug mode).
     func noteTimerSite(_ id: TimerID, file: StaticString, line: UInt) {
         guard observation.isDebugging else { return }
-        if observation.timerSites.count >= 2 * timers.count + 64 {
-            observation.timerSites = observation.timerSites.filter { timers.contains($0.key) }
-        }
+        observation.timerSites.sweepWhenGrown(liveCount: timers.count) { { self.timers.contains($0) } }
         observation.timerSites[id] = RawCallbackSite(fileID: file, line: line)
     }
 

@@ -140,6 +140,8 @@ struct LoopCounter: ~Copyable {
 /// of two is split into 8 buckets, up to 2^43 ns (about 2.4 hours; larger values land in the last
 /// bucket, the maximum stays exact). Single writer (the loop thread), any reader.
 final class DurationHistogram: @unchecked Sendable {
+    // Unchecked Sendable: `buckets` is a fixed pointer to atomics (not checkable as a pointer);
+    // every other property is an atomic counter.
     static let bucketCount = 8 + (43 - 2) * 8
 
     /// `Atomic` is not copyable, so it cannot live in an `Array`: the buckets are raw storage.
@@ -223,7 +225,7 @@ final class DurationHistogram: @unchecked Sendable {
 }
 
 /// The loop's always-on metrics (single writer: the loop thread).
-final class LoopMetricsStorage: @unchecked Sendable {
+final class LoopMetricsStorage: Sendable {
     /// Building with `-DSERIALLOOP_NO_METRICS` compiles the always-on metrics out (every update
     /// folds away), for measuring what they cost; `loop.metrics` then reads zeros.
     #if SERIALLOOP_NO_METRICS

@@ -172,9 +172,9 @@ extension Loop {
     /// Records when a descriptor wait began (while observing).
     func noteWaitStart(_ id: UInt64) {
         guard observation.isDebugging else { return }
-        if observation.waitStarts.count >= 2 * reactor.waiterCount + 64 {
+        observation.waitStarts.sweepWhenGrown(liveCount: reactor.waiterCount) {
             let live = Set(reactor.allWaiters().map(\.id))
-            observation.waitStarts = observation.waitStarts.filter { live.contains($0.key) }
+            return { live.contains($0) }
         }
         observation.waitStarts[id] = nowNanoseconds
     }

@@ -158,5 +158,4 @@ private final class OffloadSlot: Sendable {
 }
 
 extension LoopError {
-    static let offloadAfterShutdown = LoopError(operation: "offload", reason: "the loop has shut down, and its offload threads with it")
 }

@@ -30,6 +30,7 @@ import Synchronization
 
 /// One offloaded closure and how to report its outcome. Its state is guarded by the pool's mutex.
 final class OffloadJob: @unchecked Sendable {
+    // Unchecked Sendable: `state` and `run` are read and written only under the pool's mutex.
     enum State {
         /// Created; not yet handed to the pool.
         case created
@@ -106,6 +107,8 @@ final class OffloadPool: Sendable {
 
 /// The shared state behind an `OffloadPool`, held by its workers.
 private final class OffloadQueue: @unchecked Sendable {
+    // Unchecked Sendable: `state` is read and written only under `mutex` (waiting on `workAvailable`);
+    // what is read without it is atomic.
     struct State {
         /// Taken jobs are set to `nil` at once: a job holds its loop, and the loop holds the pool.
         var jobs: [OffloadJob?] = []

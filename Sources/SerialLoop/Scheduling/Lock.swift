@@ -4,6 +4,7 @@
 /// ThreadSanitizer understands pthread mutexes (it does not see the futex inside `Mutex`, and then
 /// reports the data handed over under the lock as a race). Uncontended, it costs the same.
 final class Lock<State>: @unchecked Sendable {
+    // Unchecked Sendable: `state` is read and written only inside `withLock`, under `mutex`.
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var state: State
 

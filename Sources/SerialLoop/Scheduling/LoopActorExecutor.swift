@@ -22,6 +22,8 @@
 /// Both objects are the loop's thread for isolation checks, and everything else about the loop
 /// holds for these actors (shutdown, the afterlife, debug mode).
 public final class LoopActorExecutor: SerialExecutor, @unchecked Sendable {
+    // Unchecked Sendable: its one stored property, `loop`, is written once in the loop's init,
+    // before either object is shared, and only read afterwards.
     /// The loop owns this object; it refers back without a reference count. Set once, at the end
     /// of the loop's init, before the loop is visible to anyone.
     unowned(unsafe) var loop: Loop!

@@ -12,10 +12,8 @@ struct ReadyQueue: ~Copyable {
 
     init(initialCapacity: Int = 1024) {
         precondition(initialCapacity > 0 && initialCapacity & (initialCapacity - 1) == 0, "capacity must be a power of two")
-        // `grow()` moves items by moving their bytes.
-        precondition(_isBitwiseTakable(Work.self), "ready work must be movable by its bytes")
         capacity = initialCapacity
-        storage = Self.reallocated(nil, capacity: initialCapacity)
+        storage = reallocated(nil, capacity: initialCapacity, of: "ready items")
     }
 
     deinit {
@@ -56,26 +54,15 @@ struct ReadyQueue: ~Copyable {
         precondition(head >= 0 && head < capacity, "ready queue head out of range")
     }
 
-    /// Doubles the buffer in place with `realloc`: a large buffer is a mapping of its own, which
-    /// glibc grows with `mremap`, so the items are neither copied nor faulted in again in fresh
-    /// pages (a tick that collects 1M due timers grows it to 1M items). Only the wrapped-around
-    /// run moves, to just past the old end. `Work` is bitwise-takable (closures, job references;
-    /// checked in `init`), so moving its bytes is moving it.
+    /// Doubles the buffer in place (`reallocated`: a tick that collects 1M due timers grows it to
+    /// 1M items). Only the wrapped-around run moves, to just past the old end.
     private mutating func grow() {
         let oldCapacity = capacity
         capacity *= 2
-        storage = Self.reallocated(storage, capacity: capacity)
+        storage = reallocated(storage, capacity: capacity, of: "ready items")
         let wrapped = head + count - oldCapacity
         if wrapped > 0 {
             (storage + oldCapacity).moveInitialize(from: storage, count: wrapped)
         }
-    }
-
-    /// `buffer` (or a new buffer, for `nil`) with room for `capacity` items, its contents moved.
-    private static func reallocated(_ buffer: UnsafeMutablePointer<Work>?, capacity: Int) -> UnsafeMutablePointer<Work> {
-        guard let raw = realloc(buffer, capacity * MemoryLayout<Work>.stride) else {
-            fatalError("out of memory for \(capacity) ready items")
-        }
-        return raw.bindMemory(to: Work.self, capacity: capacity)
     }
 }

@@ -22,7 +22,7 @@ import CSerialLoopShims
 // the runtime as usual.
 
 /// A task suspended in a loop API: its continuation, and whether the task belongs to the loop.
-struct LoopContinuation<Value: Sendable>: @unchecked Sendable {
+struct LoopContinuation<Value: Sendable>: Sendable {
     let raw: UnsafeContinuation<Value, any Error>
     /// The task suspended from another thread: it runs on its own executor, not on this loop.
     let isForeign: Bool
@@ -148,5 +148,71 @@ extension Loop {
         } else if !inbox.push(.suspension({ isLoopAlive in isLoopAlive ? body() : reject() })) {
             reject()
         }
+    }
+}
+
+// MARK: The wait state machine
+
+/// Where a ``SingleWait`` is.
+enum WaitPhase {
+    /// Before the start, or after a start whose registration resumed at once.
+    case idle
+    /// Registered; `token` takes the registration back (stale once it resumed: nothing found).
+    case waiting(token: UInt64)
+    /// The task was cancelled: final, every later start fails at once.
+    case cancelled
+}
+
+/// A wait with one continuation (`sleep`, `readable`/`writable`, a readiness stream's `next()`,
+/// `future.value`), shared by the waiting task and its cancellation handler. A conforming type
+/// says only what it registers the continuation with — a timer, a descriptor's waiter list, a
+/// future's awaiters — and how it takes the registration back; the state machine is the one
+/// below. Loop thread only (the door starts waits there, cancellation is sent there).
+///
+/// - `idle` —start→ `waiting(token)`, or stays `idle` if the registration resumed at once.
+/// - `waiting(token)`: the registration resumes the continuation when the wait is over; the phase
+///   keeps the token, now stale (a withdrawal finds nothing). A readiness stream starts the same
+///   wait again for its next element.
+/// - any —cancel→ `cancelled`: a registered continuation is withdrawn and resumed with
+///   `CancellationError`; whoever takes a continuation (the withdrawal or the registration's
+///   wake-up) resumes it, so it is resumed exactly once. `cancelled` is final: a cancellation that
+///   arrives before the start (both may travel through the inbox) or after the wait it was meant
+///   for ended makes the next start fail, which is what a stream's task wants: cancellation is sticky.
+///
+/// A protocol with the machine in its extension, not a generic class holding the registration:
+/// each wait stays a concrete class, and a generic class's destruction costs every wait a
+/// metadata lookup and a value-witness call (measured: +9 instructions per `readable` wait with the
+/// token fixed to `UInt64`, +350 with a generic token).
+protocol SingleWait: Suspension {
+    /// Loop thread only; stored `@exclusivity(unchecked)` by the conforming class.
+    var phase: WaitPhase { get set }
+    /// Loop thread. Registers `continuation`, to be resumed once when the wait is over, and returns
+    /// the token to take it back with (a timer's or waiter's ID); or resumes it at once (ready
+    /// already, or an error) and returns `nil`.
+    func register(_ continuation: LoopContinuation<Value>, on loop: Loop) -> UInt64?
+    /// Loop thread. Takes back the registration `token` names and returns its continuation, not
+    /// yet resumed; `nil` if it was resumed already (the token is stale).
+    func withdraw(_ token: UInt64, on loop: Loop) -> LoopContinuation<Value>?
+}
+
+extension SingleWait {
+    @inline(__always)
+    func start(on loop: Loop, _ continuation: LoopContinuation<Value>) {
+        if case .cancelled = phase {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
+        if let token = register(continuation, on: loop) {
+            phase = .waiting(token: token)
+        } else {
+            phase = .idle
+        }
+    }
+
+    func cancel(on loop: Loop) {
+        if case .waiting(let token) = phase, let continuation = withdraw(token, on: loop) {
+            continuation.resume(throwing: CancellationError())
+        }
+        phase = .cancelled
     }
 }

@@ -54,12 +54,12 @@ extension Loop {
     /// - Returns: the deliveries, as an `AsyncSequence` that resumes on this loop.
     public func signals(_ signals: Int32...) throws(LoopError) -> LoopSignals {
         let operation = "signals(\(signals.map(signalName).joined(separator: ", ")))"
-        if signals.isEmpty { throw LoopError(operation: operation, reason: "no signal given") }
+        if signals.isEmpty { throw LoopError(.invalidArgument, operation: operation, reason: "no signal given") }
         for signal in signals {
-            if let problem = signalProblem(signal) { throw LoopError(operation: operation, reason: problem) }
+            if let problem = signalProblem(signal) { throw LoopError(.invalidArgument, operation: operation, reason: problem) }
         }
         if isShutDown.load(ordering: .sequentiallyConsistent) {
-            throw LoopError(operation: operation, reason: "the loop has shut down")
+            throw LoopError.loopHasShutDown(operation)
         }
         let listener = SignalListener(loop: self, signals: Array(Set(signals)).sorted())
         try SignalRegistry.shared.add(listener, operation: operation)

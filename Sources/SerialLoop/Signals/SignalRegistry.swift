@@ -14,7 +14,7 @@ final class SignalRegistry: Sendable {
         var previous: [Int32: SavedDisposition] = [:]
     }
 
-    private struct SavedDisposition: @unchecked Sendable {
+    private struct SavedDisposition {
         var action: sigaction
     }
 

@@ -84,9 +84,7 @@ extension Loop {
     ///   twice the pending timers.
     func noteRuntimeSleep(_ id: TimerID) {
         guard let owner = withUnsafeCurrentTask(body: { $0 }) else { return }
-        if time.virtual.runtimeSleepOwners.count >= 2 * timers.count + 64 {
-            time.virtual.runtimeSleepOwners = time.virtual.runtimeSleepOwners.filter { timers.contains($0.key) }
-        }
+        time.virtual.runtimeSleepOwners.sweepWhenGrown(liveCount: timers.count) { { self.timers.contains($0) } }
         time.virtual.runtimeSleepOwners[id] = owner
     }
 

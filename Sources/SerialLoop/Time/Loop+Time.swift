@@ -74,16 +74,14 @@ extension Loop {
     }
 }
 
-/// One `loop.sleep`, shared by the sleeping side and its cancellation handler. Loop thread only.
-final class PendingSleep: Suspension, @unchecked Sendable {
-    enum State {
-        case notStarted
-        case scheduled(TimerID)
-        case cancelled
-    }
+/// One `loop.sleep`: a timer that resumes the task (the state machine: ``SingleWait``).
+final class PendingSleep: SingleWait, @unchecked Sendable {
+    // Unchecked Sendable: shared with the cancellation handler, which only sends it to the loop's
+    // thread (`CancellationCallback`); `phase` is read and written there only.
+    typealias Value = Void
     let deadline: Int64
     let loop: Loop
-    @exclusivity(unchecked) var state = State.notStarted
+    @exclusivity(unchecked) var phase = WaitPhase.idle
 
     init(deadline: Int64, on loop: Loop) {
         self.deadline = deadline
@@ -92,20 +90,15 @@ final class PendingSleep: Suspension, @unchecked Sendable {
 
     var operation: String { "sleep(until:)" }
 
-    func start(on loop: Loop, _ continuation: LoopContinuation<Void>) {
-        guard case .notStarted = state else {
-            continuation.resume(throwing: CancellationError())
-            return
-        }
-        state = .scheduled(loop.timers.schedule(at: deadline, .resume(continuation)))
+    @inline(__always)
+    func register(_ continuation: LoopContinuation<Void>, on loop: Loop) -> UInt64? {
+        loop.timers.schedule(at: deadline, .resume(continuation)).token
     }
 
-    func cancel(on loop: Loop) {
-        if case .scheduled(let id) = state, case .resume(let continuation)? = loop.timers.cancel(id) {
-            loop.metricsStorage.timersCancelled.add(1)
-            continuation.resume(throwing: CancellationError())
-        }
-        state = .cancelled
+    func withdraw(_ token: UInt64, on loop: Loop) -> LoopContinuation<Void>? {
+        guard case .resume(let continuation)? = loop.timers.cancel(TimerID(token: token)) else { return nil }
+        loop.metricsStorage.timersCancelled.add(1)
+        return continuation
     }
 }
 

@@ -1,3 +1,5 @@
+@preconcurrency import Glibc
+@testable import SerialLoop
 import Synchronization
 
 /// A backend without a kernel: simulated descriptors whose readiness the test sets, so the
