@@ -49,7 +49,7 @@ public struct TestLoopTrait: TestTrait, SuiteTrait, TestScoping {
             loop.autoAdvancesTime = autoAdvancesTime
             if let ioQuietPeriod { loop.ioQuietPeriod = ioQuietPeriod }
             if let stallTimeout { loop.stallTimeout = stallTimeout }
-            try await TestLoop.$loop.withValue(loop) {
+            try await CurrentTestLoop.$loop.withValue(loop) {
                 try await function()
             }
         }
@@ -71,19 +71,22 @@ extension Trait where Self == TestLoopTrait {
     }
 }
 
-/// Access to the loop of a test running under ``TestLoopTrait``.
-public enum TestLoop {
-    @TaskLocal static var loop: Loop?
+/// The task-local that carries the current test's loop (an enum: a static stored property of its
+/// own, since `TestLoop` is declared in another module).
+enum CurrentTestLoop {
+    @TaskLocal static var loop: TestLoop?
+}
 
+extension TestLoop {
     /// The test loop of the current test (`@Test(.testLoop)`), inherited by its child tasks.
     /// - Precondition: called from a test (or a task it started) that has the `.testLoop` trait.
-    public static var current: Loop {
-        guard let loop else {
+    public static var current: TestLoop {
+        guard let loop = CurrentTestLoop.loop else {
             fatalError("TestLoop.current used outside a test with the .testLoop trait (or in a task that does not inherit its task-locals, e.g. Task.detached)")
         }
         return loop
     }
 
     /// The current test's loop, or `nil` outside a `.testLoop` test.
-    public static var currentIfAny: Loop? { loop }
+    public static var currentIfAny: TestLoop? { CurrentTestLoop.loop }
 }
