@@ -1,4 +1,7 @@
-import SerialLoop
+// A test target imports this module for the trait; `TestLoop` itself (what `TestLoop.current`
+// returns) and the rest of the loop's API live in SerialLoop, which comes with it, so
+// `import SerialLoopTesting` alone is enough in a test file.
+@_exported import SerialLoop
 import Testing
 
 /// Runs each test it is applied to on its own test loop (virtual time, see `withTestLoop`):
@@ -37,7 +40,7 @@ public struct TestLoopTrait: TestTrait, SuiteTrait, TestScoping {
     }
 
     /// Runs one test case on a new test loop: Swift Testing calls this, not user code. The loop has
-    /// the trait's settings and is ``TestLoop/current`` in the test and the tasks it starts.
+    /// the trait's settings and is `TestLoop.current` in the test and the tasks it starts.
     /// - Throws: the test's error; else ``SerialLoop/LoopLeftoversError`` when the test left work
     ///   pending, or the stall's ``SerialLoop/LoopError``.
     public func provideScope(

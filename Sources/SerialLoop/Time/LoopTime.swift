@@ -91,7 +91,7 @@ extension Loop {
         /// Monotonic wall time.
         case real
         /// Virtual time starting at zero: it moves only when the loop is idle. A loop on virtual time
-        /// is a ``TestLoop``, which has the controls (see ``withTestLoop(_:)-4f5jv``).
+        /// is a ``TestLoop``, which has the controls (see ``withTestLoop(_:)-17bdc``).
         case virtual
     }
 

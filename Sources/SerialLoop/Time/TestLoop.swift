@@ -19,7 +19,7 @@ import Synchronization
 /// A `TestLoop` is a ``Loop``: everything a real loop does, it does, on a clock that starts at zero
 /// and moves only when the loop is idle (see <doc:TestingWithVirtualTime>). The controls are members
 /// of `TestLoop` alone, so calling them on a real loop does not compile. Get one from
-/// ``withTestLoop(_:)-4f5jv`` (or its async twin), from the `.testLoop` trait of `SerialLoopTesting`
+/// ``withTestLoop(_:)-17bdc`` (or its async twin), from the `.testLoop` trait of `SerialLoopTesting`
 /// (`TestLoop.current`), or create one on the current thread with ``init()`` and run it as any loop.
 public final class TestLoop: Loop, @unchecked Sendable {
     // Safe as `Loop` is: loop-thread state is touched on the loop's thread only, and every
