@@ -75,7 +75,7 @@ extension Loop {
         let slot = OffloadSlot()
         let value = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
-                let hold = (self as? TestLoop)?.holdTime()
+                let hold = time.isVirtual ? unsafeDowncast(self, to: TestLoop.self).holdTime() : nil
                 let job = OffloadJob(
                     run: { [self] in
                         let outcome = Result { try body.value() }

@@ -1,7 +1,8 @@
 @preconcurrency import Glibc
 import CSerialLoopShims
 
-// When a test loop's clock may jump, and when a test loop gives up (a stall). Members of
+// When a test loop's clock may jump, and when a test loop gives up (a stall); how it moves the
+// clock; and which runtime sleeps are dead (why they exist: Loop+RuntimeSleeps.swift). Members of
 // `TestLoop`: only a test loop has a virtual clock (its state: VirtualClock.swift).
 //
 // The rule has no open-ended heuristics. What stops a jump:

@@ -22,8 +22,9 @@ import Synchronization
 /// ``withTestLoop(_:)-17bdc`` (or its async twin), from the `.testLoop` trait of `SerialLoopTesting`
 /// (`TestLoop.current`), or create one on the current thread with ``init()`` and run it as any loop.
 public final class TestLoop: Loop, @unchecked Sendable {
-    // Safe as `Loop` is: loop-thread state is touched on the loop's thread only, and every
-    // control callable elsewhere hops there first. `TestLoop` adds no stored property.
+    // Safe as `Loop` is (the compiler wants the inherited conformance restated): it adds no stored
+    // property; its state is the `VirtualClock` its `LoopTime` owns, touched on the loop's thread
+    // only (every control callable elsewhere hops there first).
 
     /// Creates a test loop owned by the calling thread (see ``Loop/init()``).
     /// - Throws: ``LoopError`` if the program does not link virtual time (the `SerialLoopTesting`
