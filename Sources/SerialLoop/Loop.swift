@@ -158,7 +158,11 @@ public class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
 
     // MARK: Time
 
+    // Forced inline: `schedule(after:)` reads it, and left to the inliner it became a call once the
+    // virtual clock moved behind a reference (callgrind, schedule + cancel: 369 instead of 361
+    // instructions).
     /// The loop's current time: monotonic in real mode, virtual on a test loop.
+    @inline(__always)
     public final var now: LoopClock.Instant {
         LoopClock.Instant(nanosecondsSinceOrigin: nowNanoseconds)
     }

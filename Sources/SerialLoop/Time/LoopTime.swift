@@ -23,29 +23,28 @@ import Synchronization
 final class LoopTime: Sendable {
     /// A test loop's virtual clock; `nil` on a real loop. The one owner of virtual-time state.
     let virtual: VirtualClock?
+    /// Whether this is a test loop's clock (`virtual != nil`), stored: the real-time paths test one
+    /// flag and never unwrap the optional.
+    let isVirtual: Bool
 
     init(mode: Loop.TimeMode) {
-        virtual = mode == .virtual ? VirtualClock() : nil
+        isVirtual = mode == .virtual
+        virtual = isVirtual ? VirtualClock() : nil
     }
-
-    /// Whether this is a test loop's virtual clock.
-    @inline(__always)
-    var isVirtual: Bool { virtual != nil }
 
     var mode: Loop.TimeMode { isVirtual ? .virtual : .real }
 
     /// The loop's time now: monotonic on a real loop, virtual on a test loop. Any thread.
     @inline(__always)
     func now() -> Int64 {
-        if let virtual { return virtual.now }
-        return monotonicNanoseconds()
+        isVirtual ? virtual.unsafelyUnwrapped.now : monotonicNanoseconds()
     }
 
     /// Phase 1 of a tick: the reading phase 2 collects due timers with. A real loop with no timer
     /// pending skips the system call (nothing could be due).
     @inline(__always)
     func nowForTick(hasTimers: Bool) -> Int64 {
-        if let virtual { return virtual.now }
+        if isVirtual { return virtual.unsafelyUnwrapped.now }
         return hasTimers ? monotonicNanoseconds() : 0
     }
 
@@ -70,7 +69,7 @@ final class LoopTime: Sendable {
     /// time: it is only counted, for stall reports.
     @inline(__always)
     func noteCrossThreadArrival() {
-        virtual?.crossThreadArrivals &+= 1
+        if isVirtual { virtual.unsafelyUnwrapped.crossThreadArrivals &+= 1 }
     }
 }
 

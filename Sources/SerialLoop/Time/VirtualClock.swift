@@ -105,9 +105,11 @@ extension Loop {
     /// virtual time if it is a test loop, and real time otherwise. Called when a loop enters or
     /// leaves its thread.
     static func installThreadClock(for loop: Loop?) {
-        if let virtual = loop?.time.virtual {
+        // Tests the stored flag, as the tick does: unwrapping `time.virtual` here, inlined at the
+        // top of `runTicks`, changed its register allocation (callgrind, yield: +10 instructions).
+        if let loop, loop.time.isVirtual {
             _ = runtimeClocksCanBeVirtual
-            c_serial_loop_set_thread_virtual_clock(true, virtual.now)
+            c_serial_loop_set_thread_virtual_clock(true, loop.time.virtual.unsafelyUnwrapped.now)
         } else {
             c_serial_loop_set_thread_virtual_clock(false, 0)
         }
