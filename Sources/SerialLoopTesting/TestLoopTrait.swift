@@ -74,8 +74,8 @@ extension Trait where Self == TestLoopTrait {
     }
 }
 
-/// The task-local that carries the current test's loop (an enum: a static stored property of its
-/// own, since `TestLoop` is declared in another module).
+/// The task-local that carries the current test's loop: its own namespace, so the only members
+/// `TestLoop` gains here are the public `current` and `currentIfAny`.
 enum CurrentTestLoop {
     @TaskLocal static var loop: TestLoop?
 }
