@@ -166,14 +166,7 @@ extension Loop {
         }
         for pending in pendingAwaits.values { count += pending.resumeAwaitersForShutdown() }
         pendingAwaits.removeAll()
-        for waiter in time.virtual.idleWaiters { waiter.resume() }
-        count += time.virtual.idleWaiters.count
-        time.virtual.idleWaiters.removeAll()
-        if let request = time.virtual.advanceRequest {
-            time.virtual.advanceRequest = nil
-            request.continuation.resume()
-            count += 1
-        }
+        count += time.virtual?.resumeSteppingWaitersForShutdown() ?? 0
         return count
     }
 }

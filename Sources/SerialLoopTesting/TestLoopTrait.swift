@@ -1,4 +1,7 @@
-import SerialLoop
+// A test target imports this module for the trait; `TestLoop` itself (what `TestLoop.current`
+// returns) and the rest of the loop's API live in SerialLoop, which comes with it, so
+// `import SerialLoopTesting` alone is enough in a test file.
+@_exported import SerialLoop
 import Testing
 
 /// Runs each test it is applied to on its own test loop (virtual time, see `withTestLoop`):
@@ -37,7 +40,7 @@ public struct TestLoopTrait: TestTrait, SuiteTrait, TestScoping {
     }
 
     /// Runs one test case on a new test loop: Swift Testing calls this, not user code. The loop has
-    /// the trait's settings and is ``TestLoop/current`` in the test and the tasks it starts.
+    /// the trait's settings and is `TestLoop.current` in the test and the tasks it starts.
     /// - Throws: the test's error; else ``SerialLoop/LoopLeftoversError`` when the test left work
     ///   pending, or the stall's ``SerialLoop/LoopError``.
     public func provideScope(
@@ -49,7 +52,7 @@ public struct TestLoopTrait: TestTrait, SuiteTrait, TestScoping {
             loop.autoAdvancesTime = autoAdvancesTime
             if let ioQuietPeriod { loop.ioQuietPeriod = ioQuietPeriod }
             if let stallTimeout { loop.stallTimeout = stallTimeout }
-            try await TestLoop.$loop.withValue(loop) {
+            try await CurrentTestLoop.$loop.withValue(loop) {
                 try await function()
             }
         }
@@ -71,19 +74,22 @@ extension Trait where Self == TestLoopTrait {
     }
 }
 
-/// Access to the loop of a test running under ``TestLoopTrait``.
-public enum TestLoop {
-    @TaskLocal static var loop: Loop?
+/// The task-local that carries the current test's loop: its own namespace, so the only members
+/// `TestLoop` gains here are the public `current` and `currentIfAny`.
+enum CurrentTestLoop {
+    @TaskLocal static var loop: TestLoop?
+}
 
+extension TestLoop {
     /// The test loop of the current test (`@Test(.testLoop)`), inherited by its child tasks.
     /// - Precondition: called from a test (or a task it started) that has the `.testLoop` trait.
-    public static var current: Loop {
-        guard let loop else {
+    public static var current: TestLoop {
+        guard let loop = CurrentTestLoop.loop else {
             fatalError("TestLoop.current used outside a test with the .testLoop trait (or in a task that does not inherit its task-locals, e.g. Task.detached)")
         }
         return loop
     }
 
     /// The current test's loop, or `nil` outside a `.testLoop` test.
-    public static var currentIfAny: Loop? { loop }
+    public static var currentIfAny: TestLoop? { CurrentTestLoop.loop }
 }

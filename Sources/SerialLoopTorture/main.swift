@@ -72,11 +72,15 @@ final class LoopHost: @unchecked Sendable {
         let handoff = Handoff<Loop>()
         let finish = self.finish
         thread = startThread {
-            let loop = try! Loop(time: virtual ? .virtual : .real)
+            let loop: Loop
             if virtual {
+                let testLoop = try! TestLoop()
                 // Soundness, not timing, is under test: no real-time waits before jumps.
-                loop.ioQuietPeriod = .zero
-                loop.stallTimeout = .milliseconds(100)
+                testLoop.ioQuietPeriod = .zero
+                testLoop.stallTimeout = .milliseconds(100)
+                loop = testLoop
+            } else {
+                loop = try! Loop()
             }
             handoff.put(loop)
             while !finish.isSet { loop.run() }
@@ -264,15 +268,15 @@ func runSequence(seed: UInt64, steps: Int, log: (String) -> Void) async throws {
         case 14:
             if random.chance(30) {
                 loop.stop()                                   // run() returns, the host runs again
-            } else if virtual {
+            } else if let testLoop = loop as? TestLoop {
                 // One advance at a time (a second concurrent one is a programmer error that traps).
                 let advance = random.chance(50) && advancing.set()
                 spawn(advance ? "advance(by:)" : "runUntilIdle()", onLoop: true) {
                     if advance {
-                        await loop.advance(by: .milliseconds(1))
+                        await testLoop.advance(by: .milliseconds(1))
                         advancing.clear()
                     } else {
-                        await loop.runUntilIdle()
+                        await testLoop.runUntilIdle()
                     }
                 }
             }

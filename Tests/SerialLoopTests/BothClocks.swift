@@ -17,6 +17,6 @@ extension Loop {
     /// Lets the work queued so far run: `runUntilIdle()` on a test loop; on a real loop, until a
     /// zero-delay timer fires (a later tick than every job already queued).
     func settle() async {
-        if timeMode == .virtual { await runUntilIdle() } else { await idleTick() }
+        if let testLoop = self as? TestLoop { await testLoop.runUntilIdle() } else { await idleTick() }
     }
 }

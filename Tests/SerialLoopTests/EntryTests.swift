@@ -40,7 +40,7 @@ struct EntryTests {
     /// Tasks that retry `Task.sleep` after every cancellation keep coming back; shutdown gives up
     /// on them after two rounds that ended nothing, instead of 100 rounds × 1,000 wake-ups.
     @Test func shutdownStopsAtTheFirstRoundsThatEndNothing() throws {
-        let loop = try Loop(time: .virtual)
+        let loop = try TestLoop()
         final class Counters: Sendable {
             let wakeUpsOnTheLoop = Atomic<Int>(0)
             let started = Atomic<Int>(0)

@@ -362,42 +362,29 @@ final class StopFlag: Sendable {
 
 @Suite("Test loop: one trace under load")
 struct DeterminismUnderLoadTests {
-    /// 25 tasks × 10 steps, chosen by the seed: every sleep kind with odd durations (1 ns to ~5 ms,
-    /// and some of whole hours), yields, escaped `Task {}`s that sleep, each step logged with the
-    /// loop's time and `ContinuousClock.now` relative to the start.
+    /// 25 tasks × 10 steps, chosen by the seed (the harness: Determinism.swift): every sleep kind
+    /// with odd durations (1 ns to ~5 ms, and some of whole hours), yields, escaped `Task {}`s that
+    /// sleep, each step logged with the loop's time and `ContinuousClock.now` relative to the start.
     static func trace(seed: UInt64) async throws -> [String] {
-        try await withTestLoop { loop in
-            var generator = SplitMix64(seed: seed)
-            let ledger = Ledger(loop: loop)
-            let origin = ContinuousClock.now
-            var plans: [[UInt64]] = []
-            for _ in 0..<25 { plans.append((0..<10).map { _ in generator.next() }) }
-            let tasks = plans.enumerated().map { index, plan in
-                Task(executorPreference: loop) {
-                    for (step, value) in plan.enumerated() {
-                        let kind = SleepKind.allCases[Int(value % 6)]
-                        let duration: Duration = value & 0x100 == 0
-                            ? .nanoseconds(Int64((value >> 16) % 5_000_000) + 1)
-                            : .seconds(3600 * Int64((value >> 16) % 3))
-                        switch (value >> 9) % 8 {
-                        case 0: await Task.yield()
-                        case 1:
-                            let escaped = Task { try await kind.sleep(for: duration, on: loop) }
-                            try await escaped.value
-                        default: try await kind.sleep(for: duration, on: loop)
-                        }
-                        await ledger.record("t\(index).\(step) \(kind) \(duration) @\(loop.now.nanosecondsSinceOrigin) c\(origin.duration(to: .now))")
-                    }
-                }
+        try await Determinism.trace(seed: seed, tasks: 25, steps: 10, setUp: { _ in ContinuousClock.now }) { loop, ledger, origin, step in
+            let value = step.value
+            let kind = SleepKind.allCases[Int(value % 6)]
+            let duration: Duration = value & 0x100 == 0
+                ? .nanoseconds(Int64((value >> 16) % 5_000_000) + 1)
+                : .seconds(3600 * Int64((value >> 16) % 3))
+            switch (value >> 9) % 8 {
+            case 0: await Task.yield()
+            case 1:
+                let escaped = Task { try await kind.sleep(for: duration, on: loop) }
+                try await escaped.value
+            default: try await kind.sleep(for: duration, on: loop)
             }
-            for task in tasks { try await task.value }
-            return await ledger.entries
+            await ledger.record("\(step.tag) \(kind) \(duration) @\(loop.now.nanosecondsSinceOrigin) c\(origin.duration(to: .now))")
         }
     }
 
     @Test func aSeededScenarioGivesOneTraceFiftyTimesWhileTwoThreadsBurnCPU() async throws {
-        let seed = ProcessInfoSeed.value ?? UInt64.random(in: 0...UInt64.max)
-        print("DeterminismUnderLoadTests seed: \(seed) (replay with SERIAL_LOOP_SEED=\(seed))")
+        let seed = Determinism.seed(for: "DeterminismUnderLoadTests")
         let stop = StopFlag()
         let burners = (0..<2).map { _ in
             spawnThread {
@@ -410,15 +397,7 @@ struct DeterminismUnderLoadTests {
             stop.set()
             for burner in burners { pthread_join(burner, nil) }
         }
-        let first = try await withWatchdog(.seconds(60)) { try await Self.trace(seed: seed) }
+        let first = try await Determinism.expectReplays(seed: seed, runs: 50, Self.trace)
         #expect(first.count == 250)
-        for run in 2...50 {
-            let again = try await withWatchdog(.seconds(60)) { try await Self.trace(seed: seed) }
-            if let index = zip(first, again).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
-                Issue.record("seed \(seed), run \(run): traces diverge at entry \(index): \(first[index]) vs \(again[index])")
-                break
-            }
-            #expect(again == first, "seed \(seed), run \(run)")
-        }
     }
 }

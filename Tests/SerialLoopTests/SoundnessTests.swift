@@ -285,7 +285,7 @@ struct ExtremeInputTests {
     /// `run(until: future)` on a test loop that stalls throws the stall error (it used to crash on
     /// a force-unwrap).
     @Test func runUntilAFutureOnAStalledTestLoopThrowsTheStall() throws {
-        let loop = try Loop(time: .virtual)
+        let loop = try TestLoop()
         loop.stallTimeout = .milliseconds(20)
         let never = loop.makeFuture(of: Int.self)
         let error = #expect(throws: LoopError.self) { try loop.run(until: never) }

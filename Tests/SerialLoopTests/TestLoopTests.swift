@@ -302,3 +302,46 @@ struct TaskSleepDurationTests {
     }
 
 }
+
+/// Virtual time belongs to `TestLoop`, the loop type that has the test-only controls: every entry
+/// point that asks for virtual time hands one out, every real one a plain `Loop`. (That a real loop
+/// has no controls is checked by the compiler: `Loop().advance(by:)` does not compile.)
+@Suite("Test loop: the type that owns virtual time")
+struct TestLoopTypeTests {
+    @Test func virtualTimeComesOnlyWithATestLoop() async throws {
+        let real = try Loop()
+        #expect(!(real is TestLoop) && real.timeMode == .real && real.time.virtual == nil)
+        real.shutdown()
+        let test = try TestLoop()
+        #expect(test.timeMode == .virtual && test.time.virtual != nil)
+        test.shutdown()
+        for time in [Loop.TimeMode.real, .virtual] {
+            let thread = try Loop.startThread(time: time)
+            #expect((thread.loop is TestLoop) == (time == .virtual) && thread.loop.timeMode == time)
+            thread.shutdown()
+        }
+        let fromWithLoop = try await withLoop { loop in loop is TestLoop }
+        #expect(!fromWithLoop)
+        let fromWithTestLoop = try await withTestLoop { loop in loop.timeMode }
+        #expect(fromWithTestLoop == .virtual)
+    }
+
+    /// The controls work from a `Loop`-typed reference once it is known to be a test loop, and
+    /// the settings are the loop's own: changing them on one test loop leaves another's alone.
+    @Test func controlsAreReachableThroughADowncastAndBelongToTheirLoop() async throws {
+        let (elapsed, otherDefaults) = try await withTestLoop { test in
+            let loop: Loop = test
+            let again = try #require(loop as? TestLoop)
+            again.autoAdvancesTime = false
+            again.ioQuietPeriod = .zero
+            let start = again.now
+            let sleeper = Task(executorPreference: again) { try await again.sleep(for: .seconds(2)) }
+            await again.advance(by: .seconds(2))
+            try await sleeper.value
+            let other = try await withTestLoop { other in (other.autoAdvancesTime, other.ioQuietPeriod, other.stallTimeout) }
+            return (start.duration(to: again.now), other)
+        }
+        #expect(elapsed == .seconds(2))
+        #expect(otherDefaults == (true, .milliseconds(250), .seconds(30)))
+    }
+}

@@ -202,51 +202,27 @@ struct VirtualTimeTests {
     }
 }
 
-/// An actor on a test loop, for the determinism scenario.
-actor Ledger {
-    let loop: Loop
-    var entries: [String] = []
-    init(loop: Loop) { self.loop = loop }
-    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
-    func record(_ entry: String) { entries.append(entry) }
-}
-
 @Suite("Test loop: determinism")
 struct DeterminismTests {
-    /// A seeded scenario: 60 tasks that sleep random amounts (loop.sleep, Task.sleep, clock
-    /// sleeps), yield, and hop to an actor, logging virtual timestamps.
+    /// A seeded scenario (the harness: Determinism.swift): 60 tasks that sleep random amounts
+    /// (loop.sleep, Task.sleep, clock sleeps), yield, and hop to an actor, logging virtual timestamps.
     static func scenario(seed: UInt64) async throws -> [String] {
-        try await withTestLoop { loop in
-            var generator = SplitMix64(seed: seed)
-            let ledger = Ledger(loop: loop)
-            var plans: [[Int]] = []
-            for _ in 0..<60 { plans.append((0..<6).map { _ in Int(generator.next() % 1000) }) }
-            let tasks = plans.enumerated().map { index, plan in
-                Task(executorPreference: loop) {
-                    for (step, value) in plan.enumerated() {
-                        switch value % 4 {
-                        case 0: try await loop.sleep(for: .milliseconds(value))
-                        // Plain Task.sleep reads the virtual clock: exact for any duration.
-                        case 1: try await Task.sleep(for: .microseconds(value * 13))
-                        case 2: await Task.yield()
-                        default: try await loop.clock.sleep(for: .microseconds(value * 7))
-                        }
-                        await ledger.record("t\(index).\(step)@\(loop.now.nanosecondsSinceOrigin)")
-                    }
-                }
+        try await Determinism.trace(seed: seed, tasks: 60, steps: 6, setUp: { _ in () }) { loop, ledger, _, step in
+            let value = Int(step.value % 1000)
+            switch value % 4 {
+            case 0: try await loop.sleep(for: .milliseconds(value))
+            // Plain Task.sleep reads the virtual clock: exact for any duration.
+            case 1: try await Task.sleep(for: .microseconds(value * 13))
+            case 2: await Task.yield()
+            default: try await loop.clock.sleep(for: .microseconds(value * 7))
             }
-            for task in tasks { try await task.value }
-            return await ledger.entries
+            await ledger.record("\(step.tag)@\(loop.now.nanosecondsSinceOrigin)")
         }
     }
 
     @Test func aRandomizedScenarioProducesTheSameTraceTwice() async throws {
-        let seed = UInt64.random(in: 0...UInt64.max)
-        print("DeterminismTests seed: \(seed) (replay by passing it to scenario(seed:))")
-        let first = try await Self.scenario(seed: seed)
-        let second = try await Self.scenario(seed: seed)
+        let first = try await Determinism.expectReplays(seed: Determinism.seed(for: "DeterminismTests"), runs: 2, Self.scenario)
         #expect(first.count == 360)
-        #expect(first == second)
     }
 }
 

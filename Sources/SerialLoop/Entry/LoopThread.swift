@@ -44,12 +44,14 @@ public final class LoopThread: Sendable {
 
 extension Loop {
     /// Starts a loop on a new background thread; it runs until ``LoopThread/shutdown()``.
+    /// With `time: .virtual` the loop is a ``TestLoop`` (`thread.loop as! TestLoop` reaches its
+    /// controls).
     public static func startThread(time: TimeMode = .real) throws(LoopError) -> LoopThread {
         let handoff = Latch<Result<Loop, LoopError>>()
         let thread = spawnThread {
             let loop: Loop
             do throws(LoopError) {
-                loop = try Loop(time: time)
+                loop = try Loop.make(time: time)
             } catch {
                 handoff.fulfil(.failure(error))
                 return

@@ -65,7 +65,7 @@ extension Loop {
     ///
     /// While it runs, plain `Task {}`, `Task.detached {}`, default actors, `@MainActor` code,
     /// `MainActor.run`, `DispatchQueue.main` blocks and `Task.sleep` in any of them run on the main
-    /// thread, one job at a time, in FIFO order. With `time: .virtual` the loop is a test loop: the
+    /// thread, one job at a time, in FIFO order. With `time: .virtual` the loop is a ``TestLoop``: the
     /// whole program runs on virtual time (an hour of `Task.sleep` takes microseconds) and a body
     /// that ends with work pending throws ``LoopLeftoversError``, as `withTestLoop` does.
     ///
@@ -81,7 +81,7 @@ extension Loop {
     public static func runMain<T: Sendable>(time: TimeMode = .real, _ body: sending (Loop) async throws -> T) throws -> T {
         misuseCheck(c_serial_loop_is_main_thread(), "Loop.runMain must be called on the main thread (top-level code, a static main(), or the first statement of an async main); it makes that thread the whole program's executor")
         misuseCheck(c_serial_loop_current_loop() == nil, "Loop.runMain called on a thread that is already running a loop; call it once, at the start of the program")
-        let loop = try Loop(time: time)
+        let loop = try Loop.make(time: time)
         // Every global enqueue comes to the loop through the default-executor role.
         loop.capturesEscapingWork = false
         loop.wakeUpsResumeSleepersDirectly = true

@@ -26,23 +26,24 @@ public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) thro
 /// caller cancels it, and its priority is the caller's. When the body returns, the loop shuts down
 /// (tasks still suspended on it are cancelled) and its thread ends before this returns.
 public func withLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) async throws -> T {
-    try await runOnDedicatedThread(time: .real, body)
+    try await runOnDedicatedThread(make: { () throws(LoopError) in try Loop() }, body)
 }
 
-/// `withLoop` on a test loop: virtual time, same as `withLoop` otherwise. When the body finishes
-/// with work still pending on the loop (sleeping tasks, descriptor waiters, timers), the call
-/// throws ``LoopLeftoversError`` listing them — after the body's own error, if it threw.
-public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) throws -> T {
+/// `withLoop` on a ``TestLoop``: virtual time, and the body gets the controls (``TestLoop/advance(by:)``,
+/// ``TestLoop/runUntilIdle()``, …); the same as `withLoop` otherwise. When the body finishes with
+/// work still pending on the loop (sleeping tasks, descriptor waiters, timers), the call throws
+/// ``LoopLeftoversError`` listing them — after the body's own error, if it threw.
+public func withTestLoop<T: Sendable>(_ body: sending (TestLoop) async throws -> T) throws -> T {
     preconditionNoLoopRunning("withTestLoop")
-    let loop = try Loop(time: .virtual)
-    return try loop.runBody(body)
+    let loop = try TestLoop()
+    return try loop.runBody { _ in try await body(loop) }
 }
 
 /// The async twin of `withTestLoop`: the test loop runs on a dedicated thread, and the body is
 /// part of the calling task, as in the async ``withLoop(_:)-7y525`` (task-locals and
 /// `Test.current` are visible in it, so a failing `#expect` is attributed to its test).
-public func withTestLoop<T: Sendable>(_ body: sending (Loop) async throws -> T) async throws -> T {
-    try await runOnDedicatedThread(time: .virtual, body)
+public func withTestLoop<T: Sendable>(_ body: sending (TestLoop) async throws -> T) async throws -> T {
+    try await runOnDedicatedThread(make: { () throws(LoopError) in try TestLoop() }, body)
 }
 
 /// The sync entry points run a loop on the calling thread. Called from inside a loop (a task or
@@ -69,9 +70,12 @@ public struct LoopLeftoversError: Error, CustomStringConvertible {
 /// back on its own executor, waits for that report. A run that ends first (a test loop's stall,
 /// `stop()`) shuts the loop down while the body is still suspended: shutdown resumes its waits, so
 /// it unwinds, and the run's error is what the call throws.
-private func runOnDedicatedThread<T: Sendable>(time: Loop.TimeMode, _ body: sending (Loop) async throws -> T) async throws -> T {
-    let host = try await DedicatedLoop.start(time: time)
-    let loop = host.loop
+private func runOnDedicatedThread<L: Loop, T: Sendable>(
+    make: @escaping @Sendable () throws(LoopError) -> L,
+    _ body: sending (L) async throws -> T
+) async throws -> T {
+    let host = try await DedicatedLoop.start(make: make)
+    let loop = unsafeDowncast(host.loop, to: L.self)
     let outcome: Result<T, any Error>
     do {
         let value = try await withTaskExecutorPreference(loop) {
@@ -117,12 +121,12 @@ private final class DedicatedLoop: @unchecked Sendable {
     var loop: Loop { handedOver.withLock { $0! } }
 
     /// Starts the thread and returns once its loop exists.
-    static func start(time: Loop.TimeMode) async throws -> DedicatedLoop {
+    static func start(make: @escaping @Sendable () throws(LoopError) -> Loop) async throws -> DedicatedLoop {
         let host = DedicatedLoop()
         try await withUnsafeThrowingContinuation { (started: UnsafeContinuation<Void, any Error>) in
             pthread_detach(spawnThread {
                 let loop: Loop
-                do { loop = try Loop(time: time) } catch {
+                do { loop = try make() } catch {
                     return started.resume(throwing: error)
                 }
                 host.runID = loop.nextRunID()

@@ -47,7 +47,7 @@ extension Loop {
     /// depend on how busy the pool was, and the call never returns while `body` still runs.
     ///
     /// On a test loop, virtual time does not move while an offload is in flight (see
-    /// ``holdTime()``): `body`'s real duration takes no virtual time.
+    /// ``TestLoop/holdTime()``): `body`'s real duration takes no virtual time.
     ///
     /// - Throws: what `body` throws; `CancellationError` (see above); a ``LoopError`` naming
     ///   `offload` when the loop has shut down. Any thread.
@@ -75,7 +75,7 @@ extension Loop {
         let slot = OffloadSlot()
         let value = try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<T, any Error>) in
-                let hold = timeMode == .virtual ? holdTime() : nil
+                let hold = time.isVirtual ? unsafeDowncast(self, to: TestLoop.self).holdTime() : nil
                 let job = OffloadJob(
                     run: { [self] in
                         let outcome = Result { try body.value() }

@@ -4,7 +4,7 @@
 //
 // The runtime computes the sleep's instant (`clock.now + d`) and hands the loop only that, as a
 // `SchedulingExecutor`: `deadline(for:clock:)` converts it to loop time (exact on a test loop,
-// whose thread reads virtual time through the C shim: Loop+VirtualTime.swift), and the wake-up job
+// whose thread reads virtual time through the C shim: VirtualClock.swift), and the wake-up job
 // is filed as a `.sleepWake` timer. When it fires, the job runs and its hop to the global executor
 // comes straight back (GlobalRouting.swift).
 //
@@ -12,7 +12,8 @@
 // the runtime resumes it at once but leaves its wake-up job in our timer queue (there is no API to
 // withdraw it). The loop records which task each runtime sleep belongs to (the runtime schedules
 // the sleep from inside that task's job) and, before a jump, sets aside every sleep at the head of
-// the queue whose task is cancelled, so the clock goes to the next *live* deadline. Their jobs
+// the queue whose task is cancelled, so the clock goes to the next *live* deadline
+// (TestLoop+IdlePolicy.swift). Their jobs
 // still run (dropping them would leak the runtime's sleep task), once the clock has passed their
 // deadlines, where running them is a no-op. A cancelled task's sleep can never be live:
 // cancellation resumes every sleep of the task, and a new sleep in a cancelled task throws at once.
@@ -36,7 +37,7 @@ extension Loop {
             let id = timers.schedule(at: deadline, .sleepWake(job))
             // The runtime calls this inside the sleeping task's job: remember that task, so a test
             // loop can tell a cancelled sleep's leftover job from a live one (below).
-            if time.isVirtual { noteRuntimeSleep(id) }
+            if time.isVirtual { unsafeDowncast(self, to: TestLoop.self).noteRuntimeSleep(id) }
         } else if !inbox.push(.suspension({ isLoopAlive in
             if isLoopAlive { self.timers.schedule(at: deadline, .sleepWake(job)) } else { self.runAfterShutdown(job, deadline: deadline) }
         })) {
@@ -49,7 +50,7 @@ extension Loop {
     ///
     /// Exact on a test loop. There the runtime calls this on the loop's thread, where
     /// `ContinuousClock.now` and `SuspendingClock.now` read `origin + virtualNow` (see
-    /// Loop+VirtualTime.swift), and where the runtime computed the instant with the same reading:
+    /// VirtualClock.swift), and where the runtime computed the instant with the same reading:
     /// `Task.sleep(for: d)` hands us `origin + virtualNow + d`, and this returns `virtualNow + d` —
     /// that is, `instant - origin` — to the nanosecond, under any load. On another thread the
     /// instant and `clock.now` are both real, and their difference is the real time remaining.
@@ -73,36 +74,5 @@ extension Loop {
     func deadline<C: Clock>(after delay: C.Duration, clock: C) -> Int64 {
         let nanoseconds = (delay as? Duration)?.saturatingNanoseconds ?? 0
         return nowNanoseconds.saturatingAdd(max(0, nanoseconds))
-    }
-}
-
-extension Loop {
-    // MARK: Runtime sleeps of cancelled tasks
-
-    /// Records the current task as the owner of the runtime sleep `id`. Loop thread, test loops.
-    /// - Complexity: amortised O(1): fired sleeps' entries are swept when the table has grown to
-    ///   twice the pending timers.
-    func noteRuntimeSleep(_ id: TimerID) {
-        guard let owner = withUnsafeCurrentTask(body: { $0 }) else { return }
-        time.virtual.runtimeSleepOwners.sweepWhenGrown(liveCount: timers.count) { { self.timers.contains($0) } }
-        time.virtual.runtimeSleepOwners[id] = owner
-    }
-
-    /// Removes, from the head of the timer queue, every runtime sleep whose task is cancelled.
-    func setAsideDeadRuntimeSleeps() -> [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)] {
-        var dead: [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)] = []
-        while let (deadline, id) = timers.first, let owner = time.virtual.runtimeSleepOwners[id], owner.isCancelled {
-            time.virtual.runtimeSleepOwners[id] = nil
-            dead.append((deadline, timers.cancel(id)!, owner))
-        }
-        return dead
-    }
-
-    /// Puts set-aside sleeps back with their own deadlines: those the clock has passed fire on the
-    /// next tick (a no-op for a cancelled sleep), the others wait, still known to be dead.
-    func reinstate(_ dead: [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)]) {
-        for (deadline, payload, owner) in dead {
-            time.virtual.runtimeSleepOwners[timers.schedule(at: deadline, payload)] = owner
-        }
     }
 }

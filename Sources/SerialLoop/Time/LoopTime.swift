@@ -8,30 +8,28 @@ import Synchronization
 // things and never branches on the mode itself:
 // - `nowForTick(hasTimers:)`: the one reading of the clock that phase 2 collects due timers with;
 // - `waitWhenIdle(on:)`: phase 5 with nothing ready — a real loop parks until the next deadline
-//   (or until woken); a test loop applies its idle policy (Loop+IdlePolicy.swift): jump the clock,
-//   serve stepping requests, or park while it may not move;
+//   (or until woken); a test loop applies its idle policy (TestLoop+IdlePolicy.swift): jump the
+//   clock, serve stepping requests, or park while it may not move;
 // - `now()`: a fresh reading, for `loop.now` and for deadlines computed inside a job (a job may run
 //   long: `schedule(after:)` counts from when it is called, not from when the tick began).
 //
-// The virtual parts live in their own files: the clock's state and how it is set
-// (Loop+VirtualTime.swift), the idle policy (Loop+IdlePolicy.swift), the test-facing stepping API
-// (Loop+Stepping.swift), and the bookkeeping of the runtime's sleeps (Loop+RuntimeSleeps.swift).
+// Virtual time is one component (VirtualClock.swift): its state is the `VirtualClock` this holds
+// on a test loop (`nil` on a real loop), its rules and controls are members of `TestLoop`.
 //
 // A final class with a stored mode, not a protocol: the real-time tick calls it with static,
 // inlinable dispatch (an existential clock costs a witness-table call per reading).
 
-/// The loop's clock: real (CLOCK_MONOTONIC) or virtual. Immutable mode; the virtual state is
-/// loop-thread only, the virtual reading (`virtualNanoseconds`) is readable from any thread.
-final class LoopTime: @unchecked Sendable {
-    /// Whether this is a test loop's virtual clock.
+/// The loop's clock: real (CLOCK_MONOTONIC) or virtual. Immutable mode.
+final class LoopTime: Sendable {
+    /// A test loop's virtual clock; `nil` on a real loop. The one owner of virtual-time state.
+    let virtual: VirtualClock?
+    /// Whether this is a test loop's clock (`virtual != nil`), stored: the real-time paths test one
+    /// flag and never unwrap the optional.
     let isVirtual: Bool
-    /// Virtual time in nanoseconds (test loops). Written by the loop thread, read by any thread.
-    let virtualNanoseconds = Atomic<Int64>(0)
-    /// Virtual-time control (test loops): see Loop+VirtualTime.swift. Loop thread only.
-    @exclusivity(unchecked) var virtual = VirtualClockState()
 
     init(mode: Loop.TimeMode) {
         isVirtual = mode == .virtual
+        virtual = isVirtual ? VirtualClock() : nil
     }
 
     var mode: Loop.TimeMode { isVirtual ? .virtual : .real }
@@ -39,21 +37,22 @@ final class LoopTime: @unchecked Sendable {
     /// The loop's time now: monotonic on a real loop, virtual on a test loop. Any thread.
     @inline(__always)
     func now() -> Int64 {
-        isVirtual ? virtualNanoseconds.load(ordering: .relaxed) : monotonicNanoseconds()
+        isVirtual ? virtual.unsafelyUnwrapped.now : monotonicNanoseconds()
     }
 
     /// Phase 1 of a tick: the reading phase 2 collects due timers with. A real loop with no timer
     /// pending skips the system call (nothing could be due).
     @inline(__always)
     func nowForTick(hasTimers: Bool) -> Int64 {
-        if isVirtual { return virtualNanoseconds.load(ordering: .relaxed) }
+        if isVirtual { return virtual.unsafelyUnwrapped.now }
         return hasTimers ? monotonicNanoseconds() : 0
     }
 
     /// Phase 5 of a tick when no work is ready: wait for the next deadline, I/O, or a wake-up (a real
-    /// loop), or let the test loop's idle policy decide (Loop+IdlePolicy.swift).
+    /// loop), or let the test loop's idle policy decide (TestLoop+IdlePolicy.swift).
     func waitWhenIdle(on loop: Loop) {
-        if isVirtual { return loop.idleOnVirtualTime() }
+        // Only a `TestLoop` has a virtual clock (its initializer is the only one that asks for one).
+        if isVirtual { return unsafeDowncast(loop, to: TestLoop.self).idleOnVirtualTime() }
         guard let deadline = loop.timers.nextDeadline else {
             loop.parkAndPoll(timeoutNanoseconds: nil)
             return
@@ -67,10 +66,10 @@ final class LoopTime: @unchecked Sendable {
     }
 
     /// Work arrived from another thread (the tick's inbox drain). It does not hold a test loop's
-    /// time: it is only counted, for stall reports (a real loop never reads the count).
+    /// time: it is only counted, for stall reports.
     @inline(__always)
     func noteCrossThreadArrival() {
-        virtual.crossThreadArrivals &+= 1
+        if isVirtual { virtual.unsafelyUnwrapped.crossThreadArrivals &+= 1 }
     }
 }
 
@@ -90,7 +89,8 @@ extension Loop {
     public enum TimeMode: Sendable, Equatable {
         /// Monotonic wall time.
         case real
-        /// Virtual time starting at zero: it moves only when the loop is idle (see ``withTestLoop(_:)-4f5jv``).
+        /// Virtual time starting at zero: it moves only when the loop is idle. A loop on virtual time
+        /// is a ``TestLoop``, which has the controls (see ``withTestLoop(_:)-17bdc``).
         case virtual
     }
 

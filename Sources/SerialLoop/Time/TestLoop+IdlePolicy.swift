@@ -1,6 +1,9 @@
 @preconcurrency import Glibc
+import CSerialLoopShims
 
-// When a test loop's clock may jump, and when a test loop gives up (a stall).
+// When a test loop's clock may jump, and when a test loop gives up (a stall); how it moves the
+// clock; and which runtime sleeps are dead (why they exist: Loop+RuntimeSleeps.swift). Members of
+// `TestLoop`: only a test loop has a virtual clock (its state: VirtualClock.swift).
 //
 // The rule has no open-ended heuristics. What stops a jump:
 // - ready work and ready I/O (they run first: time never moves under them);
@@ -20,7 +23,7 @@
 // `stallTimeout`, the loop declares a stall that names what kept it (the descriptors, the hold,
 // the arrivals from other threads) and `run(until:)` (so `withTestLoop`) throws.
 
-extension Loop {
+extension TestLoop {
     /// What a test loop does at step 5 of a tick when no work is ready. The rule, in order:
     /// 1. I/O that is ready now is work: poll without blocking first.
     /// 2. Tasks waiting in `runUntilIdle()` resume (time does not move).
@@ -36,54 +39,47 @@ extension Loop {
     func idleOnVirtualTime() {
         if reactor.hasKernelInterest && poll(timeoutNanoseconds: 0) > 0 { return }
         if !ready.isEmpty || inbox.mayHaveWork { return }
-        if !time.virtual.idleWaiters.isEmpty {
-            let waiters = time.virtual.idleWaiters
-            time.virtual.idleWaiters.removeAll()
-            noteVirtualProgress()
+        if !virtualClock.idleWaiters.isEmpty {
+            let waiters = virtualClock.idleWaiters
+            virtualClock.idleWaiters.removeAll()
+            virtualClock.noteProgress()
             for waiter in waiters { waiter.resume() }
             return
         }
         let deadSleeps = setAsideDeadRuntimeSleeps()
         defer { reinstate(deadSleeps) }
-        let now = time.virtualNanoseconds.load(ordering: .relaxed)
+        let now = virtualClock.now
         let next = timers.nextDeadline.flatMap { $0 < neverDeadline ? $0 : nil }
-        if let request = time.virtual.advanceRequest {
+        if let request = virtualClock.advanceRequest {
             if let next, next <= request.target {
                 setVirtualNow(max(now, next))
             } else {
                 // A target of "never" fires every finite timer and leaves the clock at the last.
-                if request.target < neverDeadline { setVirtualNow(max(now, request.target)) } else { noteVirtualProgress() }
-                time.virtual.advanceRequest = nil
+                if request.target < neverDeadline { setVirtualNow(max(now, request.target)) } else { virtualClock.noteProgress() }
+                virtualClock.advanceRequest = nil
                 request.continuation.resume()
             }
             return
         }
-        if time.virtual.autoAdvance && time.virtual.holdCount <= 0, let next {
+        if virtualClock.autoAdvance && virtualClock.holdCount <= 0, let next {
             if waitForQuietIO(before: next) { setVirtualNow(max(now, next)) }
             return
         }
-        time.virtual.quietPeriodStart = nil
+        virtualClock.quietPeriodStart = nil
         if !parkCountingTowardsStall(timeoutNanoseconds: nil) {
             declareStall("virtual time could not move (\(whyTimeCannotMove()))")
         }
-    }
-
-    /// Virtual time moved, or a stepping request was served: the stall budget starts over.
-    func noteVirtualProgress() {
-        time.virtual.waitedWithoutMoving = 0
-        time.virtual.quietPeriodStart = nil
-        time.virtual.crossThreadArrivals = 0
     }
 
     /// Waits, if I/O is in flight, until it has been quiet for `ioQuietPeriod` of real time.
     /// - Returns: `true` when the jump may happen now; `false` when work arrived (run it first, then
     ///   come back: the quiet period goes on unless it was readiness) or a stall was declared.
     private func waitForQuietIO(before deadline: Int64) -> Bool {
-        let quiet = time.virtual.ioQuietPeriodNanoseconds
+        let quiet = virtualClock.ioQuietPeriodNanoseconds
         // The main-queue descriptor of a loop on the main thread is the loop's own, not I/O in flight.
         guard quiet > 0, reactor.waiterCount > 0 || reactor.callbackCount > (servesMainQueue ? 1 : 0) else { return true }
-        let start = time.virtual.quietPeriodStart ?? monotonicNanoseconds()
-        time.virtual.quietPeriodStart = start
+        let start = virtualClock.quietPeriodStart ?? monotonicNanoseconds()
+        virtualClock.quietPeriodStart = start
         while true {
             let remaining = quiet - (monotonicNanoseconds() - start)
             if remaining <= 0 { return true }
@@ -94,7 +90,7 @@ extension Loop {
             // Readiness delivered by that poll is on the ready queue now: the descriptors are not
             // quiet, so the period starts over after it runs. Arrivals from other threads run too,
             // but the period goes on.
-            if !ready.isEmpty { time.virtual.quietPeriodStart = nil; return false }
+            if !ready.isEmpty { virtualClock.quietPeriodStart = nil; return false }
             if inbox.mayHaveWork || inbox.isStopRequested { return false }
         }
     }
@@ -103,24 +99,68 @@ extension Loop {
     /// bounded by what is left of the stall budget, and charges the time parked to it.
     /// - Returns: `false`, without parking, when the budget is spent: the caller declares a stall.
     private func parkCountingTowardsStall(timeoutNanoseconds: Int64?) -> Bool {
-        let budget = time.virtual.stallTimeoutNanoseconds - time.virtual.waitedWithoutMoving
+        let budget = virtualClock.stallTimeoutNanoseconds - virtualClock.waitedWithoutMoving
         if budget <= 0 { return false }
         let start = monotonicNanoseconds()
         parkAndPoll(timeoutNanoseconds: min(timeoutNanoseconds ?? budget, budget))
-        time.virtual.waitedWithoutMoving += max(0, monotonicNanoseconds() - start)
+        virtualClock.waitedWithoutMoving += max(0, monotonicNanoseconds() - start)
         return true
     }
 
     private func declareStall(_ why: String) {
-        let arrivals = time.virtual.crossThreadArrivals
+        let arrivals = virtualClock.crossThreadArrivals
         let fromOtherThreads = arrivals > 0 ? "; \(arrivals) work item(s) arrived from other threads meanwhile, which do not hold time: use holdTime() for off-loop work the test waits for" : ""
-        endRunStalled("the test loop stalled: \(why) for \(Duration.nanoseconds(time.virtual.stallTimeoutNanoseconds)) of real time spent waiting\(fromOtherThreads); pending: \(leftovers()). The body awaits something only another thread could complete\(mainActorStallHint)")
+        endRunStalled("the test loop stalled: \(why) for \(Duration.nanoseconds(virtualClock.stallTimeoutNanoseconds)) of real time spent waiting\(fromOtherThreads); pending: \(leftovers()). The body awaits something only another thread could complete\(mainActorStallHint)")
     }
 
     private func whyTimeCannotMove() -> String {
-        if time.virtual.holdCount > 0 { return "time is held by \(time.virtual.holdCount) TimeHold(s)" }
-        if !time.virtual.autoAdvance { return "autoAdvancesTime is off and no advance(by:) is running" }
+        if virtualClock.holdCount > 0 { return "time is held by \(virtualClock.holdCount) TimeHold(s)" }
+        if !virtualClock.autoAdvance { return "autoAdvancesTime is off and no advance(by:) is running" }
         if let next = timers.nextDeadline, next == neverDeadline { return "only 'never' deadlines are pending" }
         return "no live timer"
+    }
+}
+
+extension TestLoop {
+    /// Moves virtual time. Loop thread only, while the loop runs on it (the thread-local copy the
+    /// runtime's clocks read is this thread's).
+    /// - Precondition: `nanoseconds` is not "never" and not in the past.
+    func setVirtualNow(_ nanoseconds: Int64) {
+        assert(nanoseconds < neverDeadline && nanoseconds >= virtualClock.now, "virtual time must move forward and never reach 'never'")
+        assert(c_serial_loop_current_loop() == Unmanaged.passUnretained(self).toOpaque(), "virtual time set off the thread the loop runs on: the runtime's clocks there would not follow")
+        virtualClock.nanoseconds.store(nanoseconds, ordering: .relaxed)
+        c_serial_loop_set_thread_virtual_nanoseconds(nanoseconds)
+        virtualClock.noteProgress()
+    }
+}
+
+extension TestLoop {
+    // MARK: Runtime sleeps of cancelled tasks
+
+    /// Records the current task as the owner of the runtime sleep `id`. Loop thread, test loops.
+    /// - Complexity: amortised O(1): fired sleeps' entries are swept when the table has grown to
+    ///   twice the pending timers.
+    func noteRuntimeSleep(_ id: TimerID) {
+        guard let owner = withUnsafeCurrentTask(body: { $0 }) else { return }
+        virtualClock.runtimeSleepOwners.sweepWhenGrown(liveCount: timers.count) { { self.timers.contains($0) } }
+        virtualClock.runtimeSleepOwners[id] = owner
+    }
+
+    /// Removes, from the head of the timer queue, every runtime sleep whose task is cancelled.
+    func setAsideDeadRuntimeSleeps() -> [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)] {
+        var dead: [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)] = []
+        while let (deadline, id) = timers.first, let owner = virtualClock.runtimeSleepOwners[id], owner.isCancelled {
+            virtualClock.runtimeSleepOwners[id] = nil
+            dead.append((deadline, timers.cancel(id)!, owner))
+        }
+        return dead
+    }
+
+    /// Puts set-aside sleeps back with their own deadlines: those the clock has passed fire on the
+    /// next tick (a no-op for a cancelled sleep), the others wait, still known to be dead.
+    func reinstate(_ dead: [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)]) {
+        for (deadline, payload, owner) in dead {
+            virtualClock.runtimeSleepOwners[timers.schedule(at: deadline, payload)] = owner
+        }
     }
 }
