@@ -11,12 +11,21 @@ extension Loop {
     /// 5. poll for I/O — without blocking if work is ready, else until the next deadline, else until
     ///    woken (a test loop never waits for time: it jumps its clock instead);
     /// 6. deliver readiness: resume waiters, queue reader/writer callbacks.
+    ///
+    /// Turned by the run loop (`runTicks`: plain ticks while nothing observes the loop,
+    /// `observedTicks()` while an instrument or debug mode does) and by shutdown's drain (this).
     /// - Parameter polls: `false` skips phases 5–6 (shutdown's drain, which peeks at I/O itself
     ///   and must never wait).
     /// - Returns: `false` when the loop should stop turning.
     @inline(__always)
-    func tick(polls: Bool = true) -> Bool {
+    func tick(polls: Bool) -> Bool {
         if isObserved { return observedTick(polls: polls) }
+        return plainTick(polls: polls)
+    }
+
+    /// A tick that nothing observes.
+    @inline(__always)
+    func plainTick(polls: Bool = true) -> Bool {
         var unobserved = Unobserved()
         return tick(&unobserved, polls: polls)
     }
@@ -26,18 +35,18 @@ extension Loop {
     /// observer, so the plain tick's empty hooks compile to nothing.
     @inline(__always)
     func tick<Observer: TickObserver>(_ observer: inout Observer, polls: Bool) -> Bool {
-        observer.tickWillStart()
+        observer.tickWillStart(self)
         let now = readClockForTick()                                 // 1
         moveDueTimers(now: now, &observer)                           // 2
         let arrived = drainInbox()                                   // 3
         let count = ready.count
         metricsStorage.noteTick(readyJobs: count)
-        observer.jobsWillRun(afterArrivals: arrived)
+        observer.jobsWillRun(afterArrivals: arrived, self)
         for _ in 0..<count { observer.run(ready.pop(), on: self) }   // 4
         metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
         let goesOn = !(runState.isEnding || inbox.isStopRequested)
         if goesOn && polls { pollAndDeliver() }                      // 5, 6
-        observer.tickDidEnd()
+        observer.tickDidEnd(self)
         return goesOn
     }
 
@@ -51,10 +60,10 @@ extension Loop {
         while let (deadline, id, payload) = timers.popDue(now: now, holdingSlotIf: TimerPayload.holdsSlotWhenDue) {
             let lag = now.saturatingSubtract(deadline)
             metricsStorage.noteTimerFired(lag: lag)
-            observer.timerDidFire(deadline: deadline, lag: lag)
+            observer.timerDidFire(deadline: deadline, lag: lag, self)
             activate(payload, id: id)
         }
-        observer.dueTimersDidMove()
+        observer.dueTimersDidMove(self)
     }
 
     /// Puts a fired timer's work on the ready queue. Resuming a continuation only enqueues its task.
@@ -197,29 +206,30 @@ extension Loop {
 // MARK: What observes a tick
 
 /// What watches the tick's phases (`tick(_:polls:)`): the tick calls these at fixed points and the
-/// observer adds its hooks and timing. Three conform: `Unobserved` here (the plain tick), and
+/// observer adds its hooks and timing. Each gets the loop (borrowed: an observer that stored it, or
+/// its `observation`, retained and released that around every hook loop). Three conform: `Unobserved` here (the plain tick), and
 /// `InstrumentObserver` and `TimingObserver` (Loop+Observation.swift).
 protocol TickObserver {
     /// A tick begins, before the clock is read.
-    mutating func tickWillStart()
+    mutating func tickWillStart(_ loop: Loop)
     /// A timer due at `deadline` fired `lag` late (loop time): called before its work is activated.
-    mutating func timerDidFire(deadline: Int64, lag: Int64)
+    mutating func timerDidFire(deadline: Int64, lag: Int64, _ loop: Loop)
     /// Phase 2 is over: every due timer fired.
-    mutating func dueTimersDidMove()
+    mutating func dueTimersDidMove(_ loop: Loop)
     /// Phase 4 begins; `arrived`: whether phase 3 found the inbox with work.
-    mutating func jobsWillRun(afterArrivals arrived: Bool)
+    mutating func jobsWillRun(afterArrivals arrived: Bool, _ loop: Loop)
     /// Runs one job of phase 4 (`loop.run(work)`, with whatever the observer puts around it).
     mutating func run(_ work: Work, on loop: Loop)
     /// The tick has ended (after phases 5–6, if it polled).
-    mutating func tickDidEnd()
+    mutating func tickDidEnd(_ loop: Loop)
 }
 
 /// The plain tick's observer: nothing. Every hook is empty and inlined away.
 struct Unobserved: TickObserver {
-    @inline(__always) func tickWillStart() {}
-    @inline(__always) func timerDidFire(deadline: Int64, lag: Int64) {}
-    @inline(__always) func dueTimersDidMove() {}
-    @inline(__always) func jobsWillRun(afterArrivals arrived: Bool) {}
+    @inline(__always) func tickWillStart(_ loop: Loop) {}
+    @inline(__always) func timerDidFire(deadline: Int64, lag: Int64, _ loop: Loop) {}
+    @inline(__always) func dueTimersDidMove(_ loop: Loop) {}
+    @inline(__always) func jobsWillRun(afterArrivals arrived: Bool, _ loop: Loop) {}
     @inline(__always) func run(_ work: Work, on loop: Loop) { loop.run(work) }
-    @inline(__always) func tickDidEnd() {}
+    @inline(__always) func tickDidEnd(_ loop: Loop) {}
 }

@@ -105,26 +105,23 @@ final class LoopObservation {
 /// The tick observed by plain instruments: each hook called on every instrument, nothing timed.
 /// (Debug mode is off here, so no timer can be late by its threshold.)
 struct InstrumentObserver: TickObserver {
-    /// The loop's own: it outlives the tick.
-    unowned(unsafe) let observation: LoopObservation
+    @inline(__always) func tickWillStart(_ loop: Loop) { loop.observation.forEachHook { $0.tickWillStart() } }
 
-    @inline(__always) func tickWillStart() { observation.forEachHook { $0.tickWillStart() } }
-
-    @inline(__always) func timerDidFire(deadline: Int64, lag: Int64) {
-        observation.forEachHook { $0.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag)) }
+    @inline(__always) func timerDidFire(deadline: Int64, lag: Int64, _ loop: Loop) {
+        loop.observation.forEachHook { $0.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag)) }
     }
 
-    @inline(__always) func dueTimersDidMove() {}
-    @inline(__always) func jobsWillRun(afterArrivals arrived: Bool) {}
+    @inline(__always) func dueTimersDidMove(_ loop: Loop) {}
+    @inline(__always) func jobsWillRun(afterArrivals arrived: Bool, _ loop: Loop) {}
 
     @inline(__always) func run(_ work: Work, on loop: Loop) {
         let kind = LoopJobKind(work)
-        observation.forEachHook { $0.jobWillRun(kind) }
+        loop.observation.forEachHook { $0.jobWillRun(kind) }
         loop.run(work)
-        observation.forEachHook { $0.jobDidRun(kind) }
+        loop.observation.forEachHook { $0.jobDidRun(kind) }
     }
 
-    @inline(__always) func tickDidEnd() { observation.forEachHook { $0.tickDidEnd() } }
+    @inline(__always) func tickDidEnd(_ loop: Loop) { loop.observation.forEachHook { $0.tickDidEnd() } }
 }
 
 /// The tick observed by timing instruments and debug mode: hooks with durations, the metrics'
@@ -134,8 +131,6 @@ struct InstrumentObserver: TickObserver {
 /// the tick's start is the first job's start when no timer fired and nothing arrived, and the last
 /// job's end is the tick's end when the tick did not poll: one read per job.
 struct TimingObserver: TickObserver {
-    unowned(unsafe) let loop: Loop
-    unowned(unsafe) let observation: LoopObservation
     /// When the tick began, and the last clock read since (the end of the last job).
     private var start: Int64 = 0
     private var clock: Int64 = 0
@@ -144,45 +139,46 @@ struct TimingObserver: TickObserver {
     private var late = 0
     private var worstLag: Int64 = 0
 
-    init(loop: Loop, observation: LoopObservation) {
-        self.loop = loop
-        self.observation = observation
-    }
-
-    mutating func tickWillStart() {
+    @inline(__always)
+    mutating func tickWillStart(_ loop: Loop) {
         start = monotonicNanoseconds()
-        observation.polledThisTick = 0
-        observation.didPoll = false
-        observation.forEachHook { $0.tickWillStart() }
+        loop.observation.polledThisTick = 0
+        loop.observation.didPoll = false
+        loop.observation.forEachHook { $0.tickWillStart() }
     }
 
-    mutating func timerDidFire(deadline: Int64, lag: Int64) {
+    @inline(__always)
+    mutating func timerDidFire(deadline: Int64, lag: Int64, _ loop: Loop) {
         fired = true
-        observation.forEachHook { $0.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag)) }
-        if lag >= observation.lagThreshold {
+        loop.observation.forEachHook { $0.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag)) }
+        if lag >= loop.observation.lagThreshold {
             late += 1
             worstLag = max(worstLag, lag)
         }
     }
 
-    func dueTimersDidMove() {
+    @inline(__always)
+    func dueTimersDidMove(_ loop: Loop) {
         guard late > 0 else { return }
-        observation.debug?.deliver(LoopDebugReport(kind: .lateTimers, duration: .zero, lag: .nanoseconds(worstLag), lateTimers: late, suppressed: 0))
+        loop.observation.debug?.deliver(LoopDebugReport(kind: .lateTimers, duration: .zero, lag: .nanoseconds(worstLag), lateTimers: late, suppressed: 0))
     }
 
-    mutating func jobsWillRun(afterArrivals arrived: Bool) {
+    @inline(__always)
+    mutating func jobsWillRun(afterArrivals arrived: Bool, _ loop: Loop) {
         clock = fired || arrived ? monotonicNanoseconds() : start
     }
 
+    @inline(__always)
     mutating func run(_ work: Work, on loop: Loop) {
-        clock = loop.runTimed(work, startedAt: clock, observation)
+        clock = loop.runTimed(work, startedAt: clock)
     }
 
-    func tickDidEnd() {
-        let end = observation.didPoll ? monotonicNanoseconds() : clock
-        let busy = end - start - observation.polledThisTick
+    @inline(__always)
+    func tickDidEnd(_ loop: Loop) {
+        let end = loop.observation.didPoll ? monotonicNanoseconds() : clock
+        let busy = end - start - loop.observation.polledThisTick
         loop.metricsStorage.tickDuration.record(busy)
-        observation.forEachHook { $0.tickDidEnd(duration: .nanoseconds(busy)) }
+        loop.observation.forEachHook { $0.tickDidEnd(duration: .nanoseconds(busy)) }
     }
 }
 
@@ -229,17 +225,38 @@ extension Loop {
 
     // MARK: The observed tick
 
-    /// `tick()` while an instrument or debug mode is installed: the same body (Loop+Tick.swift),
+    /// Turns observed ticks while an instrument or debug mode stays installed: one call from the
+    /// run loop for many ticks. Kept out of the run loop's function: inlined there, the observed
+    /// bodies made it so large that the optimiser stopped inlining the plain tick into it (+21
+    /// instructions per plain tick); called once per tick, the call cost the observed tick ~25
+    /// (callgrind).
+    /// - Returns: `false` when the loop should stop turning.
+    @inline(never)
+    func observedTicks() -> Bool {
+        repeat {
+            guard observedTickBody(polls: true) else { return false }
+            if isObserved { checkInvariantsInDebugBuilds() }
+        } while isObserved
+        return true
+    }
+
+    /// One observed tick (shutdown's drain).
+    @inline(never)
+    func observedTick(polls: Bool) -> Bool {
+        observedTickBody(polls: polls)
+    }
+
+    /// The tick while an instrument or debug mode is installed: the same body (Loop+Tick.swift),
     /// observed untimed (plain instruments only: their hook calls and little else, no clock reads)
     /// or timed (a timing instrument or debug mode).
     @inline(__always)
-    func observedTick(polls: Bool) -> Bool {
+    private func observedTickBody(polls: Bool) -> Bool {
         observation.beginTick()
         let goesOn: Bool
         if observation.timesJobs {
             goesOn = timedTick(polls: polls)
         } else {
-            var observer = InstrumentObserver(observation: observation)
+            var observer = InstrumentObserver()
             goesOn = tick(&observer, polls: polls)
         }
         // The last instrument was removed during this tick: release the boxes now (the plain
@@ -249,13 +266,18 @@ extension Loop {
     }
 
     private func timedTick(polls: Bool) -> Bool {
-        var observer = TimingObserver(loop: self, observation: observation)
+        var observer = TimingObserver()
         return tick(&observer, polls: polls)
     }
 
     /// Runs one job that started at `start` (the previous clock read). Returns when it ended.
     @inline(__always)
-    fileprivate func runTimed(_ work: Work, startedAt start: Int64, _ observation: LoopObservation) -> Int64 {
+    fileprivate func runTimed(_ work: Work, startedAt start: Int64) -> Int64 {
+        runTimed(work, startedAt: start, observation)
+    }
+
+    @inline(__always)
+    private func runTimed(_ work: Work, startedAt start: Int64, _ observation: LoopObservation) -> Int64 {
         let kind = LoopJobKind(work)
         observation.forEachHook { $0.jobWillRun(kind) }
         // Debug mode: for a task job, the job is the task: its address is the key of `taskNames`.
