@@ -84,7 +84,7 @@ extension Loop {
         runState = .running(run: id)
         serveMainQueueIfOnMainThread()
         let previous = enterThread()
-        while tick() { checkInvariantsInDebugBuilds() }
+        while isObserved ? observedTicks() : plainTick() { checkInvariantsInDebugBuilds() }
         leaveThread(restoring: previous)
         let end: RunEnd
         if case .ending(_, let reason) = runState { end = reason } else { end = .stopped }

@@ -132,7 +132,9 @@ extension Loop {
         return liveTaskSleeps
     }
 
-    /// Runs ready work until there is none (bounded), polling I/O without blocking.
+    /// Turns the loop until no work is ready (bounded): ticks like a run's, observed like them,
+    /// except that they never wait (with nothing ready, this peeks at I/O instead, and stops if
+    /// none is ready) and no run is in progress to end (`stop()` is not consulted).
     private func drainWithoutBlocking() {
         var ticks = 0
         while ticks < 10_000 {
@@ -140,9 +142,7 @@ extension Loop {
             if ready.isEmpty && !inbox.mayHaveWork {
                 if !reactor.hasKernelInterest || poll(timeoutNanoseconds: 0) == 0 { break }
             }
-            moveDueTimers(now: readClockForTick())
-            drainInbox()
-            runReady(count: ready.count)
+            _ = tick(polls: false)
         }
     }
 

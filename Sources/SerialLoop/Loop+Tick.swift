@@ -11,20 +11,43 @@ extension Loop {
     /// 5. poll for I/O — without blocking if work is ready, else until the next deadline, else until
     ///    woken (a test loop never waits for time: it jumps its clock instead);
     /// 6. deliver readiness: resume waiters, queue reader/writer callbacks.
+    ///
+    /// Turned by the run loop (`runTicks`: plain ticks while nothing observes the loop,
+    /// `observedTicks()` while an instrument or debug mode does) and by shutdown's drain (this).
+    /// - Parameter polls: `false` skips phases 5–6 (shutdown's drain, which peeks at I/O itself
+    ///   and must never wait).
     /// - Returns: `false` when the loop should stop turning.
     @inline(__always)
-    func tick() -> Bool {
-        if isObserved { return observedTick(observation) }
-        let now = readClockForTick()                         // 1
-        moveDueTimers(now: now)                             // 2
-        drainInbox()                                         // 3
+    func tick(polls: Bool) -> Bool {
+        if isObserved { return observedTick(polls: polls) }
+        return plainTick(polls: polls)
+    }
+
+    /// A tick that nothing observes.
+    @inline(__always)
+    func plainTick(polls: Bool = true) -> Bool {
+        var unobserved = Unobserved()
+        return tick(&unobserved, polls: polls)
+    }
+
+    /// The tick's one body, whatever observes it: `Unobserved` (the plain tick), or an instrument
+    /// or timing observer (Loop+Observation.swift). Inlined into each caller and specialised per
+    /// observer, so the plain tick's empty hooks compile to nothing.
+    @inline(__always)
+    func tick<Observer: TickObserver>(_ observer: inout Observer, polls: Bool) -> Bool {
+        observer.tickWillStart(self)
+        let now = readClockForTick()                                 // 1
+        if !timers.isEmpty { moveDueTimers(now: now, &observer) }    // 2
+        let arrived = drainInbox()                                   // 3
         let count = ready.count
         metricsStorage.noteTick(readyJobs: count)
-        runReady(count: count)                               // 4
+        observer.jobsWillRun(afterArrivals: arrived, self)
+        for _ in 0..<count { observer.run(ready.pop(), on: self) }   // 4
         metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
-        if runState.isEnding || inbox.isStopRequested { return false }
-        pollAndDeliver()                                     // 5, 6
-        return true
+        let goesOn = !(runState.isEnding || inbox.isStopRequested)
+        if goesOn && polls { pollAndDeliver() }                      // 5, 6
+        observer.tickDidEnd(self)
+        return goesOn
     }
 
     @inline(__always)
@@ -32,12 +55,17 @@ extension Loop {
         time.nowForTick(hasTimers: !timers.isEmpty)
     }
 
-    @inline(__always)
-    func moveDueTimers(now: Int64) {
+    /// Out of line (specialised per observer): inlined into the run loop, the timer heap's sift
+    /// cost each fired timer ~16 more instructions there (register pressure in a large function).
+    @inline(never)
+    func moveDueTimers<Observer: TickObserver>(now: Int64, _ observer: inout Observer) {
         while let (deadline, id, payload) = timers.popDue(now: now, holdingSlotIf: TimerPayload.holdsSlotWhenDue) {
-            metricsStorage.noteTimerFired(lag: now.saturatingSubtract(deadline))
+            let lag = now.saturatingSubtract(deadline)
+            metricsStorage.noteTimerFired(lag: lag)
+            observer.timerDidFire(deadline: deadline, lag: lag, self)
             activate(payload, id: id)
         }
+        observer.dueTimersDidMove(self)
     }
 
     /// Puts a fired timer's work on the ready queue. Resuming a continuation only enqueues its task.
@@ -53,22 +81,18 @@ extension Loop {
         }
     }
 
+    /// - Returns: whether the inbox had work (it may turn out empty).
     @inline(__always)
-    func drainInbox() {
-        guard inbox.mayHaveWork else { return }
+    @discardableResult
+    func drainInbox() -> Bool {
+        guard inbox.mayHaveWork else { return false }
         // Arrivals a time hold accounts for (offload outcomes) do not restart the quiet period.
         inbox.take(into: &inboxBuffer)
         metricsStorage.crossThreadArrivals.add(inboxBuffer.count)
         if !inboxBuffer.isEmpty { time.noteCrossThreadArrival() }
         for work in inboxBuffer { makeReady(work) }
         inboxBuffer.removeAll(keepingCapacity: true)
-    }
-
-    @inline(__always)
-    func runReady(count: Int) {
-        for _ in 0..<count {
-            run(ready.pop())
-        }
+        return true
     }
 
     @inline(__always)
@@ -179,4 +203,35 @@ extension Loop {
             fatalError("SerialLoop: polling failed, which the loop cannot recover from: \(error)")
         }
     }
+}
+
+// MARK: What observes a tick
+
+/// What watches the tick's phases (`tick(_:polls:)`): the tick calls these at fixed points and the
+/// observer adds its hooks and timing. Each gets the loop (borrowed: an observer that stored it, or
+/// its `observation`, retained and released that around every hook loop). Three conform: `Unobserved` here (the plain tick), and
+/// `InstrumentObserver` and `TimingObserver` (Loop+Observation.swift).
+protocol TickObserver {
+    /// A tick begins, before the clock is read.
+    mutating func tickWillStart(_ loop: Loop)
+    /// A timer due at `deadline` fired `lag` late (loop time): called before its work is activated.
+    mutating func timerDidFire(deadline: Int64, lag: Int64, _ loop: Loop)
+    /// Phase 2 is over: every due timer fired.
+    mutating func dueTimersDidMove(_ loop: Loop)
+    /// Phase 4 begins; `arrived`: whether phase 3 found the inbox with work.
+    mutating func jobsWillRun(afterArrivals arrived: Bool, _ loop: Loop)
+    /// Runs one job of phase 4 (`loop.run(work)`, with whatever the observer puts around it).
+    mutating func run(_ work: Work, on loop: Loop)
+    /// The tick has ended (after phases 5–6, if it polled).
+    mutating func tickDidEnd(_ loop: Loop)
+}
+
+/// The plain tick's observer: nothing. Every hook is empty and inlined away.
+struct Unobserved: TickObserver {
+    @inline(__always) func tickWillStart(_ loop: Loop) {}
+    @inline(__always) func timerDidFire(deadline: Int64, lag: Int64, _ loop: Loop) {}
+    @inline(__always) func dueTimersDidMove(_ loop: Loop) {}
+    @inline(__always) func jobsWillRun(afterArrivals arrived: Bool, _ loop: Loop) {}
+    @inline(__always) func run(_ work: Work, on loop: Loop) { loop.run(work) }
+    @inline(__always) func tickDidEnd(_ loop: Loop) {}
 }

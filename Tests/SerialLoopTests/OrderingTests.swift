@@ -142,6 +142,36 @@ struct OrderingTests {
 
     /// The ready queue grows in place (`realloc`) and then moves its wrapped-around run past the
     /// old end: FIFO order must survive growing while the head is anywhere in the buffer.
+    /// A plain `Task.sleep` passes through the ready queue three times (its wake-up job, the
+    /// wake-up's hop to the global executor routed back, the sleeper), a `loop.sleep` once (the
+    /// fired timer resumes the sleeper): with the same deadline, started in the same tick, the
+    /// `Task.sleep` resumes exactly two ticks later. Virtual time, so that both deadlines are the
+    /// same to the nanosecond. Both orders of starting, several durations.
+    @Test(arguments: [(1, true), (1, false), (5_000, true), (3_600_000, false)])
+    func aPlainTaskSleepResumesTwoTicksAfterALoopSleepWithTheSameDeadline(milliseconds: Int, loopSleepFirst: Bool) async throws {
+        let (started, resumed) = try await withTestLoop { loop in
+            let duration = Duration.milliseconds(milliseconds)
+            let viaLoop: @Sendable () async throws -> (Int, Int) = {
+                let start = loop.metrics.ticks
+                try await loop.sleep(for: duration)
+                return (start, loop.metrics.ticks)
+            }
+            let viaTask: @Sendable () async throws -> (Int, Int) = {
+                let start = loop.metrics.ticks
+                try await Task.sleep(for: duration)
+                return (start, loop.metrics.ticks)
+            }
+            let first = Task(executorPreference: loop) { try await (loopSleepFirst ? viaLoop : viaTask)() }
+            let second = Task(executorPreference: loop) { try await (loopSleepFirst ? viaTask : viaLoop)() }
+            let (a, b) = (try await first.value, try await second.value)
+            let (loopSleep, taskSleep) = loopSleepFirst ? (a, b) : (b, a)
+            #expect(loop.now.nanosecondsSinceOrigin == duration.saturatingNanoseconds)
+            return ([loopSleep.0, taskSleep.0], [loopSleep.1, taskSleep.1])
+        }
+        #expect(started[0] == started[1], "both sleeps start in the same tick")
+        #expect(resumed[1] - resumed[0] == 2, "the Task.sleep resumes two ticks after the loop.sleep (ticks \(resumed))")
+    }
+
     @Test func readyQueueStaysFIFOWhenItGrowsWrappedAround() {
         final class Log { var values: [Int] = [] }
         let log = Log()

@@ -1,8 +1,8 @@
 @preconcurrency import Glibc
 
-// The observed tick: what runs instead of the plain tick while an instrument or debug mode is
-// installed. The plain tick in Loop+Tick.swift pays one branch for all of this (`isObserved`);
-// the phases here are the same, in the same order, with hooks and timing around them.
+// The observed tick: the tick's one body (Loop+Tick.swift) with an observer that calls the
+// instruments' hooks, and times jobs and ticks for timing instruments and debug mode. The plain
+// tick pays one branch for all of this (`isObserved`).
 
 /// What the loop observes while instruments or debug mode are installed. Loop thread only, so
 /// the runtime's dynamic exclusivity checks are off for its properties (as for the loop's own).
@@ -102,6 +102,86 @@ final class LoopObservation {
     }
 }
 
+/// The tick observed by plain instruments: each hook called on every instrument, nothing timed.
+/// (Debug mode is off here, so no timer can be late by its threshold.)
+struct InstrumentObserver: TickObserver {
+    @inline(__always) func tickWillStart(_ loop: Loop) { loop.observation.forEachHook { $0.tickWillStart() } }
+
+    @inline(__always) func timerDidFire(deadline: Int64, lag: Int64, _ loop: Loop) {
+        loop.observation.forEachHook { $0.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag)) }
+    }
+
+    @inline(__always) func dueTimersDidMove(_ loop: Loop) {}
+    @inline(__always) func jobsWillRun(afterArrivals arrived: Bool, _ loop: Loop) {}
+
+    @inline(__always) func run(_ work: Work, on loop: Loop) {
+        let kind = LoopJobKind(work)
+        loop.observation.forEachHook { $0.jobWillRun(kind) }
+        loop.run(work)
+        loop.observation.forEachHook { $0.jobDidRun(kind) }
+    }
+
+    @inline(__always) func tickDidEnd(_ loop: Loop) { loop.observation.forEachHook { $0.tickDidEnd() } }
+}
+
+/// The tick observed by timing instruments and debug mode: hooks with durations, the metrics'
+/// job and tick distributions, and debug mode's slow-job and late-timer reports.
+///
+/// Clock reads are shared where nothing runs between them: a job's end is the next job's start,
+/// the tick's start is the first job's start when no timer fired and nothing arrived, and the last
+/// job's end is the tick's end when the tick did not poll: one read per job.
+struct TimingObserver: TickObserver {
+    /// When the tick began, and the last clock read since (the end of the last job).
+    private var start: Int64 = 0
+    private var clock: Int64 = 0
+    private var fired = false
+    /// Timers that fired at least `lagThreshold` late this tick, and the worst lag (debug mode).
+    private var late = 0
+    private var worstLag: Int64 = 0
+
+    @inline(__always)
+    mutating func tickWillStart(_ loop: Loop) {
+        start = monotonicNanoseconds()
+        loop.observation.polledThisTick = 0
+        loop.observation.didPoll = false
+        loop.observation.forEachHook { $0.tickWillStart() }
+    }
+
+    @inline(__always)
+    mutating func timerDidFire(deadline: Int64, lag: Int64, _ loop: Loop) {
+        fired = true
+        loop.observation.forEachHook { $0.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag)) }
+        if lag >= loop.observation.lagThreshold {
+            late += 1
+            worstLag = max(worstLag, lag)
+        }
+    }
+
+    @inline(__always)
+    func dueTimersDidMove(_ loop: Loop) {
+        guard late > 0 else { return }
+        loop.observation.debug?.deliver(LoopDebugReport(kind: .lateTimers, duration: .zero, lag: .nanoseconds(worstLag), lateTimers: late, suppressed: 0))
+    }
+
+    @inline(__always)
+    mutating func jobsWillRun(afterArrivals arrived: Bool, _ loop: Loop) {
+        clock = fired || arrived ? monotonicNanoseconds() : start
+    }
+
+    @inline(__always)
+    mutating func run(_ work: Work, on loop: Loop) {
+        clock = loop.runTimed(work, startedAt: clock)
+    }
+
+    @inline(__always)
+    func tickDidEnd(_ loop: Loop) {
+        let end = loop.observation.didPoll ? monotonicNanoseconds() : clock
+        let busy = end - start - loop.observation.polledThisTick
+        loop.metricsStorage.tickDuration.record(busy)
+        loop.observation.forEachHook { $0.tickDidEnd(duration: .nanoseconds(busy)) }
+    }
+}
+
 extension Loop {
     // MARK: Installing
 
@@ -145,90 +225,57 @@ extension Loop {
 
     // MARK: The observed tick
 
-    /// `tick()` with hooks, and with timing while `observation.timesJobs`: the same phases, in
-    /// the same order. Two bodies, so that the untimed one (any installed plain instrument) costs
-    /// its hook calls and little else: no clock reads, no timing state.
+    /// Turns observed ticks while an instrument or debug mode stays installed: one call from the
+    /// run loop for many ticks. Kept out of the run loop's function: inlined there, the observed
+    /// bodies made it so large that the optimiser stopped inlining the plain tick into it (+21
+    /// instructions per plain tick); called once per tick, the call cost the observed tick ~25
+    /// (callgrind).
+    /// - Returns: `false` when the loop should stop turning.
+    @inline(never)
+    func observedTicks() -> Bool {
+        repeat {
+            guard observedTickBody(polls: true) else { return false }
+            if isObserved { checkInvariantsInDebugBuilds() }
+        } while isObserved
+        return true
+    }
+
+    /// One observed tick (shutdown's drain).
+    @inline(never)
+    func observedTick(polls: Bool) -> Bool {
+        observedTickBody(polls: polls)
+    }
+
+    /// The tick while an instrument or debug mode is installed: the same body (Loop+Tick.swift),
+    /// observed untimed (plain instruments only: their hook calls and little else, no clock reads)
+    /// or timed (a timing instrument or debug mode).
     @inline(__always)
-    func observedTick(_ observation: LoopObservation) -> Bool {
+    private func observedTickBody(polls: Bool) -> Bool {
         observation.beginTick()
-        let goesOn = observation.timesJobs ? timedTick(observation) : hookedTick(observation)
+        let goesOn: Bool
+        if observation.timesJobs {
+            goesOn = timedTick(polls: polls)
+        } else {
+            var observer = InstrumentObserver()
+            goesOn = tick(&observer, polls: polls)
+        }
         // The last instrument was removed during this tick: release the boxes now (the plain
         // tick never looks at them, and they keep the removed instruments alive).
         if !isObserved { observation.beginTick() }
         return goesOn
     }
 
-    @inline(__always)
-    private func hookedTick(_ observation: LoopObservation) -> Bool {
-        observation.forEachHook { $0.tickWillStart() }
-        if !timers.isEmpty { _ = moveDueTimersObserved(now: readClockForTick(), observation) }   // 1, 2
-        drainInbox()                                                                            // 3
-        let count = ready.count
-        metricsStorage.noteTick(readyJobs: count)
-        for _ in 0..<count {                                                                    // 4
-            let work = ready.pop()
-            let kind = LoopJobKind(work)
-            observation.forEachHook { $0.jobWillRun(kind) }
-            run(work)
-            observation.forEachHook { $0.jobDidRun(kind) }
-        }
-        metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
-        let goesOn = !(runState.isEnding || inbox.isStopRequested)
-        if goesOn { pollAndDeliver() }                                                          // 5, 6
-        observation.forEachHook { $0.tickDidEnd() }
-        return goesOn
-    }
-
-    /// Clock reads are shared where nothing runs between them: a job's end is the next job's
-    /// start, the tick's start is the first job's start when no timer fired and nothing arrived,
-    /// and the last job's end is the tick's end when the tick did not poll: one read per job.
-    private func timedTick(_ observation: LoopObservation) -> Bool {
-        let start = monotonicNanoseconds()
-        observation.polledThisTick = 0
-        observation.didPoll = false
-        observation.forEachHook { $0.tickWillStart() }
-        let fired = moveDueTimersObserved(now: readClockForTick(), observation)                // 1, 2
-        let arrived = inbox.mayHaveWork
-        drainInbox()                                                                            // 3
-        let count = ready.count
-        metricsStorage.noteTick(readyJobs: count)
-        var clock = fired || arrived ? monotonicNanoseconds() : start
-        for _ in 0..<count { clock = runTimed(ready.pop(), startedAt: clock, observation) }   // 4
-        metricsStorage.publishGauges(timers: timers.count, waiters: reactor.waiterCount, futures: pendingAwaits.count)
-        let goesOn = !(runState.isEnding || inbox.isStopRequested)
-        if goesOn { pollAndDeliver() }                                                          // 5, 6
-        let end = observation.didPoll ? monotonicNanoseconds() : clock
-        let busy = end - start - observation.polledThisTick
-        metricsStorage.tickDuration.record(busy)
-        observation.forEachHook { $0.tickDidEnd(duration: .nanoseconds(busy)) }
-        return goesOn
-    }
-
-    /// - Returns: whether any timer fired.
-    private func moveDueTimersObserved(now: Int64, _ observation: LoopObservation) -> Bool {
-        var fired = false
-        var late = 0
-        var worst: Int64 = 0
-        while let (deadline, id, payload) = timers.popDue(now: now, holdingSlotIf: TimerPayload.holdsSlotWhenDue) {
-            fired = true
-            let lag = now.saturatingSubtract(deadline)
-            metricsStorage.noteTimerFired(lag: lag)
-            observation.forEachHook {
-                $0.timerDidFire(deadline: LoopClock.Instant(nanosecondsSinceOrigin: deadline), lag: .nanoseconds(lag))
-            }
-            if lag >= observation.lagThreshold {
-                late += 1
-                worst = max(worst, lag)
-            }
-            activate(payload, id: id)
-        }
-        if late > 0 {
-            observation.debug?.deliver(LoopDebugReport(kind: .lateTimers, duration: .zero, lag: .nanoseconds(worst), lateTimers: late, suppressed: 0))
-        }
-        return fired
+    private func timedTick(polls: Bool) -> Bool {
+        var observer = TimingObserver()
+        return tick(&observer, polls: polls)
     }
 
     /// Runs one job that started at `start` (the previous clock read). Returns when it ended.
+    @inline(__always)
+    fileprivate func runTimed(_ work: Work, startedAt start: Int64) -> Int64 {
+        runTimed(work, startedAt: start, observation)
+    }
+
     @inline(__always)
     private func runTimed(_ work: Work, startedAt start: Int64, _ observation: LoopObservation) -> Int64 {
         let kind = LoopJobKind(work)

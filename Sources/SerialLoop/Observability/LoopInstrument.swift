@@ -19,8 +19,9 @@
 ///
 /// A tick that ends the run (after `stop()`, or when `run(until:)` is done) skips step 4.
 /// Instruments added or removed during a tick (by a hook or a job) take effect from the next tick:
-/// a removed instrument still gets the rest of the current tick's hooks. Shutdown's final drain
-/// runs jobs and timers without hooks (its polls do call the poll hooks).
+/// a removed instrument still gets the rest of the current tick's hooks. Shutdown's drain turns
+/// the loop in ticks like any other, with the same hooks, but they skip step 4: with nothing
+/// ready, shutdown peeks at I/O between ticks instead (those polls call the poll hooks too).
 public protocol LoopInstrument: AnyObject {
     /// A tick begins (before the clock is read). Loop thread, like every hook.
     func tickWillStart()
