@@ -135,7 +135,9 @@ def strip_binary(binary):
 
 def git_head():
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        # "-dirty" when the figures include uncommitted changes (the commit that moves the
+        # baseline usually carries the change it measured).
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
                               cwd=HERE, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -44,7 +44,7 @@ public final class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) var timers = TimerQueue()
     @exclusivity(unchecked) var reactor: Reactor<PlatformBackend>
     /// Scratch for the tick's inbox drain (its capacity is kept, so draining does not allocate).
-    @exclusivity(unchecked) var inboxBuffer: [Work] = []
+    @exclusivity(unchecked) var inboxBuffer = ReadyQueue(initialCapacity: 64)
     /// Idle, running (and which run), ending (and why), or shut down: see `RunState` (Loop+Running.swift).
     @exclusivity(unchecked) var runState = RunState.idle
     /// The last run identity handed out (`nextRunID`).
