@@ -3,7 +3,7 @@
 # on the release benchmark binary, against Benchmarks/perf-baseline.json. Fails when a row is more
 # than 3 % worse. Rows, method and how the baseline moves: Benchmarks/NOTES.md, "The performance gate".
 #   .ci/perf-gate.sh                                      compare (about a minute after the build)
-#   .ci/perf-gate.sh --rows "yield,spawn+await"           only those rows
+#   .ci/perf-gate.sh --row yield --row spawn+await        only those rows
 #   .ci/perf-gate.sh --runs 5                             each row 5 times (prints the spread)
 #   .ci/perf-gate.sh --update-baseline --reason "why"     rewrite the baseline; commit it with a
 #                                                         message that says why it moved

@@ -1,7 +1,7 @@
 """The performance gate: instructions per operation of the key rows, counted by callgrind on the
 release benchmark binary, against the committed baseline (Benchmarks/perf-baseline.json).
 
-usage: python3 perf_gate.py BINARY [--baseline FILE] [--rows a,b] [--runs N]
+usage: python3 perf_gate.py BINARY [--baseline FILE] [--row NAME ...] [--runs N]
                                    [--update-baseline --reason "why the baseline moves"]
 
 Each row's figure is (Ir(large) - Ir(small)) / (large - small): two runs of the same workload in
@@ -147,7 +147,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("binary", help="the release SerialLoopBenchmarks binary")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
-    parser.add_argument("--rows", help="comma-separated row names (default: every gated row)")
+    parser.add_argument("--row", dest="rows", action="append",
+                        help="measure only this row (repeat for more; default: every gated row)")
     parser.add_argument("--runs", type=int, default=1,
                         help="measure each row this many times; the gate compares the lowest, a new "
                              "baseline records the median (default 1; at least 3 with --update-baseline)")
@@ -158,7 +159,7 @@ def main(argv=None):
 
     rows = ROWS
     if args.rows:
-        wanted = [r.strip() for r in args.rows.split(",")]
+        wanted = args.rows
         unknown = [w for w in wanted if w not in [r[0] for r in ROWS]]
         if unknown:
             print(f"unknown rows: {unknown}; gated rows: {[r[0] for r in ROWS]}", file=sys.stderr)
