@@ -46,7 +46,16 @@ extension Loop {
     ///   - file: the call site, for debug-mode reports (leave the default).
     ///   - line: the call site's line (leave the default).
     public func execute(_ callback: @escaping @Sendable () -> Void, file: StaticString = #fileID, line: UInt = #line) {
-        submit(.callback(taggedSendable(callback, file: file, line: line)))
+        // The plain path hands the borrowed closure straight to `submit`: going through
+        // `taggedSendable` on it too made an owned copy that the inbox's `push` (which borrows its
+        // work and copies it into the list) then had to release — a retain/release pair per
+        // cross-thread job, ~40 of its ~610 instructions (the cross-thread row's regression
+        // since ebeebfd, Benchmarks/NOTES.md).
+        if metricsStorage.capturesSites.load(ordering: .relaxed) {
+            submit(.callback(taggedSendable(callback, file: file, line: line)))
+        } else {
+            submit(.callback(callback))
+        }
     }
 
     /// Whether the loop has shut down: its `withLoop` returned, or its `LoopThread` was shut down.

@@ -90,8 +90,8 @@ extension Loop {
         inbox.take(into: &inboxBuffer)
         metricsStorage.crossThreadArrivals.add(inboxBuffer.count)
         if !inboxBuffer.isEmpty { time.noteCrossThreadArrival() }
-        for work in inboxBuffer { makeReady(work) }
-        inboxBuffer.removeAll(keepingCapacity: true)
+        // Popping moves each item out of the ring (no retain/release per item; Inbox.swift).
+        while !inboxBuffer.isEmpty { makeReady(inboxBuffer.pop()) }
         return true
     }
 

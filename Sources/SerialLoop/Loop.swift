@@ -51,7 +51,7 @@ public class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     @exclusivity(unchecked) final var timers = TimerQueue()
     @exclusivity(unchecked) final var reactor: Reactor<PlatformBackend>
     /// Scratch for the tick's inbox drain (its capacity is kept, so draining does not allocate).
-    @exclusivity(unchecked) final var inboxBuffer: [Work] = []
+    @exclusivity(unchecked) final var inboxBuffer = ReadyQueue(initialCapacity: 64)
     /// Idle, running (and which run), ending (and why), or shut down: see `RunState` (Loop+Running.swift).
     @exclusivity(unchecked) final var runState = RunState.idle
     /// The last run identity handed out (`nextRunID`).

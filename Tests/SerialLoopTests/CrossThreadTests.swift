@@ -52,7 +52,7 @@ struct CrossThreadTests {
         // Loop busy (not parking): enqueues never write the eventfd.
         for _ in 0..<100 { inbox.push(.callback {}) }
         #expect(wakes.load(ordering: .relaxed) == 0)
-        var taken: [Work] = []
+        var taken = ReadyQueue(initialCapacity: 64)
         inbox.take(into: &taken)
         #expect(taken.count == 100)
         // Loop parked: the first enqueue wakes it, the next 999 ride on that wake-up.
@@ -62,7 +62,7 @@ struct CrossThreadTests {
         // After the loop consumed the wake-up and parks again, one more wake-up is sent.
         inbox.endParking()
         inbox.wakeConsumed()
-        taken.removeAll()
+        while !taken.isEmpty { _ = taken.pop() }
         inbox.take(into: &taken)
         #expect(inbox.beginParking())
         inbox.push(.callback {})
@@ -71,6 +71,36 @@ struct CrossThreadTests {
         inbox.endParking()
         inbox.wakeConsumed()
         #expect(inbox.beginParking() == false)
+    }
+
+    /// The inbox's ring buffers trade places on every take (the loop's scratch becomes the inbox's
+    /// storage): batches of changing sizes make both rings grow and wrap around, and every item
+    /// still comes out once, in push order.
+    @Test func inboxTakesAreFIFOAcrossGrowthAndWrapAround() {
+        let inbox = Inbox(wake: {})
+        var scratch = ReadyQueue(initialCapacity: 64)
+        let seen = LoopBox<[Int]>([])
+        var next = 0
+        for batch in [3, 60, 70, 1, 200, 64, 65, 5, 500, 2] {
+            for _ in 0..<batch {
+                let value = next
+                next += 1
+                inbox.push(.callback { seen.value.append(value) })
+            }
+            inbox.take(into: &scratch)
+            #expect(scratch.count == batch)
+            while !scratch.isEmpty {
+                guard case .callback(let body) = scratch.pop() else {
+                    Issue.record("a callback came out as another kind of work")
+                    continue
+                }
+                body()
+            }
+        }
+        #expect(seen.value == Array(0..<next))
+        inbox.push(.callback {})
+        #expect(inbox.close().count == 1)
+        #expect(inbox.push(.callback {}) == false)
     }
 
     @Test func manyCrossThreadEnqueuesToAParkedLoopAllRun() async throws {

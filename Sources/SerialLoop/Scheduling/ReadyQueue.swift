@@ -3,7 +3,8 @@ import Glibc
 /// The loop's FIFO ready queue: a growable ring buffer owned by the loop thread.
 ///
 /// Push and pop are O(1) and do not allocate once the buffer has grown to the workload's peak
-/// (capacity is kept, never shrunk). Not thread-safe: only the loop thread touches it.
+/// (capacity is kept, never shrunk). Not thread-safe: the loop's own queue is touched by the loop
+/// thread only; the inbox keeps its cross-thread items in one under its lock (Inbox.swift).
 struct ReadyQueue: ~Copyable {
     private var storage: UnsafeMutablePointer<Work>
     private var capacity: Int
