@@ -19,8 +19,9 @@ import Synchronization
 // A final class with a stored mode, not a protocol: the real-time tick calls it with static,
 // inlinable dispatch (an existential clock costs a witness-table call per reading).
 
-/// The loop's clock: real (CLOCK_MONOTONIC) or virtual. Immutable mode.
-final class LoopTime: Sendable {
+/// The loop's clock: real (CLOCK_MONOTONIC) or virtual. Immutable mode. Reached only through its
+/// loop (not `Sendable` itself: see `VirtualClock`).
+final class LoopTime {
     /// A test loop's virtual clock; `nil` on a real loop. The one owner of virtual-time state.
     let virtual: VirtualClock?
     /// Whether this is a test loop's clock (`virtual != nil`), stored: the real-time paths test one

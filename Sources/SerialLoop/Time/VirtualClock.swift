@@ -36,9 +36,10 @@ import Synchronization
 /// A test loop's virtual clock: its reading and everything that decides when it moves. One per
 /// `TestLoop`, owned by its `LoopTime`; a real loop has none. `nanoseconds` is readable from any
 /// thread; the rest is loop-thread only.
-final class VirtualClock: @unchecked Sendable {
-    // Safe: `nanoseconds` is atomic; every other property is read and written on the loop's
-    // thread only (the controls that may be called elsewhere hop there first: TestLoop.swift).
+final class VirtualClock {
+    // Not `Sendable`: it is reached only through its loop, and the loop's reason for being
+    // (unchecked) `Sendable` covers it — `nanoseconds` is atomic, every other property is read and
+    // written on the loop's thread only (the controls callable elsewhere hop there first).
 
     /// Virtual time in nanoseconds since the loop's origin. Written by the loop thread.
     let nanoseconds = Atomic<Int64>(0)
