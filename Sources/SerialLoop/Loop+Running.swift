@@ -37,7 +37,7 @@ enum RunEnd {
     case stopped
     /// What `run(until:)` waited for completed.
     case completed
-    /// A test loop stalled (Loop+IdlePolicy.swift): the report names what kept it.
+    /// A test loop stalled (TestLoop+IdlePolicy.swift): the report names what kept it.
     case stalled(String)
 }
 
