@@ -14,6 +14,7 @@ Exit status: 0 when no row is more than THRESHOLD_PERCENT worse than its baselin
 usage or measurement error. See Benchmarks/NOTES.md, "The performance gate".
 """
 import argparse
+import hashlib
 import datetime
 import json
 import os
@@ -133,6 +134,29 @@ def strip_binary(binary):
     return stripped
 
 
+def machine_signature():
+    """What the counts depend on besides the code: the CPU (glibc picks its string functions by
+    the CPU's features, valgrind reports them) and valgrind's version."""
+    model, flags = "unknown CPU", ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    # A virtual machine's model name can be generic ("AMD EPYC"): the feature flags tell apart
+    # what glibc and valgrind see.
+    model += f" (flags {hashlib.sha1(flags.encode()).hexdigest()[:12]})"
+    try:
+        valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        valgrind = "no valgrind"
+    return f"{model}; {valgrind}"
+
+
 def git_head():
     try:
         # "-dirty" when the figures include uncommitted changes (the commit that moves the
@@ -155,7 +179,13 @@ def main(argv=None):
     parser.add_argument("--update-baseline", action="store_true",
                         help="write the measured figures as the new baseline instead of comparing")
     parser.add_argument("--reason", help="with --update-baseline: why the baseline moves (stored in the file)")
+    parser.add_argument("--same-machine", action="store_true",
+                        help="only say (exit 0 or 1) whether the baseline was measured on this machine class")
     args = parser.parse_args(argv)
+    if args.same_machine:
+        recorded = read_baseline(args.baseline).get("machine")
+        print(f"baseline measured on: {recorded}\nthis machine:         {machine_signature()}")
+        return 0 if recorded == machine_signature() else 1
 
     rows = ROWS
     if args.rows:
@@ -211,6 +241,9 @@ def main(argv=None):
             "date": datetime.date.today().isoformat(),
             "unit": "instructions per operation (callgrind, release, (Ir(large) - Ir(small)) / (large - small))",
             "threshold_percent": THRESHOLD_PERCENT,
+            # Another machine compares against the baseline's commit measured there instead
+            # (.ci/perf-gate.sh): the counts are exact on one machine class, not across them.
+            "machine": machine_signature(),
             # The median of the runs: for the deterministic rows the same figure, for the
             # cross-thread row the typical one (a low outlier as baseline would put ordinary runs
             # near the threshold).
