@@ -130,10 +130,12 @@ extension Loop {
     public var pendingWork: LoopPendingWork {
         get async {
             if isOnLoopThread { return currentPendingWork() }
+            // Through `onLiveLoop`, not a plain inbox callback: a request that reaches the inbox
+            // after shutdown's last drain is answered (empty) when the inbox closes, where a
+            // callback would be dropped and leave this caller waiting forever.
             return await withUnsafeContinuation { (continuation: UnsafeContinuation<LoopPendingWork, Never>) in
-                if !inbox.push(.callback({ continuation.resume(returning: self.currentPendingWork()) })) {
-                    continuation.resume(returning: LoopPendingWork(now: self.now))
-                }
+                onLiveLoop({ continuation.resume(returning: self.currentPendingWork()) },
+                           orElse: { continuation.resume(returning: LoopPendingWork(now: self.now)) })
             }
         }
     }
