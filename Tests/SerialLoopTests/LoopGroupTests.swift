@@ -51,6 +51,34 @@ struct LoopGroupTests {
         }
     }
 
+    @Test func concurrentShutdownsAllReturnOnceTheGroupIsDown() async throws {
+        try await withWatchdog(seconds: 30) {
+            let group = try LoopGroup.start(loops: 3)
+            for loop in group.loops { loop.execute {} }
+            let sawAllDown = Mutex([Bool]())
+            let threads = (0..<4).map { _ in
+                spawnThread {
+                    group.shutdown()
+                    let down = group.loops.allSatisfy { $0.hasShutDown }
+                    sawAllDown.withLock { $0.append(down) }
+                }
+            }
+            for thread in threads { pthread_join(thread, nil) }
+            #expect(sawAllDown.withLock { $0 } == [true, true, true, true])
+        }
+    }
+
+    @Test func droppingTheGroupShutsItDown() async throws {
+        try await withWatchdog(seconds: 30) {
+            var group: LoopGroup? = try LoopGroup.start(loops: 2)
+            let loops = group!.loops
+            #expect(await onLoop(loops[1]) { true })
+            group = nil
+            let allDown = loops.allSatisfy { $0.hasShutDown }
+            #expect(allDown)
+        }
+    }
+
     @Test func nextIsRoundRobinFromAnyThread() async throws {
         try await withWatchdog(seconds: 30) {
             let group = try LoopGroup.start(loops: 3)
@@ -184,8 +212,8 @@ struct LoopGroupTests {
         }
     }
 
-    @Test func shutdownOnAGroupLoopTraps() async {
-        await #expect(processExitsWith: .failure) {
+    @Test func shutdownOnAGroupLoopTrapsWithAMessage() async throws {
+        let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let group = try LoopGroup.start(loops: 2)
             let done = Latch<Void>()
             group.loops[1].execute {
@@ -194,6 +222,8 @@ struct LoopGroupTests {
             }
             done.wait()
         }
+        let stderrText = String(decoding: result.standardErrorContent, as: UTF8.self)
+        #expect(stderrText.contains("LoopGroup.shutdown() called on one of the group's own loops"), "\(stderrText)")
     }
 
     @Test func shutdownWithWorkInFlightOnEveryLoopResumesEveryWait() async throws {
