@@ -51,6 +51,12 @@ struct LoopGroupTests {
         }
     }
 
+    @Test func aGroupOfNoLoopsTraps() async {
+        await #expect(processExitsWith: .failure) {
+            _ = try LoopGroup.start(loops: 0)
+        }
+    }
+
     @Test func concurrentShutdownsAllReturnOnceTheGroupIsDown() async throws {
         try await withWatchdog(seconds: 30) {
             let group = try LoopGroup.start(loops: 3)

@@ -94,8 +94,10 @@ public final class LoopGroup: Sendable {
     /// The loops are all asked to stop first, so they shut down in parallel.
     ///
     /// Idempotent: later calls return at once, concurrent ones once the group is down. Any thread
-    /// but a group loop's own (a loop cannot wait for itself to end).
-    /// - Precondition: not called on one of the group's loops.
+    /// but a group loop's own (a loop cannot wait for itself to end) and the loops' `offload`
+    /// threads (a loop's shutdown waits for the offload closures running: calling this from one
+    /// deadlocks; it is not detected).
+    /// - Precondition: not called on one of the group's loops (traps with a message).
     public func shutdown() {
         misuseCheck(!loops.contains(where: \.isOnLoopThread), "LoopGroup.shutdown() called on one of the group's own loops, which cannot wait for itself to end; call it from outside the group (e.g. the code that started it), or call stop() on the loops")
         hasShutDown.withLock { done in
