@@ -61,7 +61,7 @@ struct LoopGroupTests {
         try await withWatchdog(seconds: 30) {
             let group = try LoopGroup.start(loops: 3)
             for loop in group.loops { loop.execute {} }
-            let sawAllDown = Mutex([Bool]())
+            let sawAllDown = Lock([Bool]())
             let threads = (0..<4).map { _ in
                 spawnThread {
                     group.shutdown()
@@ -93,7 +93,7 @@ struct LoopGroupTests {
                 #expect(group.next() === group.loops[round % 3])
             }
             // From 4 threads at once: every loop is handed out the same number of times.
-            let counts = Mutex([Int](repeating: 0, count: 3))
+            let counts = Lock([Int](repeating: 0, count: 3))
             let threads = (0..<4).map { _ in
                 spawnThread {
                     for _ in 0..<3_000 {
@@ -199,7 +199,7 @@ struct LoopGroupTests {
     @Test func withLoopGroupShutsTheGroupDownAfterTheBodyAlsoWhenItThrows() async throws {
         struct Boom: Error {}
         try await withWatchdog(seconds: 30) {
-            let kept = Mutex<LoopGroup?>(nil)
+            let kept = Lock<LoopGroup?>(nil)
             let value = try await withLoopGroup(loops: 2) { group in
                 kept.withLock { $0 = group }
                 return group.loops.count

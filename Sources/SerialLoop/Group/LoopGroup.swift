@@ -29,8 +29,8 @@ public final class LoopGroup: Sendable {
     /// The round-robin cursor of ``next()``.
     private let cursor = Atomic<Int>(0)
     /// Whether ``shutdown()`` has run; held while it runs, so a concurrent call returns only once
-    /// the group is down.
-    private let hasShutDown = Mutex(false)
+    /// the group is down. A `Lock`, not a `Mutex`: ThreadSanitizer sees through pthread mutexes.
+    private let hasShutDown = Lock(false)
 
     private init(host: any LoopGroupHost) {
         self.host = host
