@@ -51,8 +51,7 @@ struct LoopGroupTests {
         }
     }
 
-    @Test(.disabled(if: underSanitizer, "a trapping child process can fail a TSan CHECK in its crash backtracer's fork"))
-    func aGroupOfNoLoopsTraps() async {
+    @Test func aGroupOfNoLoopsTraps() async {
         await #expect(processExitsWith: .failure) {
             _ = try LoopGroup.start(loops: 0)
         }
@@ -219,10 +218,7 @@ struct LoopGroupTests {
         }
     }
 
-    // Under ThreadSanitizer a trapping child's crash backtracer sometimes fails a TSan CHECK in
-    // its fork and the child hangs (seen in 3 of 6 runs of these two exit tests).
-    @Test(.disabled(if: underSanitizer, "a trapping child process can fail a TSan CHECK in its crash backtracer's fork"))
-    func shutdownOnAGroupLoopTrapsWithAMessage() async throws {
+    @Test func shutdownOnAGroupLoopTrapsWithAMessage() async throws {
         let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let group = try LoopGroup.start(loops: 2)
             let done = Latch<Void>()
