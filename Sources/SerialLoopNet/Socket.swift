@@ -47,7 +47,7 @@ public final class TCPListener: Sendable {
     /// Whether `close()` was called. Any thread.
     public var isClosed: Bool { descriptor.isClosed }
 
-    /// Creates a socket, binds it to `address` (with `SO_REUSEADDR`) and listens. Any thread: the
+    /// Creates a socket, binds it to `address` (with `SO_REUSEADDR`, and `SO_REUSEPORT` if asked) and listens. Any thread: the
     /// socket is not registered with the loop until an operation waits on it.
     ///
     /// - Parameters:
@@ -56,15 +56,25 @@ public final class TCPListener: Sendable {
     ///     picks a free port, which ``address`` then holds.
     ///   - backlog: the kernel's queue of connections not yet accepted (capped by
     ///     `net.core.somaxconn`).
+    ///   - reusePort: sets `SO_REUSEPORT`, so that several listeners (one per loop of a
+    ///     ``SerialLoop/LoopGroup``, each created with `reusePort: true` by the same user) can bind
+    ///     the same address and port; the kernel then hands each new connection to one of them,
+    ///     by a hash of the connection's addresses and ports, so the spread is uneven for few
+    ///     connections. To bind the port the first listener chose, pass its ``address``.
     /// - Throws: ``SerialLoop/LoopError`` naming `socket`, `bind` (e.g. `EADDRINUSE`) or `listen` and the errno;
     ///   `EINVAL` when the host is not an IPv4 literal.
-    public init(on loop: Loop, address: SocketAddress = .loopback(), backlog: Int32 = 1024) throws(LoopError) {
+    public init(on loop: Loop, address: SocketAddress = .loopback(), backlog: Int32 = 1024, reusePort: Bool = false) throws(LoopError) {
         let sockaddr = try address.sockaddr(for: "bind(to: \(address))")
         let fd = try makeTCPSocket("socket() for listening on \(address)")
         do throws(LoopError) {
             var one: Int32 = 1
             _ = try syscall("setsockopt(fd: \(fd), SO_REUSEADDR)") {
                 setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
+            if reusePort {
+                _ = try syscall("setsockopt(fd: \(fd), SO_REUSEPORT)") {
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+                }
             }
             _ = try syscall("bind(to: \(address), fd: \(fd))") { withSockaddr(sockaddr) { bind(fd, $0, $1) } }
             _ = try syscall("listen(fd: \(fd), backlog: \(backlog))") { Glibc.listen(fd, backlog) }

@@ -193,16 +193,29 @@ final class DurationHistogram: @unchecked Sendable {
 
     /// Any thread.
     func snapshot() -> LoopDistribution {
+        Self.snapshot(of: CollectionOfOne(self))
+    }
+
+    /// One distribution over every value recorded by `histograms` (a group's loops): bucket
+    /// counts and sums add up, the maximum is the largest. Any thread.
+    static func snapshot(of histograms: some Collection<DurationHistogram>) -> LoopDistribution {
         var counts = [Int](repeating: 0, count: Self.bucketCount)
         var total = 0
-        for index in 0..<Self.bucketCount {
-            counts[index] = (buckets + index).pointee.load(ordering: .relaxed)
-            total += counts[index]
+        var sum = 0
+        var max = 0
+        for histogram in histograms {
+            for index in 0..<Self.bucketCount {
+                let count = (histogram.buckets + index).pointee.load(ordering: .relaxed)
+                counts[index] += count
+                total += count
+            }
+            let (added, overflow) = sum.addingReportingOverflow(histogram.sum.current)
+            sum = overflow ? .max : added
+            max = Swift.max(max, histogram.maximum.current)
         }
         var result = LoopDistribution()
         result.count = total
-        result.total = .nanoseconds(sum.current)
-        let max = maximum.current
+        result.total = .nanoseconds(sum)
         result.max = .nanoseconds(max)
         guard total > 0 else { return result }
         func quantile(_ q: Double) -> Duration {
@@ -276,6 +289,34 @@ final class LoopMetricsStorage: Sendable {
         pendingTimers.set(timers)
         descriptorWaiters.set(waiters)
         awaitedFutures.set(futures)
+    }
+
+    /// The metrics of several loops as one (a group's): counters and gauges summed, the ready
+    /// high-water mark the highest, distributions over every loop's values. Any thread.
+    static func combined(_ storages: [LoopMetricsStorage]) -> LoopMetrics {
+        func sum(_ counter: (LoopMetricsStorage) -> Int) -> Int {
+            storages.reduce(0) { $0 &+ counter($1) }
+        }
+        var metrics = LoopMetrics()
+        metrics.ticks = sum { $0.ticks.current }
+        metrics.jobs = sum { $0.jobs.current }
+        metrics.callbacks = sum { $0.callbacks.current }
+        metrics.timersFired = sum { $0.timersFired.current }
+        metrics.timersCancelled = sum { $0.timersCancelled.current }
+        metrics.polls = sum { $0.polls.current }
+        metrics.blockingPolls = sum { $0.blockingPolls.current }
+        metrics.crossThreadArrivals = sum { $0.crossThreadArrivals.current }
+        metrics.wakeUps = sum { $0.wakeUps.current }
+        metrics.readyDepth = sum { $0.readyDepth.current }
+        metrics.readyHighWaterMark = storages.map { $0.readyHighWaterMark.current }.max() ?? 0
+        metrics.pendingTimers = sum { $0.pendingTimers.current }
+        metrics.descriptorWaiters = sum { $0.descriptorWaiters.current }
+        metrics.awaitedFutures = sum { $0.awaitedFutures.current }
+        metrics.loopLag = DurationHistogram.snapshot(of: storages.map(\.loopLag))
+        metrics.pollBlocked = DurationHistogram.snapshot(of: storages.map(\.pollBlocked))
+        metrics.jobDuration = DurationHistogram.snapshot(of: storages.map(\.jobDuration))
+        metrics.tickDuration = DurationHistogram.snapshot(of: storages.map(\.tickDuration))
+        return metrics
     }
 
     func snapshot() -> LoopMetrics {
