@@ -1,5 +1,6 @@
 @preconcurrency import Glibc
 import Synchronization
+import CSerialLoopShims
 
 /// A single-threaded event loop that is a native Swift executor.
 ///
@@ -107,6 +108,19 @@ public class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         guard !runState.isShutDown else { return }
         reportAbandonedWork()
         reactor.close()
+    }
+
+    /// The loop the calling code runs on: while a loop runs (its jobs, callbacks and shutdown),
+    /// the loop; on any other thread, or on a loop's thread between runs, `nil`. Any thread. Reads
+    /// the thread-local the loop sets as its run starts (`enterThread()`), so it costs a
+    /// thread-local load and adds nothing to the loop's own paths.
+    ///
+    /// A task that prefers a loop, or an actor on it, sees that loop; a task on the global
+    /// executor sees `nil`. On a ``TestLoop``, `TestLoop.current` gives the same loop typed
+    /// `TestLoop`.
+    // A `class var`, the one overridable member: `TestLoop` narrows it to `TestLoop?`.
+    public class var current: Loop? {
+        c_serial_loop_current_loop().map { Unmanaged<Loop>.fromOpaque($0).takeUnretainedValue() }
     }
 
     /// Whether the caller is on the loop's thread.

@@ -1,5 +1,5 @@
-// A test target imports this module for the trait; `TestLoop` itself (what `TestLoop.current`
-// returns) and the rest of the loop's API live in SerialLoop, which comes with it, so
+// A test target imports this module for the trait; `TestLoop` itself (and `TestLoop.current`,
+// which this trait binds) and the rest of the loop's API live in SerialLoop, which comes with it, so
 // `import SerialLoopTesting` alone is enough in a test file.
 @_exported import SerialLoop
 import Testing
@@ -10,7 +10,7 @@ import Testing
 /// import SerialLoopTesting
 ///
 /// @Test(.testLoop) func retriesWithBackoff() async throws {
-///     let loop = TestLoop.current
+///     let loop = try #require(TestLoop.current)
 ///     let start = loop.now
 ///     try await fetchWithRetry(attempts: 4, backoff: .seconds(1))   // plain Task.sleep inside
 ///     #expect(start.duration(to: loop.now) == .seconds(7))
@@ -52,7 +52,7 @@ public struct TestLoopTrait: TestTrait, SuiteTrait, TestScoping {
             loop.autoAdvancesTime = autoAdvancesTime
             if let ioQuietPeriod { loop.ioQuietPeriod = ioQuietPeriod }
             if let stallTimeout { loop.stallTimeout = stallTimeout }
-            try await CurrentTestLoop.$loop.withValue(loop) {
+            try await TestLoopOfTest.$loop.withValue(loop) {
                 try await function()
             }
         }
@@ -72,24 +72,4 @@ extension Trait where Self == TestLoopTrait {
     public static func testLoop(autoAdvancesTime: Bool = true, ioQuietPeriod: Duration? = nil, stallTimeout: Duration? = nil) -> Self {
         TestLoopTrait(autoAdvancesTime: autoAdvancesTime, ioQuietPeriod: ioQuietPeriod, stallTimeout: stallTimeout)
     }
-}
-
-/// The task-local that carries the current test's loop: its own namespace, so the only members
-/// `TestLoop` gains here are the public `current` and `currentIfAny`.
-enum CurrentTestLoop {
-    @TaskLocal static var loop: TestLoop?
-}
-
-extension TestLoop {
-    /// The test loop of the current test (`@Test(.testLoop)`), inherited by its child tasks.
-    /// - Precondition: called from a test (or a task it started) that has the `.testLoop` trait.
-    public static var current: TestLoop {
-        guard let loop = CurrentTestLoop.loop else {
-            fatalError("TestLoop.current used outside a test with the .testLoop trait (or in a task that does not inherit its task-locals, e.g. Task.detached)")
-        }
-        return loop
-    }
-
-    /// The current test's loop, or `nil` outside a `.testLoop` test.
-    public static var currentIfAny: TestLoop? { CurrentTestLoop.loop }
 }

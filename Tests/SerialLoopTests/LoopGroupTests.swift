@@ -28,7 +28,7 @@ private actor PinnedCounter {
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
     func record() -> Bool {
         threads.append(pthread_self())
-        return loop.isOnLoopThread && Loop.ofCurrentThread === loop
+        return loop.isOnLoopThread && Loop.current === loop
     }
 }
 
@@ -108,20 +108,20 @@ struct LoopGroupTests {
         }
     }
 
-    @Test func ofCurrentThreadIsTheRunningLoopAndNilElsewhere() async throws {
+    @Test func currentIsTheRunningLoopAndNilElsewhere() async throws {
         try await withWatchdog(seconds: 30) {
-            #expect(Loop.ofCurrentThread == nil)
+            #expect(Loop.current == nil)
             let group = try LoopGroup.start(loops: 2)
             defer { group.shutdown() }
             for loop in group.loops {
-                #expect(await onLoop(loop) { Loop.ofCurrentThread === loop })
-                let inTask = await Task(executorPreference: loop) { Loop.ofCurrentThread === loop }.value
+                #expect(await onLoop(loop) { Loop.current === loop })
+                let inTask = await Task(executorPreference: loop) { Loop.current === loop }.value
                 #expect(inTask)
             }
-            let onGlobal = await Task.detached { Loop.ofCurrentThread == nil }.value
+            let onGlobal = await Task.detached { Loop.current == nil }.value
             #expect(onGlobal)
             let spawned = Atomic<Bool>(false)
-            pthread_join(spawnThread { spawned.store(Loop.ofCurrentThread == nil, ordering: .relaxed) }, nil)
+            pthread_join(spawnThread { spawned.store(Loop.current == nil, ordering: .relaxed) }, nil)
             let spawnedSawNil = spawned.load(ordering: .relaxed)
             #expect(spawnedSawNil)
         }
@@ -134,7 +134,7 @@ struct LoopGroupTests {
                 for _ in 0..<6 {
                     let loop = group.next()
                     let here = await Task(executorPreference: loop) {
-                        loop.isOnLoopThread && Loop.ofCurrentThread === loop
+                        loop.isOnLoopThread && Loop.current === loop
                     }.value
                     #expect(here)
                 }
@@ -147,7 +147,7 @@ struct LoopGroupTests {
                         let ranOnTarget = await withCheckedContinuation { continuation in
                             source.execute {
                                 target.execute {
-                                    continuation.resume(returning: target.isOnLoopThread && !source.isOnLoopThread && Loop.ofCurrentThread === target)
+                                    continuation.resume(returning: target.isOnLoopThread && !source.isOnLoopThread && Loop.current === target)
                                 }
                             }
                         }

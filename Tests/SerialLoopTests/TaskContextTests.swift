@@ -64,9 +64,10 @@ struct TaskContextTests {
     }
 
     @Test(BindsRequestContext(id: 11), .testLoop) func theTestLoopTrait() async throws {
-        let seen = await SeenContext.read(on: TestLoop.current)
+        let loop = try #require(TestLoop.current)
+        let seen = await SeenContext.read(on: loop)
         #expect(seen == .expected(11, test: "theTestLoopTrait()"))
-        #expect(TestLoop.current.isOnLoopThread)
+        #expect(loop.isOnLoopThread)
     }
 
     /// The body is the caller's task: cancelling the caller cancels it, with no extra plumbing.

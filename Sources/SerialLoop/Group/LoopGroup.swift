@@ -103,7 +103,7 @@ public final class LoopGroup: Sendable {
         // a concurrent shutdown has joined a loop's thread, a new thread may get the same
         // `pthread_t` (seen: a spawned thread trapped here as if it were a loop's). The thread-local
         // is set only on a thread that runs a loop, while it runs or shuts down.
-        let current = Loop.ofCurrentThread
+        let current = Loop.current
         misuseCheck(current == nil || !loops.contains { $0 === current }, "LoopGroup.shutdown() called on one of the group's own loops, which cannot wait for itself to end; call it from outside the group (e.g. the code that started it), or call stop() on the loops")
         hasShutDown.withLock { done in
             guard !done else { return }

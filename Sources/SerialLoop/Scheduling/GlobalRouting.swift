@@ -59,20 +59,6 @@ extension Loop {
         c_serial_loop_install_global_hook(routeGlobalJob)
     }
 
-    /// The loop whose thread the caller runs on: while a loop runs (its jobs, callbacks and
-    /// shutdown), the loop; on any other thread, or on a loop's thread between runs, `nil`. Any
-    /// thread. Reads the thread-local the loop sets as its run starts (`enterThread()`), so it costs
-    /// a thread-local load and adds nothing to the loop's own paths.
-    ///
-    /// A task that prefers a loop, or an actor on it, sees that loop; a task on the global
-    /// executor sees `nil`.
-    ///
-    /// Not named `current`: `TestLoop.current` (SerialLoopTesting) is the `.testLoop` trait's loop,
-    /// found through a task-local, not through the thread.
-    public static var ofCurrentThread: Loop? {
-        c_serial_loop_current_loop().map { Unmanaged<Loop>.fromOpaque($0).takeUnretainedValue() }
-    }
-
     /// Marks this thread as running `self`; returns what to restore afterwards.
     func enterThread() -> UnsafeMutableRawPointer? {
         let previous = c_serial_loop_current_loop()

@@ -26,6 +26,14 @@ public final class TestLoop: Loop, @unchecked Sendable {
     // property; its state is the `VirtualClock` its `LoopTime` owns, touched on the loop's thread
     // only (every control callable elsewhere hops there first).
 
+    /// The test loop the calling code runs on (``Loop/current``, typed `TestLoop`); off any loop,
+    /// in a test with the `.testLoop` trait of `SerialLoopTesting` (and the tasks that inherit its
+    /// task-locals), that test's loop; else `nil`. In a `.testLoop` test:
+    /// `let loop = try #require(TestLoop.current)`.
+    public override class var current: TestLoop? {
+        (super.current as? TestLoop) ?? TestLoopOfTest.loop
+    }
+
     /// Creates a test loop owned by the calling thread (see ``Loop/init()``).
     /// - Throws: ``LoopError`` if the program does not link virtual time (the `SerialLoopTesting`
     ///   or `SerialLoopVirtualTime` product; the error says which to add), or if the kernel refuses
@@ -159,4 +167,10 @@ public final class TimeHold: Sendable {
         let loop = self.loop
         loop.onLoopThread { loop.virtualClock.holdCount -= 1 }
     }
+}
+
+/// The `.testLoop` trait's loop, bound by the trait (SerialLoopTesting) for the test and the tasks
+/// that inherit its task-locals: what `TestLoop.current` falls back to off the loop's thread.
+package enum TestLoopOfTest {
+    @TaskLocal package static var loop: TestLoop?
 }
