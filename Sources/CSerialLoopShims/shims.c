@@ -31,6 +31,16 @@ void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router) {
 void *c_serial_loop_current_loop(void) { return current_loop; }
 void c_serial_loop_set_current_loop(void *loop) { current_loop = loop; }
 
+static _Atomic uint64_t last_thread_token;
+static _Thread_local uint64_t thread_token;
+
+uint64_t c_serial_loop_thread_token(void) {
+    if (__builtin_expect(thread_token == 0, 0)) {
+        thread_token = atomic_fetch_add_explicit(&last_thread_token, 1, memory_order_relaxed) + 1;
+    }
+    return thread_token;
+}
+
 extern void *swift_retain(void *object);
 extern void swift_release(void *object);
 

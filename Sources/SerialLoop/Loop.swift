@@ -23,8 +23,10 @@ public class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     // `preconditionOnLoopThread` on every synchronous API).
     // MARK: Immutable after init (any thread)
 
-    /// The thread that owns the loop: the only one that runs its jobs and touches loop-thread state.
-    let ownerThread: pthread_t
+    /// The thread that owns the loop (the one that created it): the only one that runs its jobs and
+    /// touches loop-thread state. Its `c_serial_loop_thread_token()`, not its `pthread_t`: a
+    /// `pthread_t` is reused once its thread ends, a token never is (see `isOnLoopThread`).
+    let ownerThread: UInt64
     /// The loop's clock, real or virtual: the only part that reads a system clock (Time/LoopTime.swift).
     let time: LoopTime
     let inbox: Inbox
@@ -86,13 +88,19 @@ public class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// ``run()`` or ``run(until:)-(Task<T,Error>)``, or use ``withLoop(_:)-4snyu``, which does both.
     /// A loop on virtual time is a ``TestLoop``.
     /// - Throws: ``LoopError`` if the kernel refuses the epoll or eventfd descriptor.
-    public init() throws(LoopError) {
+    public convenience init() throws(LoopError) {
+        try self.init(virtualClock: nil)
+    }
+
+    /// The one designated initializer. `virtualClock`: a test loop's clock (its own, or the one
+    /// the loops of a test group share: Group/TestLoopGroup.swift); `nil` on a real loop.
+    init(virtualClock: VirtualClock?) throws(LoopError) {
         // The clock follows the dynamic type: a virtual clock exists exactly when this is a
-        // `TestLoop` (LoopTime relies on it to reach the idle policy), whoever calls this.
-        let time: TimeMode = Self.self == TestLoop.self ? .virtual : .real
-        ownerThread = pthread_self()
-        self.time = LoopTime(mode: time)
-        capturesEscapingWork = time == .virtual
+        // `TestLoop` (LoopTime relies on it to reach the idle policy).
+        precondition((virtualClock != nil) == (Self.self == TestLoop.self), "a virtual clock exactly on a TestLoop")
+        ownerThread = c_serial_loop_thread_token()
+        self.time = LoopTime(virtual: virtualClock)
+        capturesEscapingWork = virtualClock != nil
         reactor = Reactor(backend: try PlatformBackend())
         inbox = Inbox(wake: reactor.waker)
         installGlobalRouting()
@@ -123,11 +131,20 @@ public class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
         c_serial_loop_current_loop().map { Unmanaged<Loop>.fromOpaque($0).takeUnretainedValue() }
     }
 
-    /// Whether the caller is on the loop's thread.
+    /// Whether the calling code may use the loop's loop-thread-only APIs: it runs on this loop (a
+    /// job, callback or shutdown of the loop), or on the thread that created the loop while no loop
+    /// runs there (before and between runs). `false` on any other thread, and in code running on
+    /// another loop — also when that loop shares the thread, as the loops of
+    /// ``withTestLoopGroup(loops:seed:_:)`` do: code on loop A that uses loop B hops to B,
+    /// exactly as it would in a group of threads.
     public final var isOnLoopThread: Bool {
-        // `pthread_t` is an integer on Linux and glibc's `pthread_equal` is `==`: compared inline,
-        // the check (on every enqueue, schedule and cancel) makes no call through the PLT.
-        pthread_self() == ownerThread
+        // The thread-local current loop first: on the hot paths (enqueue, schedule, cancel from
+        // the loop's own code) it decides alone. Only a thread running no loop compares thread
+        // tokens, which (unlike `pthread_t`s) are never reused: a new thread that got the
+        // `pthread_t` of a loop's ended thread is not that loop's.
+        let running = c_serial_loop_current_loop()
+        if running == Unmanaged.passUnretained(self).toOpaque() { return true }
+        return running == nil && c_serial_loop_thread_token() == ownerThread
     }
 
     /// Traps unless the caller is on the loop's thread, with a message that names `operation` and
@@ -135,11 +152,17 @@ public class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// and release builds must say what was wrong too.
     @inline(__always)
     package final func preconditionOnLoopThread(_ operation: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) {
-        if !isOnLoopThread { Loop.wrongThread(operation(), file: file, line: line) }
+        if !isOnLoopThread { wrongThread(operation(), file: file, line: line) }
     }
 
     @inline(never)
-    private static func wrongThread(_ operation: String, file: StaticString, line: UInt) -> Never {
+    private final func wrongThread(_ operation: String, file: StaticString, line: UInt) -> Never {
+        if let running = Loop.current, running !== self {
+            // Another loop's code, perhaps on this very thread (a test loop group): say so, since
+            // "the loop's thread" alone would read as a contradiction there.
+            fatalError("\(operation) must be called by code running on this loop, and the caller runs on another loop (loops never share loop-thread state, even when a test loop group runs them on one thread). "
+                + "Hop onto this loop: Task(executorPreference: loop) { … }, withTaskExecutorPreference(loop) { … } or loop.execute { … }", file: file, line: line)
+        }
         fatalError(Loop.wrongThreadMessage(operation), file: file, line: line)
     }
 

@@ -32,6 +32,10 @@ void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router);
 void *c_serial_loop_current_loop(void);
 void c_serial_loop_set_current_loop(void *loop);
 
+/// A number that identifies the calling thread and that no other thread of the process ever gets
+/// (assigned on first call, from 1 up). Unlike a `pthread_t`, it is not reused once a thread ends.
+uint64_t c_serial_loop_thread_token(void);
+
 /// Keeps a task alive while a test loop remembers it as its own (so its address is not reused).
 void c_serial_loop_retain_task(void *task);
 void c_serial_loop_release_task(void *task);

@@ -49,7 +49,7 @@ public func withTestLoop<T: Sendable>(_ body: sending (TestLoop) async throws ->
 /// The sync entry points run a loop on the calling thread. Called from inside a loop (a task or
 /// callback on a loop thread) that would freeze the outer loop until the inner body returns —
 /// asyncio refuses the same ("asyncio.run() cannot be called from a running event loop").
-private func preconditionNoLoopRunning(_ name: String) {
+func preconditionNoLoopRunning(_ name: String) {
     misuseCheck(c_serial_loop_current_loop() == nil, "\(name) called on a thread that is already running a loop, which would block that loop until the body returns; use the async \(name) (own thread), or run the work on the current loop")
 }
 

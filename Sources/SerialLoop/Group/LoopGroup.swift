@@ -32,7 +32,7 @@ public final class LoopGroup: Sendable {
     /// the group is down. A `Lock`, not a `Mutex`: ThreadSanitizer sees through pthread mutexes.
     private let hasShutDown = Lock(false)
 
-    private init(host: any LoopGroupHost) {
+    init(host: any LoopGroupHost) {
         self.host = host
         self.loops = host.loops
     }

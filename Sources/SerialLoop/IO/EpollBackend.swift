@@ -32,6 +32,9 @@ struct EpollBackend: PollBackend, ~Copyable {
     /// The eventfd other threads write to; owned by `wakeSignal` so a late writer never hits a reused number.
     private let wakeSignal: WakeSignal
     private var wakeFD: Int32 { wakeSignal.descriptor }
+    /// The epoll descriptor itself: readable when a poll would report something (an event or a
+    /// wake-up). A test loop group waits on its loops' at once (Group/TestLoopGroup.swift).
+    var pollDescriptor: Int32 { epollFD }
     /// Kernel output buffer; doubles when a poll fills it, so bursts are drained in fewer calls.
     private var events: UnsafeMutableBufferPointer<epoll_event>
     /// Cleared the first time `epoll_pwait2` reports ENOSYS (kernels before 5.11, valgrind).

@@ -28,9 +28,10 @@ final class LoopTime {
     /// flag and never unwrap the optional.
     let isVirtual: Bool
 
-    init(mode: Loop.TimeMode) {
-        isVirtual = mode == .virtual
-        virtual = isVirtual ? VirtualClock() : nil
+    /// `virtual`: the test loop's clock (shared by the loops of a test group); `nil` for real time.
+    init(virtual: VirtualClock?) {
+        self.virtual = virtual
+        isVirtual = virtual != nil
     }
 
     var mode: Loop.TimeMode { isVirtual ? .virtual : .real }

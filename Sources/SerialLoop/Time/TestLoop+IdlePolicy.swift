@@ -142,15 +142,15 @@ extension TestLoop {
     ///   twice the pending timers.
     func noteRuntimeSleep(_ id: TimerID) {
         guard let owner = withUnsafeCurrentTask(body: { $0 }) else { return }
-        virtualClock.runtimeSleepOwners.sweepWhenGrown(liveCount: timers.count) { { self.timers.contains($0) } }
-        virtualClock.runtimeSleepOwners[id] = owner
+        runtimeSleepOwners.sweepWhenGrown(liveCount: timers.count) { { self.timers.contains($0) } }
+        runtimeSleepOwners[id] = owner
     }
 
     /// Removes, from the head of the timer queue, every runtime sleep whose task is cancelled.
     func setAsideDeadRuntimeSleeps() -> [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)] {
         var dead: [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)] = []
-        while let (deadline, id) = timers.first, let owner = virtualClock.runtimeSleepOwners[id], owner.isCancelled {
-            virtualClock.runtimeSleepOwners[id] = nil
+        while let (deadline, id) = timers.first, let owner = runtimeSleepOwners[id], owner.isCancelled {
+            runtimeSleepOwners[id] = nil
             dead.append((deadline, timers.cancel(id)!, owner))
         }
         return dead
@@ -160,7 +160,7 @@ extension TestLoop {
     /// next tick (a no-op for a cancelled sleep), the others wait, still known to be dead.
     func reinstate(_ dead: [(deadline: Int64, payload: TimerPayload, owner: UnsafeCurrentTask)]) {
         for (deadline, payload, owner) in dead {
-            virtualClock.runtimeSleepOwners[timers.schedule(at: deadline, payload)] = owner
+            runtimeSleepOwners[timers.schedule(at: deadline, payload)] = owner
         }
     }
 }

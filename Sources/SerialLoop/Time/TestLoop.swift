@@ -22,9 +22,9 @@ import Synchronization
 /// ``withTestLoop(_:)-17bdc`` (or its async twin), from the `.testLoop` trait of `SerialLoopTesting`
 /// (`TestLoop.current`), or create one on the current thread with ``init()`` and run it as any loop.
 public final class TestLoop: Loop, @unchecked Sendable {
-    // Safe as `Loop` is (the compiler wants the inherited conformance restated): it adds no stored
-    // property; its state is the `VirtualClock` its `LoopTime` owns, touched on the loop's thread
-    // only (every control callable elsewhere hops there first).
+    // Safe as `Loop` is (the compiler wants the inherited conformance restated): its one stored
+    // property (`runtimeSleepOwners`) and its clock state (the `VirtualClock` its `LoopTime` holds)
+    // are touched on the loop's thread only (every control callable elsewhere hops there first).
 
     /// The test loop the calling code runs on (``Loop/current``, typed `TestLoop`); off any loop,
     /// in a test with the `.testLoop` trait of `SerialLoopTesting` (and the tasks that inherit its
@@ -38,12 +38,26 @@ public final class TestLoop: Loop, @unchecked Sendable {
     /// - Throws: ``LoopError`` if the program does not link virtual time (the `SerialLoopTesting`
     ///   or `SerialLoopVirtualTime` product; the error says which to add), or if the kernel refuses
     ///   the epoll or eventfd descriptor.
-    public override init() throws(LoopError) {
+    public convenience init() throws(LoopError) {
+        try self.init(virtualClock: VirtualClock())
+    }
+
+    /// A test loop on `virtualClock`: a new clock of its own, or the one the loops of a test group
+    /// share (Group/TestLoopGroup.swift).
+    override init(virtualClock: VirtualClock?) throws(LoopError) {
         if !Loop.virtualTimeIsLinked {
             throw LoopError(.virtualTimeNotLinked, operation: "TestLoop()", reason: Loop.virtualTimeNotLinkedReason)
         }
-        try super.init()
+        try super.init(virtualClock: virtualClock)
     }
+
+    /// The task that started each pending runtime sleep (`Task.sleep` & co.) of this loop, by the
+    /// loop's own timer IDs (which is why it is the loop's, not the clock's: the loops of a test
+    /// group share a clock, not their timer queues). Storing an `UnsafeCurrentTask` retains the
+    /// task (its only stored property is a strong reference), and `isCancelled` is among the APIs
+    /// the standard library documents as safe from any context. Entries of sleeps that already
+    /// fired are swept lazily (see `noteRuntimeSleep`). Loop thread only.
+    @exclusivity(unchecked) final var runtimeSleepOwners: [TimerID: UnsafeCurrentTask] = [:]
 
     /// The virtual clock (a test loop always has one).
     var virtualClock: VirtualClock { time.virtual.unsafelyUnwrapped }

@@ -67,11 +67,6 @@ final class VirtualClock {
     @exclusivity(unchecked) var waitedWithoutMoving: Int64 = 0
     /// Work items that arrived from other threads since virtual time last moved (for stall reports).
     @exclusivity(unchecked) var crossThreadArrivals = 0
-    /// The task that started each pending runtime sleep (`Task.sleep` & co.). Storing an
-    /// `UnsafeCurrentTask` retains the task (its only stored property is a strong reference), and
-    /// `isCancelled` is among the APIs the standard library documents as safe from any context.
-    /// Entries of sleeps that already fired are swept lazily (see `noteRuntimeSleep`).
-    @exclusivity(unchecked) var runtimeSleepOwners: [TimerID: UnsafeCurrentTask] = [:]
 
     /// The clock's reading. Any thread.
     @inline(__always)
