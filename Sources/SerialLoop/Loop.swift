@@ -135,7 +135,7 @@ public class Loop: TaskExecutor, SerialExecutor, @unchecked Sendable {
     /// job, callback or shutdown of the loop), or on the thread that created the loop while no loop
     /// runs there (before and between runs). `false` on any other thread, and in code running on
     /// another loop — also when that loop shares the thread, as the loops of
-    /// ``withTestLoopGroup(loops:seed:_:)`` do: code on loop A that uses loop B hops to B,
+    /// ``withTestLoopGroup(loops:seed:_:)-11qmk`` do: code on loop A that uses loop B hops to B,
     /// exactly as it would in a group of threads.
     public final var isOnLoopThread: Bool {
         // The thread-local current loop first: on the hot paths (enqueue, schedule, cancel from

@@ -94,7 +94,7 @@ public func withTestLoopGroup<T: Sendable>(
 
 /// `withTestLoopGroup` on the **current thread**: the group's loops run on the calling thread,
 /// which the call blocks until the body has finished and the group has shut down; otherwise as
-/// the async ``withTestLoopGroup(loops:seed:_:)-(_,_,(LoopGroup)->T)`` (the body runs as a task on
+/// the async ``withTestLoopGroup(loops:seed:_:)-11qmk`` (the body runs as a task on
 /// the group's first loop).
 /// - Parameters:
 ///   - loops: how many loops; at least 1.

@@ -4,9 +4,10 @@ import Synchronization
 
 // Virtual time: one component, three files.
 //
-// - here: `VirtualClock`, every piece of a test loop's virtual-time state, owned by the loop's
-//   `LoopTime` and present only on a test loop; how the clock is set, and how the runtime's
-//   clocks read it;
+// - here: `VirtualClock`, every piece of a test loop's virtual-time state, held by the loop's
+//   `LoopTime` and present only on a test loop (the loops of a test group share one: their
+//   clock, holds, settings and stepping requests are the group's; Group/TestLoopGroup.swift);
+//   how the clock is set, and how the runtime's clocks read it;
 // - TestLoop.swift: `TestLoop`, the only loop that has virtual time, and its public, test-only
 //   controls (`runUntilIdle`, `advance`, `holdTime`, the settings). They are members of
 //   `TestLoop`, not of `Loop`: calling them on a real loop does not compile;
@@ -34,7 +35,8 @@ import Synchronization
 // it, and such a sleep stays pending until the loop ends, where it is reported as a leftover.
 
 /// A test loop's virtual clock: its reading and everything that decides when it moves. One per
-/// `TestLoop`, owned by its `LoopTime`; a real loop has none. `nanoseconds` is readable from any
+/// `TestLoop`, held by its `LoopTime` (one for all the loops of a test group, which run on one
+/// thread); a real loop has none. `nanoseconds` is readable from any
 /// thread; the rest is loop-thread only.
 final class VirtualClock {
     // Not `Sendable`: it is reached only through its loop, and the loop's reason for being
