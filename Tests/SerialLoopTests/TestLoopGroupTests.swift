@@ -224,6 +224,25 @@ struct TestLoopGroupTests {
         }
     }
 
+    /// `LoopGroup.shutdown()` from another thread ends a test group's run as `stop()` ends a test
+    /// loop's: the parked group wakes, every loop shuts down, the call returns once they have.
+    @Test func shutdownFromAnotherThreadEndsTheRunAsStopped() async throws {
+        try await withWatchdog(seconds: 30) {
+            let stopper = Lock<pthread_t?>(nil)
+            let error = await #expect(throws: LoopError.self) {
+                try await withTestLoopGroup(loops: 2, seed: 6) { group in
+                    let loop = try #require(TestLoop.current)
+                    let hold = loop.holdTime()                   // the group parks: nothing can move
+                    defer { hold.release() }
+                    stopper.withLock { $0 = spawnThread { group.shutdown() } }
+                    try await group.loops[1].sleep(for: .seconds(1))
+                }
+            }
+            #expect(error?.kind == .stopped)
+            if let thread = stopper.withLock({ $0 }) { pthread_join(thread, nil) }
+        }
+    }
+
     @Test func realDescriptorsWorkAcrossTheGroupsLoops() async throws {
         try await withWatchdog(seconds: 30) {
             let (a, b) = makeSocketPair()
