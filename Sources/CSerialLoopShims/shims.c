@@ -10,12 +10,13 @@ typedef void (*swift_enqueue_global_hook_t)(void *job, swift_enqueue_global_orig
 extern swift_enqueue_global_hook_t swift_task_enqueueGlobal_hook;
 
 static _Atomic(c_serial_loop_global_router_t) installed_router;
-static _Thread_local void *current_loop;
+_Thread_local void *c_serial_loop_current_loop_storage;
+_Thread_local uint64_t c_serial_loop_thread_token_storage;
 
 __attribute__((swiftcall))
 static void c_serial_loop_enqueue_global(void *job, swift_enqueue_global_original_t original) {
     c_serial_loop_global_router_t router = atomic_load_explicit(&installed_router, memory_order_acquire);
-    if (current_loop != NULL && router != NULL && router(job, c_serial_loop_is_creating_task())) {
+    if (c_serial_loop_current_loop_storage != NULL && router != NULL && router(job, c_serial_loop_is_creating_task())) {
         return;
     }
     original(job);
@@ -28,17 +29,11 @@ void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router) {
     }
 }
 
-void *c_serial_loop_current_loop(void) { return current_loop; }
-void c_serial_loop_set_current_loop(void *loop) { current_loop = loop; }
-
 static _Atomic uint64_t last_thread_token;
-static _Thread_local uint64_t thread_token;
 
-uint64_t c_serial_loop_thread_token(void) {
-    if (__builtin_expect(thread_token == 0, 0)) {
-        thread_token = atomic_fetch_add_explicit(&last_thread_token, 1, memory_order_relaxed) + 1;
-    }
-    return thread_token;
+uint64_t c_serial_loop_assign_thread_token(void) {
+    c_serial_loop_thread_token_storage = atomic_fetch_add_explicit(&last_thread_token, 1, memory_order_relaxed) + 1;
+    return c_serial_loop_thread_token_storage;
 }
 
 extern void *swift_retain(void *object);

@@ -291,3 +291,21 @@ struct TestLoopGroupTests {
         #expect(stderrText.contains("Loop.schedule(at:) must be called by code running on this loop, and the caller runs on another loop"), "\(stderrText)")
     }
 }
+
+@Suite("Thread identity")
+struct ThreadIdentityTests {
+    /// glibc hands a new thread the `pthread_t` of one that ended (it caches thread stacks): a
+    /// check by `pthread_t` took such a thread for the loop's owner. The thread token is never
+    /// reused.
+    @Test func aNewThreadWithAnEndedOwnersPthreadIsNotTheLoopsThread() throws {
+        let made = Lock<(Loop, UInt)?>(nil)
+        pthread_join(spawnThread { made.withLock { $0 = (try! Loop(), UInt(pthread_self())) } }, nil)
+        let (loop, owner) = try #require(made.withLock { $0 })
+        let seen = Lock<(Bool, UInt)?>(nil)
+        pthread_join(spawnThread { seen.withLock { $0 = (loop.isOnLoopThread, UInt(pthread_self())) } }, nil)
+        let (onLoop, later) = try #require(seen.withLock { $0 })
+        #expect(!onLoop)
+        print("ThreadIdentityTests: the later thread \(later == owner ? "got" : "did not get") the ended owner's pthread_t")
+        #expect(!loop.isOnLoopThread)
+    }
+}

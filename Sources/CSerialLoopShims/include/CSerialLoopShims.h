@@ -28,13 +28,22 @@ typedef bool (*c_serial_loop_global_router_t)(void *job, bool is_new_task);
 /// `router` first and fall through to the runtime's own global executor otherwise.
 void c_serial_loop_install_global_hook(c_serial_loop_global_router_t router);
 
+// The thread-locals behind the two functions below (shims.c). Read inline: `Loop.isOnLoopThread`,
+// on every enqueue, schedule and cancel, costs a thread-local load and a compare, no call.
+extern _Thread_local void *c_serial_loop_current_loop_storage;
+extern _Thread_local uint64_t c_serial_loop_thread_token_storage;
+uint64_t c_serial_loop_assign_thread_token(void);
+
 /// The loop running on this thread (an unretained pointer), or NULL.
-void *c_serial_loop_current_loop(void);
-void c_serial_loop_set_current_loop(void *loop);
+static inline void *c_serial_loop_current_loop(void) { return c_serial_loop_current_loop_storage; }
+static inline void c_serial_loop_set_current_loop(void *loop) { c_serial_loop_current_loop_storage = loop; }
 
 /// A number that identifies the calling thread and that no other thread of the process ever gets
 /// (assigned on first call, from 1 up). Unlike a `pthread_t`, it is not reused once a thread ends.
-uint64_t c_serial_loop_thread_token(void);
+static inline uint64_t c_serial_loop_thread_token(void) {
+    uint64_t token = c_serial_loop_thread_token_storage;
+    return __builtin_expect(token != 0, 1) ? token : c_serial_loop_assign_thread_token();
+}
 
 /// Keeps a task alive while a test loop remembers it as its own (so its address is not reused).
 void c_serial_loop_retain_task(void *task);
