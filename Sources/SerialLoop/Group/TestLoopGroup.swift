@@ -138,7 +138,6 @@ final class OneThreadTestGroup: LoopGroupHost, @unchecked Sendable {
     let members: [TestLoop]
     let loops: [Loop]
     let clock = VirtualClock()
-    let seed: UInt64
     private var interleaving: Interleaving
     /// An epoll descriptor watching every member's epoll descriptor: parking on it waits for I/O
     /// or a wake-up on any loop.
@@ -158,22 +157,24 @@ final class OneThreadTestGroup: LoopGroupHost, @unchecked Sendable {
         if seed == nil {
             fputs("withTestLoopGroup seed: \(chosen) (replay with SERIAL_LOOP_SEED=\(chosen) or seed: \(chosen))\n", stderr)
         }
-        self.seed = chosen
         interleaving = Interleaving(seed: chosen)
         groupPoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         if groupPoll < 0 { throw LoopError(operation: "epoll_create1(EPOLL_CLOEXEC)", errno: errno) }
         var members: [TestLoop] = []
-        do {
-            for _ in 0..<count { members.append(try TestLoop(virtualClock: clock)) }
+        do throws(LoopError) {
+            for _ in 0..<count {
+                let member = try TestLoop(virtualClock: clock)
+                members.append(member)
+                var event = epoll_event()
+                event.events = EPOLLIN.rawValue
+                if epoll_ctl(groupPoll, EPOLL_CTL_ADD, member.reactor.backend.pollDescriptor, &event) != 0 {
+                    throw LoopError(operation: "epoll_ctl(ADD, a group loop's epoll descriptor)", errno: errno)
+                }
+            }
         } catch {
             for member in members { member.shutdown() }
             Glibc.close(groupPoll)
             throw error
-        }
-        for member in members {
-            var event = epoll_event()
-            event.events = EPOLLIN.rawValue
-            _ = epoll_ctl(groupPoll, EPOLL_CTL_ADD, member.reactor.backend.pollDescriptor, &event)
         }
         self.members = members
         self.loops = members
