@@ -138,11 +138,17 @@ out.append("|---|---:|---:|---|---|")
 for n in names:
     out.append(f"| {names[n]} | {med[n]:.0f} | {medp[n]:.2f} ms | {', '.join(f'{v:.0f}' for v in rps[n])} | {', '.join(f'{v:.2f}' for v in p99[n])} ms |")
 out.append("")
-out.append("| ratio (medians) | requests/s | p99 |")
-out.append("|---|---:|---:|")
+# Paired: the two servers' runs of the same repetition (seconds apart, so under the same load),
+# then the median of those ratios; the steadier figure when the load drifts between repetitions.
+reps = sorted({r[0] for r in runs}, key=int)
+def paired(a, b, values):
+    return [values[a][i] / values[b][i] for i in range(len(reps))]
+out.append("| ratio | requests/s: ratio of medians | requests/s: median of per-repetition ratios [range] | p99: ratio of medians |")
+out.append("|---|---:|---|---:|")
 for label, a, b in (("SerialLoop 2 loops ÷ 1 loop", "loop2", "loop1"), ("NIO 2 threads ÷ 1 thread", "nio2", "nio1"),
                     ("SerialLoop ÷ NIO, 1 each", "loop1", "nio1"), ("SerialLoop ÷ NIO, 2 each", "loop2", "nio2")):
-    out.append(f"| {label} | {med[a] / med[b]:.2f} | {medp[a] / medp[b]:.2f} |")
+    pr = paired(a, b, rps)
+    out.append(f"| {label} | {med[a] / med[b]:.2f} | {statistics.median(pr):.2f} [{min(pr):.2f}–{max(pr):.2f}] | {medp[a] / medp[b]:.2f} |")
 out.append("")
 out.append("Runs in order (repetition, server, requests/s, p99, load average before the run, errors):")
 out.append("")
