@@ -21,15 +21,19 @@ let package = Package(
             name: "LoopHTTP",
             dependencies: [.product(name: "SerialLoop", package: "SerialLoop"), .product(name: "SerialLoopNet", package: "SerialLoop")]
         ),
-        // The HTTP server on a SerialLoop, as a program (curl, wrk and Python drive it).
+        // The CPU work per request of the scaling figures, the same code in both servers.
+        .target(name: "CPUWork"),
+        // The HTTP server on a SerialLoop, as a program (curl, wrk and Python drive it); on one
+        // loop, or on a `LoopGroup` with a listener per loop (`--loops N`).
         .executableTarget(
             name: "SerialLoopHTTPServer",
-            dependencies: ["LoopHTTP", .product(name: "SerialLoop", package: "SerialLoop")]
+            dependencies: ["LoopHTTP", "CPUWork", .product(name: "SerialLoop", package: "SerialLoop"), .product(name: "SerialLoopNet", package: "SerialLoop")]
         ),
-        // The same routes on SwiftNIO, one event-loop thread: the wrk baseline.
+        // The same routes on SwiftNIO, one event-loop thread (or `--threads N`): the wrk baseline.
         .executableTarget(
             name: "NIOHTTPServer",
             dependencies: [
+                "CPUWork",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -179,6 +179,11 @@ else
     FAILED+=("Ecosystem/ build")
 fi
 
+# ---- 5c. past one core: the server on a LoopGroup of 2 loops (a SO_REUSEPORT listener each) -------
+# A few seconds: curl and 2 s of wrk; wrk-scaling.sh (run by hand) measures the scaling figures.
+scenario "LoopGroup server: 2 loops with SO_REUSEPORT listeners, CPU-bound /work answered like NIO's, both loops serve" 60 \
+    env BIN="$BIN" ./wrk-scaling.sh --smoke
+
 # ---- 6. wrk: the SerialLoop server against SwiftNIO, one thread each ------------------------------
 # Each server for wrk is a fresh process pinned to CPU 0, and wrk to CPU 1 (when taskset exists and
 # there are 2+ cores), so the two do not fight over one core.
@@ -231,6 +236,8 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 scenario "wrk -t1 -c50 -d5s GET /: SerialLoop server vs SwiftNIO (one thread each, $CONFIG build)" 90 bash -c wrk_scenario
 
 if [ "$CONFIG" = release ] && [ -s "$WORK/wrk" ]; then
+    # The scaling section (wrk-scaling.sh) is kept: everything from its marker line on.
+    SCALING=$(sed -n '/^<!-- wrk-scaling.sh writes everything below this line -->/,$p' "$HERE/WRK-RESULTS.md" 2>/dev/null || true)
     {
         echo "# wrk: SerialLoop HTTP server vs SwiftNIO, one thread each"
         echo
@@ -259,6 +266,7 @@ if [ "$CONFIG" = release ] && [ -s "$WORK/wrk" ]; then
         echo "NIO's pipeline runs a complete llhttp parser, header normalisation, its pipelining and error"
         echo "handlers and a handler chain per message; LoopHTTP's parser is minimal (Content-Length only)."
         echo "Figures from a shared 2-core VM move by ±30 % between runs when other jobs are running."
+        if [ -n "$SCALING" ]; then echo; echo "$SCALING"; fi
     } > "$HERE/WRK-RESULTS.md"
     echo "   (written to IntegrationTests/WRK-RESULTS.md)"
 fi

@@ -31,6 +31,9 @@ SIZES = {
     "tcp-ping-pong": 100_000,
     "yield-growth": 1_000_000,
     "cross-thread-enqueue": 2_000_000,
+    # Sequential round trips between two loops' threads (~5-10 µs each when they cross threads).
+    "cross-loop-execute": 200_000,
+    "cross-loop-actor-call": 200_000,
     "offload-round-trip": 100_000,
     "memory-per-sleeper": 100_000,
     "allocations-per-enqueue": 1_000_000,

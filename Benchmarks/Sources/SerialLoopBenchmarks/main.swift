@@ -6,7 +6,7 @@
 @preconcurrency import Glibc
 
 /// Every benchmark, one list per workload family (Workloads/*.swift).
-let benchmarks = observabilityBenchmarks + taskBenchmarks + wholeProgramBenchmarks + timerBenchmarks + ioBenchmarks + netBenchmarks + growthBenchmarks + crossThreadBenchmarks + offloadBenchmarks + memoryBenchmarks + talkBenchmarks
+let benchmarks = observabilityBenchmarks + taskBenchmarks + wholeProgramBenchmarks + timerBenchmarks + ioBenchmarks + netBenchmarks + growthBenchmarks + crossThreadBenchmarks + crossLoopBenchmarks + offloadBenchmarks + memoryBenchmarks + talkBenchmarks
 
 let arguments = CommandLine.arguments
 func argument(_ name: String) -> String? {

@@ -26,9 +26,11 @@ public final class HTTPServer: @unchecked Sendable {
     public private(set) var requestsServed = 0
     public private(set) var connectionsAccepted = 0
 
-    public init(on loop: Loop, address: SocketAddress, idleTimeout: Duration = .seconds(30), handler: @escaping Handler) throws {
+    /// Binds `address` on `loop`. With `reusePort`, the listener sets `SO_REUSEPORT`, so one server
+    /// per loop of a `LoopGroup` can bind the same port (the kernel spreads connections over them).
+    public init(on loop: Loop, address: SocketAddress, reusePort: Bool = false, idleTimeout: Duration = .seconds(30), handler: @escaping Handler) throws {
         self.loop = loop
-        self.listener = try TCPListener(on: loop, address: address)
+        self.listener = try TCPListener(on: loop, address: address, reusePort: reusePort)
         self.idleTimeout = idleTimeout
         self.handler = handler
     }

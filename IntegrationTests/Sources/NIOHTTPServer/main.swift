@@ -1,12 +1,16 @@
 // The wrk baseline: the same routes as `serial-loop-http-server`, served by SwiftNIO's HTTP/1 pipeline
-// on ONE event-loop thread, so the comparison is one thread against one thread.
+// on ONE event-loop thread, so the comparison is one thread against one thread; with --threads N,
+// on a `MultiThreadedEventLoopGroup` of N threads (NIO's own way past one core: one listening
+// channel, accepted connections handed to the group's loops round robin).
 //
-//   nio-http-server [--port N]     prints "listening on 127.0.0.1:PORT" once bound
+//   nio-http-server [--port N] [--threads N]     prints "listening on 127.0.0.1:PORT" once bound
 //
 // Routes (identical bodies in both servers):
 //   GET  /          "Hello, world!\n"
 //   GET  /bytes/N   N bytes of the pattern "abc…xyzabc…"
 //   POST /echo      the request body
+//   GET  /work/R    the hash of R rounds of CPUWork.cpuWork over the path, in hex (CPU-bound)
+import CPUWork
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -50,6 +54,8 @@ final class RouteHandler: ChannelInboundHandler {
                 for index in 0..<count { raw[index] = UInt8(ascii: "a") &+ UInt8(index % 26) }
                 return count
             }
+        } else if head.method == .GET && path.hasPrefix("/work/"), let rounds = workRounds(path: path) {
+            payload = context.channel.allocator.buffer(string: cpuWorkBody(path: path, rounds: rounds))
         } else if head.method == .POST && path == "/echo" {
             payload = body ?? context.channel.allocator.buffer(capacity: 0)
         } else {
@@ -71,18 +77,22 @@ final class RouteHandler: ChannelInboundHandler {
 }
 
 var port = 0
+var threads = 1
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
     switch argument {
     case "--port":
         guard let value = arguments.popFirst().flatMap(Int.init) else { fatalError("--port needs a number") }
         port = value
+    case "--threads":
+        guard let value = arguments.popFirst().flatMap(Int.init), value >= 1 else { fatalError("--threads needs a number >= 1") }
+        threads = value
     default:
-        fatalError("unknown argument \(argument); usage: nio-http-server [--port N]")
+        fatalError("unknown argument \(argument); usage: nio-http-server [--port N] [--threads N]")
     }
 }
 
-let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
 let bootstrap = ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 1024)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
