@@ -31,6 +31,8 @@ public final class LoopGroup: Sendable {
     /// Whether ``shutdown()`` has run; held while it runs, so a concurrent call returns only once
     /// the group is down. A `Lock`, not a `Mutex`: ThreadSanitizer sees through pthread mutexes.
     private let hasShutDown = Lock(false)
+    /// The graceful shutdown's handlers and grace period (LoopGroup+GracefulShutdown.swift).
+    let graceful = GracefulShutdown()
 
     private init(host: any LoopGroupHost) {
         self.host = host
@@ -93,18 +95,17 @@ public final class LoopGroup: Sendable {
     /// and callbacks run or are dropped as a loop's shutdown says, nothing is left hanging.
     /// The loops are all asked to stop first, so they shut down in parallel.
     ///
+    /// Called during a graceful shutdown's grace period (``shutdownGracefully(within:)``), it ends
+    /// the period at once. To let work in flight finish first, call that instead.
+    ///
     /// Idempotent: later calls return at once, concurrent ones once the group is down. Any thread
     /// but a group loop's own (a loop cannot wait for itself to end) and the loops' `offload`
     /// threads (a loop's shutdown waits for the offload closures running: calling this from one
     /// deadlocks; it is not detected).
     /// - Precondition: not called on one of the group's loops (traps with a message).
     public func shutdown() {
-        // By the thread's current loop, not `isOnLoopThread`: that compares `pthread_t`s, and once
-        // a concurrent shutdown has joined a loop's thread, a new thread may get the same
-        // `pthread_t` (seen: a spawned thread trapped here as if it were a loop's). The thread-local
-        // is set only on a thread that runs a loop, while it runs or shuts down.
-        let current = Loop.current
-        misuseCheck(current == nil || !loops.contains { $0 === current }, "LoopGroup.shutdown() called on one of the group's own loops, which cannot wait for itself to end; call it from outside the group (e.g. the code that started it), or call stop() on the loops")
+        checkNotOnGroupLoop("LoopGroup.shutdown()")
+        graceful.noteHardShutdown(loops)
         hasShutDown.withLock { done in
             guard !done else { return }
             host.shutDownAll()
