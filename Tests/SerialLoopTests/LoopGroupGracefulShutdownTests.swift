@@ -382,6 +382,16 @@ struct LoopGroupGracefulShutdownTests {
         }
     }
 
+    @Test func aHandlerOnALoopOutsideTheGroupTrapsWithAMessage() async throws {
+        let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let group = try LoopGroup.start(loops: 1)
+            let other = try Loop.startThread()
+            group.onGracefulShutdown(on: other.loop) {}
+        }
+        let stderrText = String(decoding: result.standardErrorContent, as: UTF8.self)
+        #expect(stderrText.contains("the loop is not one of the group's loops"), "\(stderrText)")
+    }
+
     @Test func gracefulShutdownOnAGroupLoopTrapsWithAMessage() async throws {
         let result = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let group = try LoopGroup.start(loops: 2)

@@ -78,7 +78,9 @@ extension LoopGroup {
     /// shut down. An error a handler throws is reported in
     /// ``GracefulShutdownReport/handlerErrors`` and the shutdown goes on. A handler that blocks
     /// holds up its loop, and the shutdown waits for it to return (a callback cannot be
-    /// interrupted). The group keeps handlers until they run, are removed, or it shuts down.
+    /// interrupted). The group keeps handlers until they run, are removed, or it shuts down: a
+    /// handler that captures the group keeps it alive until then (dropping the group then does
+    /// not shut it down; capture what the handler closes, not the group).
     /// - Parameters:
     ///   - loop: one of the group's loops, where `handler` runs.
     ///   - handler: stops accepting new work; may throw.
