@@ -201,9 +201,11 @@ struct LoopGroupGracefulShutdownTests {
             let sleeper = Task<(any Error)?, Never>(executorPreference: group.loops[1]) {
                 do { try await group.loops[1].sleep(for: .seconds(3600)); return nil } catch { return error }
             }
+            await whenOnLoop(group.loops[1]) { group.loops[1].leftovers().sleeps.count == 1 }
             let report = group.syncShutdownGracefully(within: .zero)
             #expect(!report.drained)
-            #expect(report.loopsNotDrained == [0, 1])
+            // Loop 0 may have run its handler and drained in the moment the check took; loop 1 cannot.
+            #expect(report.loopsNotDrained.contains(1), "\(report)")
             #expect(servers.listeners.allSatisfy { $0.isClosed })
             for acceptor in servers.acceptors { await acceptor.value }
             #expect(servers.acceptorsEnded.count == 2)

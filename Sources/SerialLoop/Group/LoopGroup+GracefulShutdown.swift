@@ -302,18 +302,22 @@ final class GracefulShutdown: @unchecked Sendable {
     /// monotonic clock reaches `deadline`. Returns the indexes of the loops not seen drained.
     func waitUntilDrained(_ loops: [Loop], deadline: Int64) -> [Int] {
         var until = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
-        return withLock { state in
-            while true {
-                if let cutShort = state.cutShort { return cutShort }
-                let notDrained = notDrained(loops, state)
-                if notDrained.isEmpty || monotonicNanoseconds() >= deadline {
-                    // Frozen: what the loops report from now on (the hard shutdown's cancellations
-                    // empty them) no longer counts.
-                    state.cutShort = notDrained
-                    return notDrained
-                }
-                _ = pthread_cond_timedwait(condition, mutex, &until)
+        // Not inside `withLock`: its `inout` access to `state` would span the waits, and the
+        // optimiser may keep that access's value in registers across them (exclusive access
+        // says nobody else writes it) — seen in release builds, where this loop never saw the
+        // `cutShort` that `shutdown()` set. Each read here is an access of its own.
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while true {
+            if let cutShort = state.cutShort { return cutShort }
+            let notDrained = notDrained(loops, state)
+            if notDrained.isEmpty || monotonicNanoseconds() >= deadline {
+                // Frozen: what the loops report from now on (the hard shutdown's cancellations
+                // empty them) no longer counts.
+                state.cutShort = notDrained
+                return notDrained
             }
+            _ = pthread_cond_timedwait(condition, mutex, &until)
         }
     }
 
@@ -332,10 +336,11 @@ final class GracefulShutdown: @unchecked Sendable {
 
     /// A concurrent or later call: the first call's report, once it is there.
     func waitForReport() -> LoopGroup.GracefulShutdownReport {
-        withLock { state in
-            while state.report == nil { pthread_cond_wait(condition, mutex) }
-            return state.report!
-        }
+        // Not inside `withLock`, for the reason `waitUntilDrained` gives.
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while state.report == nil { pthread_cond_wait(condition, mutex) }
+        return state.report!
     }
 }
 
