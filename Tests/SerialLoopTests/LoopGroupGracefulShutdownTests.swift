@@ -43,6 +43,16 @@ private final class Countdown: Sendable {
     }
 }
 
+/// Joins `threads` without blocking a cooperative thread (a thread of its own waits).
+private func join(_ threads: [pthread_t]) async {
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+        pthread_detach(spawnThread {
+            for thread in threads { pthread_join(thread, nil) }
+            done.resume()
+        })
+    }
+}
+
 /// A server on every loop of `group`: a listener whose acceptor serves each connection (read a
 /// byte, work 10 ms, write it back, then start a follow-up task on the next loop that works 5 ms
 /// more), and a graceful-shutdown handler that closes the listener.
@@ -202,7 +212,7 @@ struct LoopGroupGracefulShutdownTests {
                 do { try await group.loops[1].sleep(for: .seconds(3600)); return nil } catch { return error }
             }
             await whenOnLoop(group.loops[1]) { group.loops[1].leftovers().sleeps.count == 1 }
-            let report = group.syncShutdownGracefully(within: .zero)
+            let report = await group.shutdownGracefully(within: .zero)
             #expect(!report.drained)
             // Loop 0 may have run its handler and drained in the moment the check took; loop 1 cannot.
             #expect(report.loopsNotDrained.contains(1), "\(report)")
@@ -230,7 +240,7 @@ struct LoopGroupGracefulShutdownTests {
             let removed = group.onGracefulShutdown(on: group.loops[0]) { log.withLock { $0.append("removed") } }
             #expect(group.removeGracefulShutdownHandler(removed))
             #expect(!group.removeGracefulShutdownHandler(removed))
-            let report = group.syncShutdownGracefully(within: .seconds(30))
+            let report = await group.shutdownGracefully(within: .seconds(30))
             #expect(report.drained, "\(report)")
             let entries = log.withLock { $0 }
             #expect(entries.filter { $0.hasPrefix("0") } == ["0a:true", "0b:true"])
@@ -245,17 +255,21 @@ struct LoopGroupGracefulShutdownTests {
     @Test func aHandlerRegisteredDuringTheGracePeriodRunsAtOnce() async throws {
         try await withWatchdog(seconds: 30) {
             let group = try LoopGroup.start(loops: 2)
-            let inGrace = Latch<Void>(), lateRan = Latch<Bool>()
-            group.onGracefulShutdown(on: group.loops[0]) { inGrace.fulfil(()) }
+            let inGrace = Countdown(), lateRan = Countdown(), ranOnItsLoop = Lock(false)
+            group.onGracefulShutdown(on: group.loops[0]) { inGrace.add() }
             // Holds loop 1 busy (a sleep) until the late handler has run.
             let holder = Task(executorPreference: group.loops[1]) {
                 try? await group.loops[1].sleep(for: .seconds(3600))
             }
             await whenOnLoop(group.loops[1]) { group.loops[1].leftovers().sleeps.count == 1 }
             let shutdown = Task.detached { await group.shutdownGracefully(within: .seconds(3600)) }
-            inGrace.wait()
-            group.onGracefulShutdown(on: group.loops[1]) { lateRan.fulfil(Loop.current === group.loops[1]) }
-            #expect(lateRan.wait())
+            await inGrace.wait(for: 1)
+            group.onGracefulShutdown(on: group.loops[1]) {
+                ranOnItsLoop.withLock { $0 = Loop.current === group.loops[1] }
+                lateRan.add()
+            }
+            await lateRan.wait(for: 1)
+            #expect(ranOnItsLoop.withLock { $0 })
             holder.cancel()
             let report = await shutdown.value
             #expect(report.drained, "\(report)")
@@ -272,7 +286,7 @@ struct LoopGroupGracefulShutdownTests {
                 group.onGracefulShutdown(on: loop) { throw Refused(loop: index) }
                 group.onGracefulShutdown(on: loop) { after.add(1, ordering: .relaxed) }
             }
-            let report = group.syncShutdownGracefully(within: .seconds(30))
+            let report = await group.shutdownGracefully(within: .seconds(30))
             #expect(report.drained)
             #expect(report.handlerErrors.compactMap { ($0 as? Refused)?.loop }.sorted() == [0, 1])
             let handlersAfter = after.load(ordering: .relaxed)
@@ -309,10 +323,11 @@ struct LoopGroupGracefulShutdownTests {
         try await withWatchdog(seconds: 60) {
             let group = try LoopGroup.start(loops: 3)
             let handlerRuns = Atomic<Int>(0)
-            let inGrace = Latch<Void>()
+            let inGrace = Countdown()
             for loop in group.loops {
                 group.onGracefulShutdown(on: loop) {
-                    if handlerRuns.add(1, ordering: .relaxed).newValue == 3 { inGrace.fulfil(()) }
+                    handlerRuns.add(1, ordering: .relaxed)
+                    inGrace.add()
                 }
             }
             var sleepers: [Task<(any Error)?, Never>] = []
@@ -331,9 +346,9 @@ struct LoopGroupGracefulShutdownTests {
                     reports.withLock { $0.append((report, allDown)) }
                 }
             }
-            inGrace.wait()
+            await inGrace.wait(for: 3)
             let hard = (0..<2).map { _ in spawnThread { group.shutdown() } }
-            for thread in graceful + hard { pthread_join(thread, nil) }
+            await join(graceful + hard)
             let all = reports.withLock { $0 }.map(\.report)
             #expect(reports.withLock { $0 }.allSatisfy { $0.allDown })
             #expect(all.count == 4)
@@ -342,7 +357,7 @@ struct LoopGroupGracefulShutdownTests {
             #expect(runs == 3)
             for sleeper in sleepers { #expect(await sleeper.value is CancellationError) }
             // Later calls return the same report at once.
-            #expect(group.syncShutdownGracefully(within: .seconds(3600)).gracePeriod == all[0].gracePeriod)
+            #expect(await group.shutdownGracefully(within: .seconds(3600)).gracePeriod == all[0].gracePeriod)
         }
     }
 
@@ -375,7 +390,7 @@ struct LoopGroupGracefulShutdownTests {
                     }
                 })
             }
-            let report = group.syncShutdownGracefully(within: .milliseconds(100))
+            let report = await group.shutdownGracefully(within: .milliseconds(100))
             #expect(!report.drained)
             #expect(report.loopsNotDrained == [0, 1])
             for spinner in spinners { await spinner.value }
