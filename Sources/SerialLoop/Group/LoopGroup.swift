@@ -17,7 +17,9 @@ import Synchronization
 /// ```
 ///
 /// ``shutdown()`` ends every loop with a single loop's outcomes and joins every thread; dropping
-/// the last reference to the group does the same. ``withLoopGroup(loops:isolation:_:)`` scopes a group to
+/// the last reference to the group does the same. ``shutdownGracefully(within:)`` first runs the
+/// ``onGracefulShutdown(on:_:)`` handlers (stop accepting) and lets the work in flight finish
+/// within a deadline. ``pendingWork`` and ``addInstruments(_:)`` observe every loop. ``withLoopGroup(loops:isolation:_:)`` scopes a group to
 /// a body. The article <doc:LoopGroups> says what crossing loops costs and how shutdown goes.
 public final class LoopGroup: Sendable {
     /// The group's loops, in a fixed order: `loops[i]` is the same loop for the group's life. Hand
