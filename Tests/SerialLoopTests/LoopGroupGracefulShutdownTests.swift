@@ -361,6 +361,46 @@ struct LoopGroupGracefulShutdownTests {
         }
     }
 
+    /// Work in transit between loops holds the grace period open: chains of callbacks hop from
+    /// loop to loop (`execute`, no timer, no task), so at times the only trace of a chain is a
+    /// callback in some loop's inbox while its sender has already gone idle. Declared drained too
+    /// early, the hard shutdown would drop hops (a callback sent to a loop that has shut down does
+    /// not run); every chain must reach its end. Targets are random, seeded (printed).
+    @Test func callbacksInTransitBetweenLoopsHoldTheGracePeriodOpen() async throws {
+        try await withWatchdog(seconds: 60) {
+            let loopCount = 3, chains = 50, hopsPerChain = 200
+            let seed = UInt64.random(in: 0...UInt64.max)
+            print("callbacks in transit: seed \(seed)")
+            let group = try LoopGroup.start(loops: loopCount)
+            let hops = Atomic<Int>(0), finished = Atomic<Int>(0)
+            let loops = group.loops
+            @Sendable func hop(chain: Int, step: Int, state: UInt64) {
+                hops.add(1, ordering: .relaxed)
+                guard step < hopsPerChain else {
+                    finished.add(1, ordering: .relaxed)
+                    return
+                }
+                // splitmix64 step: the next target, from this chain's own state.
+                var z = state &+ 0x9e37_79b9_7f4a_7c15
+                let next = z
+                z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+                z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+                z ^= z >> 31
+                loops[Int(z % UInt64(loopCount))].execute { hop(chain: chain, step: step + 1, state: next) }
+            }
+            for chain in 0..<chains {
+                loops[chain % loopCount].execute { hop(chain: chain, step: 0, state: seed &+ UInt64(chain)) }
+            }
+            let report = await group.shutdownGracefully(within: .seconds(30))
+            let (hopCount, finishedCount) = (hops.load(ordering: .relaxed), finished.load(ordering: .relaxed))
+            print("callbacks in transit: \(report); \(hopCount) hops, \(finishedCount) chains finished")
+            #expect(report.drained, "\(report)")
+            #expect(report.gracePeriod < .seconds(30), "ended by draining, not by the deadline")
+            #expect(finishedCount == chains)
+            #expect(hopCount == chains * (hopsPerChain + 1))
+        }
+    }
+
     /// On a group shut down already: nothing runs, not drained.
     @Test func gracefulShutdownAfterShutdownReturnsAtOnce() async throws {
         try await withWatchdog(seconds: 30) {
