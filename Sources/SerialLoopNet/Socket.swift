@@ -133,7 +133,7 @@ public final class TCPListener: Sendable {
 /// }
 /// ```
 public final class TCPConnection: Sendable {
-    private let descriptor: SocketDescriptor
+    let descriptor: SocketDescriptor
     /// The loop the socket is registered with.
     public var loop: Loop { descriptor.loop }
     /// The descriptor; it stays readable after `close()`, for error messages.

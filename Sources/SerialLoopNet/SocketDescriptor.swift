@@ -95,6 +95,16 @@ final class SocketDescriptor: @unchecked Sendable {
         numberLock.deallocate()
     }
 
+    /// Gives up the number without closing it, for a new owner on another loop: from now on
+    /// this descriptor behaves as closed (operations fail with `EBADF`, its deinit closes nothing).
+    /// Only for a number no operation has waited on, so that the loop's reactor never saw it
+    /// (a just-accepted connection): any thread.
+    func relinquish() -> Int32 {
+        let wasClosed = closeRequested.exchange(true, ordering: .acquiringAndReleasing)
+        precondition(!wasClosed, "relinquish() of a closed \(owner)")
+        return fd
+    }
+
     // MARK: Sync calls
 
     /// Runs a sync call on the number from any thread: in place on the loop thread, under the lock

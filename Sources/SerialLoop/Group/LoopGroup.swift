@@ -17,7 +17,9 @@ import Synchronization
 /// ```
 ///
 /// ``shutdown()`` ends every loop with a single loop's outcomes and joins every thread; dropping
-/// the last reference to the group does the same. ``withLoopGroup(loops:isolation:_:)`` scopes a group to
+/// the last reference to the group does the same. ``shutdownGracefully(within:)`` first runs the
+/// ``onGracefulShutdown(on:_:)`` handlers (stop accepting) and lets the work in flight finish
+/// within a deadline. ``pendingWork`` and ``addInstruments(_:)`` observe every loop. ``withLoopGroup(loops:isolation:_:)`` scopes a group to
 /// a body. The article <doc:LoopGroups> says what crossing loops costs and how shutdown goes.
 public final class LoopGroup: Sendable {
     /// The group's loops, in a fixed order: `loops[i]` is the same loop for the group's life. Hand
@@ -31,6 +33,8 @@ public final class LoopGroup: Sendable {
     /// Whether ``shutdown()`` has run; held while it runs, so a concurrent call returns only once
     /// the group is down. A `Lock`, not a `Mutex`: ThreadSanitizer sees through pthread mutexes.
     private let hasShutDown = Lock(false)
+    /// The graceful shutdown's handlers and grace period (LoopGroup+GracefulShutdown.swift).
+    let graceful = GracefulShutdown()
 
     init(host: any LoopGroupHost) {
         self.host = host
@@ -93,18 +97,17 @@ public final class LoopGroup: Sendable {
     /// and callbacks run or are dropped as a loop's shutdown says, nothing is left hanging.
     /// The loops are all asked to stop first, so they shut down in parallel.
     ///
+    /// Called during a graceful shutdown's grace period (``shutdownGracefully(within:)``), it ends
+    /// the period at once. To let work in flight finish first, call that instead.
+    ///
     /// Idempotent: later calls return at once, concurrent ones once the group is down. Any thread
     /// but a group loop's own (a loop cannot wait for itself to end) and the loops' `offload`
     /// threads (a loop's shutdown waits for the offload closures running: calling this from one
     /// deadlocks; it is not detected).
     /// - Precondition: not called on one of the group's loops (traps with a message).
     public func shutdown() {
-        // By the thread's current loop, not `isOnLoopThread`: that compares `pthread_t`s, and once
-        // a concurrent shutdown has joined a loop's thread, a new thread may get the same
-        // `pthread_t` (seen: a spawned thread trapped here as if it were a loop's). The thread-local
-        // is set only on a thread that runs a loop, while it runs or shuts down.
-        let current = Loop.current
-        misuseCheck(current == nil || !loops.contains { $0 === current }, "LoopGroup.shutdown() called on one of the group's own loops, which cannot wait for itself to end; call it from outside the group (e.g. the code that started it), or call stop() on the loops")
+        checkNotOnGroupLoop("LoopGroup.shutdown()")
+        graceful.noteHardShutdown(loops)
         hasShutDown.withLock { done in
             guard !done else { return }
             host.shutDownAll()
