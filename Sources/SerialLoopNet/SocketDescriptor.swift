@@ -8,7 +8,7 @@ import Synchronization
 /// for callers elsewhere, and closing through the loop.
 ///
 /// Threads. Every async operation runs on the loop's thread: called there, it runs in place (no
-/// hop, nothing extra but one `pthread_self` compare); called from anywhere else it hops onto the
+/// hop, nothing extra but `isOnLoopThread`'s thread-local compare); called from anywhere else it hops onto the
 /// loop for the operation (`onLoop`) and the caller resumes on its own executor. `close()` and the
 /// sync calls work from any thread:
 /// - The loop thread is the only one that closes the number (`loop.close`, which wakes the waiters

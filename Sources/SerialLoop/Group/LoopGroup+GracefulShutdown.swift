@@ -197,10 +197,9 @@ extension LoopGroup {
 
     /// Traps when called on one of the group's loops, which cannot wait for itself to end.
     func checkNotOnGroupLoop(_ api: String) {
-        // By the thread's current loop, not `isOnLoopThread`: that compares `pthread_t`s, and once
-        // a concurrent shutdown has joined a loop's thread, a new thread may get the same
-        // `pthread_t` (seen: a spawned thread trapped here as if it were a loop's). The thread-local
-        // is set only on a thread that runs a loop, while it runs or shuts down.
+        // By the thread's current loop: it is set only on a thread that runs a loop, while it runs
+        // or shuts down, so a thread the loop no longer runs on (after a concurrent shutdown joined
+        // it) is never taken for the loop.
         let current = Loop.current
         misuseCheck(current == nil || !loops.contains { $0 === current }, "\(api) called on one of the group's own loops, which cannot wait for itself to end; call it from outside the group (e.g. the code that started it), or call stop() on the loops")
     }
