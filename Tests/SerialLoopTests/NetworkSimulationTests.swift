@@ -1,0 +1,379 @@
+@preconcurrency import Glibc
+import Testing
+import SerialLoop
+import SerialLoopNet
+import SerialLoopNetSimulation
+
+// The simulated network (issue 25): the unchanged SerialLoopNet API over simulated hosts, every
+// delivery a timer on the test loop's virtual clock, so every time below is exact.
+
+private let serverAddress = SocketAddress(host: "10.0.0.1", port: 80)
+
+/// A server host at 10.0.0.1 with a listener on port 80, and a client host at 10.0.0.2.
+private struct World {
+    let network: SimulatedNetwork
+    let server: SimulatedHost
+    let client: SimulatedHost
+    let listener: TCPListener
+    var loop: TestLoop { network.loop }
+
+    init(_ network: SimulatedNetwork, backlog: Int32 = 16) throws {
+        self.network = network
+        server = try network.host("server", address: "10.0.0.1")
+        client = try network.host("client", address: "10.0.0.2")
+        let loop = network.loop
+        listener = try server.run { try TCPListener(on: loop, address: serverAddress, backlog: backlog) }
+    }
+
+    /// Connects from the client host.
+    func connect(to address: SocketAddress = serverAddress) async throws -> TCPConnection {
+        let loop = self.loop
+        return try await client.run { try await TCPConnection.connect(to: address, on: loop) }
+    }
+
+    /// An echo server on the server host: every accepted connection gets its bytes back until EOF.
+    func startEcho() {
+        let listener = self.listener, server = self.server
+        server.spawn {
+            while true {
+                let connection = try await listener.accept()
+                server.spawn {
+                    defer { try? connection.close() }
+                    while case let bytes = try await connection.read(upToCount: 65536), !bytes.isEmpty {
+                        try await connection.write(bytes)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A connection from the client and its accepted end on the server.
+    func pair() async throws -> (client: TCPConnection, server: TCPConnection) {
+        let client = try await connect()
+        let server = try await listener.accept()
+        return (client, server)
+    }
+
+    /// Milliseconds of virtual time since the start.
+    var milliseconds: Int64 { loop.now.nanosecondsSinceOrigin / 1_000_000 }
+}
+
+/// Reads until `count` bytes arrived or end-of-file.
+private func readAll(_ connection: TCPConnection, count: Int = .max) async throws -> [UInt8] {
+    var received: [UInt8] = []
+    while received.count < count {
+        let chunk = try await connection.read(upToCount: min(65536, count - received.count))
+        if chunk.isEmpty { break }
+        received += chunk
+    }
+    return received
+}
+
+/// The errno of a `LoopError`, else nil.
+private func errnoOf(_ body: () async throws -> Void) async -> Int32? {
+    do {
+        try await body()
+        return nil
+    } catch let error as LoopError {
+        return error.errno
+    } catch {
+        return nil
+    }
+}
+
+@Suite("Network simulation") struct NetworkSimulationTests {
+    @Test func roundTripTakesTwoLatencies() async throws {
+        try await withSimulatedNetwork(seed: 1, defaultLink: .init(latency: .milliseconds(50))) { network in
+            let world = try World(network)
+            world.startEcho()
+            let connection = try await world.connect()
+            #expect(world.milliseconds == 100)      // SYN there, SYN-ACK back
+            #expect(try connection.peerAddress == serverAddress)
+            #expect(try connection.localAddress.host == "10.0.0.2")
+            try await connection.write("ping")
+            #expect(try await readAll(connection, count: 4) == Array("ping".utf8))
+            #expect(world.milliseconds == 200)
+            try connection.close()
+        }
+    }
+
+    @Test func connectionRefusedWhenNothingListens() async throws {
+        try await withSimulatedNetwork(seed: 1, defaultLink: .init(latency: .milliseconds(10))) { network in
+            let world = try World(network)
+            do {
+                _ = try await world.connect(to: SocketAddress(host: "10.0.0.1", port: 81))
+                Issue.record("connected to a port nobody listens on")
+            } catch let error as LoopError {
+                #expect(error.errno == ECONNREFUSED)
+                #expect(error.description.hasPrefix("connect(to: 10.0.0.1:81, fd: 3): ECONNREFUSED"))
+                #expect(world.milliseconds == 20)
+            }
+        }
+    }
+
+    @Test func partitionTimesConnectOutAndHealLetsTheRetrySucceed() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            network.connectTimeout = .seconds(10)
+            network.partition(world.client, world.server)
+            do {
+                _ = try await world.connect()
+                Issue.record("connected across a partition")
+            } catch let error as LoopError {
+                #expect(error.errno == ETIMEDOUT)
+                #expect(error.description.hasPrefix("connect(to: 10.0.0.1:80, fd: 3): ETIMEDOUT"))
+            }
+            #expect(world.milliseconds == 10_000)
+            network.heal(world.client, world.server)
+            let connection = try await world.connect()
+            #expect(world.milliseconds == 10_002)      // 1 ms each way
+            try connection.close()
+        }
+    }
+
+    @Test func aHealDuringConnectIsFoundByTheNextSYNRetransmission() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            network.partition(world.client, world.server)
+            network.schedule(after: .seconds(2)) { $0.heal(world.client, world.server) }
+            let connection = try await world.connect()
+            #expect(world.milliseconds == 3_002)      // SYNs at 0, 1 s (lost), 3 s (through)
+            #expect(network.trace.filter { $0.contains("lost syn") }.count == 2)
+            try connection.close()
+        }
+    }
+
+    @Test func dataSentIntoAPartitionArrivesOneLatencyAfterTheHeal() async throws {
+        try await withSimulatedNetwork(seed: 1, defaultLink: .init(latency: .milliseconds(10))) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            let start = world.milliseconds
+            network.partition(world.client, world.server)
+            try await client.write("one")
+            try await client.write("two")
+            network.schedule(after: .seconds(5)) { $0.heal(world.client, world.server) }
+            #expect(try await readAll(server, count: 6) == Array("onetwo".utf8))
+            #expect(world.milliseconds == start + 5_010)
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test func latencyAndBandwidthGiveExactTransferTimes() async throws {
+        try await withSimulatedNetwork(seed: 1, defaultLink: .init(latency: .zero)) { network in
+            let world = try World(network)
+            network.setLink(world.client, world.server, .init(latency: .zero, bytesPerSecond: 1_000_000))
+            let (client, server) = try await world.pair()
+            let start = world.milliseconds
+            let payload = [UInt8](repeating: 7, count: 1_000_000)
+            let writer = Task(executorPreference: network.loop) { try await client.write(payload) }
+            #expect(try await readAll(server, count: payload.count) == payload)
+            try await writer.value
+            #expect(world.milliseconds - start == 1_000)      // 1 MB at 1 MB/s
+            // Latency adds once per segment crossing, not per byte.
+            network.setLink(world.client, world.server, .init(latency: .milliseconds(50), bytesPerSecond: 1_000_000))
+            let before = world.milliseconds
+            try await client.write([1, 2, 3, 4, 5])
+            _ = try await readAll(server, count: 5)
+            #expect(network.loop.now.nanosecondsSinceOrigin - before * 1_000_000 == 50_005_000)   // 5 µs + 50 ms
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test func holdThenReleaseDeliversEverythingInOrderAtRelease() async throws {
+        try await withSimulatedNetwork(seed: 1, defaultLink: .init(latency: .milliseconds(5))) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            network.hold(world.client, world.server)
+            for word in ["a", "b", "c"] {
+                try await client.write(word)
+                try await network.loop.sleep(for: .milliseconds(10))
+            }
+            network.schedule(after: .seconds(1)) { $0.release(world.client, world.server) }
+            let releaseAt = world.milliseconds + 1_000
+            #expect(try await readAll(server, count: 3) == Array("abc".utf8))
+            #expect(world.milliseconds == releaseAt)
+            #expect(network.trace.filter { $0.contains("park data") }.count == 3)
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test func resetFromOutsideGivesECONNRESETThenEOFAndEPIPE() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            let reader = Task(executorPreference: network.loop) { try await server.read(upToCount: 10) }
+            try await network.loop.sleep(for: .milliseconds(100))
+            network.reset(client)
+            do {
+                _ = try await reader.value
+                Issue.record("read survived a reset")
+            } catch let error as LoopError {
+                #expect(error.errno == ECONNRESET)
+                #expect(error.description == "read(fd: \(server.fd)): ECONNRESET (Connection reset by peer)")
+            }
+            #expect(try await server.read(upToCount: 10).isEmpty)        // then end-of-file
+            #expect(await errnoOf { try await client.write("x") } == ECONNRESET)
+            #expect(await errnoOf { try await client.write("x") } == EPIPE)
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test func crashSilencesTheHostAndItsRestartAnswersWithRST() async throws {
+        try await withSimulatedNetwork(seed: 1, defaultLink: .init(latency: .milliseconds(10))) { network in
+            let world = try World(network)
+            world.startEcho()
+            let connection = try await world.connect()
+            try await connection.write("hi")
+            #expect(try await readAll(connection, count: 2) == Array("hi".utf8))
+            world.server.crash()
+            // Silence: the bytes wait for the crashed host; nothing comes back.
+            try await connection.write("anyone?")
+            let reader = Task(executorPreference: network.loop) { try await connection.read(upToCount: 10) }
+            try await network.loop.sleep(for: .seconds(5))
+            #expect(network.trace.last?.contains("park data") == true)
+            let restartAt = world.milliseconds
+            world.server.restart()
+            do {
+                _ = try await reader.value
+                Issue.record("read survived the peer's crash and restart")
+            } catch let error as LoopError {
+                #expect(error.errno == ECONNRESET)
+            }
+            #expect(world.milliseconds == restartAt + 20)   // data there, RST back
+            try connection.close()
+            // Nothing listens after the restart: refused; a new listener accepts.
+            #expect(await errnoOf { _ = try await world.connect() } == ECONNREFUSED)
+            let loop = network.loop
+            let listener = try world.server.run { try TCPListener(on: loop, address: serverAddress) }
+            let again = try await world.connect()
+            let accepted = try await listener.accept()
+            try again.close()
+            try accepted.close()
+        }
+    }
+
+    @Test func crashCancelsTheHostsTasksAndLosesSYNs() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            network.connectTimeout = .seconds(3)
+            let listener = world.listener
+            let acceptor = world.server.spawn { _ = try await listener.accept() }
+            try await network.loop.sleep(for: .milliseconds(10))
+            world.server.crash()
+            let outcome = await acceptor.result
+            #expect(throws: (any Error).self) { try outcome.get() }
+            let start = world.milliseconds
+            #expect(await errnoOf { _ = try await world.connect() } == ETIMEDOUT)
+            #expect(world.milliseconds == start + 3_000)
+        }
+    }
+
+    @Test func writerWaitsForTheReaderToDrain() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            network.receiveBufferSize = 1_000
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            let payload = (0..<5_000).map { UInt8(truncatingIfNeeded: $0) }
+            let writer = Task(executorPreference: network.loop) { try await client.write(payload) }
+            try await network.loop.sleep(for: .seconds(1))
+            var received = try await server.read(upToCount: 5_000)
+            #expect(received.count == 1_000)          // the buffer's worth, no more
+            #expect(network.trace.filter { $0.contains("send data") }.count == 1)
+            try await network.loop.sleep(for: .seconds(1))
+            let second = try await server.read(upToCount: 5_000)
+            #expect(second.count == 1_000)            // refilled once the reader made room
+            #expect(network.trace.filter { $0.contains("send data") }.count == 2)
+            received += second
+            received += try await readAll(server, count: 3_000)
+            try await writer.value
+            #expect(received == payload)
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test func halfCloseDeliversEOFAfterTheDataWhileTheOtherWayStaysOpen() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            try await client.write("request")
+            try client.shutdownWrite()
+            #expect(await errnoOf { try await client.write("more") } == EPIPE)
+            #expect(try await readAll(server) == Array("request".utf8))     // then EOF
+            try await server.write("response")
+            try server.close()
+            #expect(try await readAll(client) == Array("response".utf8))
+            try client.close()
+        }
+    }
+
+    @Test func closeWithUnreadDataResetsThePeer() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            try await client.write("unread")
+            try await network.loop.sleep(for: .milliseconds(10))
+            try server.close()
+            try await network.loop.sleep(for: .milliseconds(10))
+            #expect(await errnoOf { _ = try await client.read(upToCount: 10) } == ECONNRESET)
+            try client.close()
+        }
+    }
+
+    @Test func readsArePartialAndOrdered() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            try await client.write(Array(0..<10))
+            try await network.loop.sleep(for: .milliseconds(10))
+            #expect(try await server.read(upToCount: 4) == [0, 1, 2, 3])
+            let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: 4, alignment: 1)
+            defer { raw.deallocate() }
+            let count = try await server.read(into: raw)
+            #expect(count == 4 && Array(raw) == [4, 5, 6, 7])
+            #expect(try await server.read(upToCount: 100) == [8, 9])
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test func badInputsGiveClearErrors() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let loop = network.loop
+            // A port already bound on the host.
+            do {
+                _ = try world.server.run { try TCPListener(on: loop, address: serverAddress) }
+                Issue.record("bound a port twice")
+            } catch let error as LoopError {
+                #expect(error.errno == EADDRINUSE)
+                #expect(error.description.contains("bind(to: 10.0.0.1:80"))
+            }
+            // An address no host has.
+            do {
+                _ = try await world.connect(to: SocketAddress(host: "10.9.9.9", port: 80))
+                Issue.record("connected to nobody")
+            } catch let error as LoopError {
+                #expect(error.kind == .invalidArgument)
+                #expect(error.description.contains("no host of the simulated network has the address 10.9.9.9"))
+            }
+            // A second host with the same address, a name for an address.
+            #expect(throws: LoopError.self) { try network.host("twin", address: "10.0.0.1") }
+            #expect(throws: LoopError.self) { try network.host("named", address: "server.local") }
+            // A loop other than the network's.
+            try await withTestLoop { other in
+                do {
+                    _ = try world.server.run { try TCPListener(on: other, address: SocketAddress(host: "10.0.0.1", port: 90)) }
+                    Issue.record("a simulated host bound on another loop")
+                } catch let error as LoopError {
+                    #expect(error.kind == .invalidArgument)
+                    #expect(error.reason.contains("another loop"))
+                }
+            }
+        }
+    }
+}
