@@ -1,6 +1,6 @@
 @preconcurrency import Glibc
 import Testing
-import SerialLoop
+@testable import SerialLoop
 import SerialLoopNet
 import SerialLoopNetSimulation
 
@@ -374,6 +374,89 @@ private func errnoOf(_ body: () async throws -> Void) async -> Int32? {
                     #expect(error.reason.contains("another loop"))
                 }
             }
+        }
+    }
+}
+
+@Suite("Network simulation: seeds")
+struct NetworkSimulationSeedTests {
+    /// Three clients on their own hosts, each connecting to an echo server and sending five
+    /// messages of different sizes over links with 5 ms latency and up to 20 ms of jitter: the
+    /// interleaving, and every arrival time, comes from the seed.
+    static func trace(seed: UInt64) async throws -> [String] {
+        try await withSimulatedNetwork(seed: seed, defaultLink: .init(latency: .milliseconds(5), jitter: .milliseconds(20))) { network in
+            let world = try World(network)
+            world.startEcho()
+            let loop = network.loop
+            let clients = try (0..<3).map { try network.host("client\($0)", address: "10.0.1.\($0 + 1)") }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, host) in clients.enumerated() {
+                    group.addTask {
+                        try await host.run {
+                            let connection = try await TCPConnection.connect(to: serverAddress, on: loop)
+                            for message in 0..<5 {
+                                let bytes = [UInt8](repeating: UInt8(index), count: 1 + (index * 7919 + message * 104_729) % 3_000)
+                                try await connection.write(bytes)
+                                guard try await readAll(connection, count: bytes.count) == bytes else { throw LoopError(operation: "echo", errno: EIO) }
+                            }
+                            try connection.close()
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            return network.trace
+        }
+    }
+
+    @Test func aSeedGivesOneTraceFiftyTimesUnderCPULoadAndAnotherSeedAnother() async throws {
+        let seed = Determinism.seed(for: "NetworkSimulationSeedTests")
+        let stop = StopFlag()
+        let burner = spawnThread {
+            var x: UInt64 = 1
+            while !stop.isSet { for _ in 0..<10_000 { x = x &* 6364136223846793005 &+ 1 } }
+            if x == 0 { print("unreachable") }
+        }
+        defer {
+            stop.set()
+            pthread_join(burner, nil)
+        }
+        let first = try await Determinism.expectReplays(seed: seed, runs: 50, Self.trace)
+        let second = try await Determinism.expectReplays(seed: seed &+ 1, runs: 50, Self.trace)
+        #expect(first.count > 80)
+        #expect(first != second, "seeds \(seed) and \(seed &+ 1) gave the same trace")
+    }
+
+    @Test(.disabled(if: SimulatedNetwork.environmentSeed != nil, "SERIAL_LOOP_SEED replays one seed"))
+    func exploreNamesTheFirstFailingSeedAndItReplaysAlone() async throws {
+        // Fails when a round trip takes over 42 ms: 10 ms of latency plus two jitters of up to 20 ms.
+        @Sendable func scenario(_ network: SimulatedNetwork) async throws {
+            let world = try World(network)
+            world.startEcho()
+            let connection = try await world.connect()
+            let start = world.milliseconds
+            try await connection.write("ping")
+            _ = try await readAll(connection, count: 4)
+            try connection.close()
+            if world.milliseconds - start > 42 { throw LoopError(operation: "round trip of \(world.milliseconds - start) ms", errno: ETIMEDOUT) }
+        }
+        let link = SimulatedNetwork.LinkConditions(latency: .milliseconds(5), jitter: .milliseconds(20))
+        var failure: SimulationFailure?
+        do {
+            try await SimulatedNetwork.explore(seeds: 0..<100, defaultLink: link, scenario)
+        } catch let caught as SimulationFailure {
+            failure = caught
+        }
+        let failed = try #require(failure, "no seed of 100 gave a round trip over 42 ms")
+        #expect(failed.description.hasPrefix("seed \(failed.seed) failed (replay with SERIAL_LOOP_SEED=\(failed.seed)): round trip of"))
+        // The seeds before it pass, and it fails alone with the same trace.
+        let passed = try await SimulatedNetwork.explore(seeds: 0..<failed.seed, defaultLink: link, scenario)
+        #expect(passed.count == Int(failed.seed))
+        do {
+            try await SimulatedNetwork.explore(seeds: failed.seed..<(failed.seed + 1), defaultLink: link, scenario)
+            Issue.record("seed \(failed.seed) passed when replayed")
+        } catch let again as SimulationFailure {
+            #expect(again.trace == failed.trace)
         }
     }
 }
