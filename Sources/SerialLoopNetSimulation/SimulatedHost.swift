@@ -89,9 +89,10 @@ public final class SimulatedHost: SimulatedStack, @unchecked Sendable {
         network.log(self, nil, nil, "crash")
         isUp = false
         dropEverything(reason: "simulated host \(name) crashed")
-        let running = tasks.values
+        // In spawn order, so the cancellations' wake-ups run in the same order in every process.
+        let running = tasks.sorted { $0.key < $1.key }
         tasks = [:]
-        for task in running { task.cancel() }
+        for (_, task) in running { task.cancel() }
     }
 
     /// Restarts a crashed host: it has no sockets and no tasks (start its server again), and what

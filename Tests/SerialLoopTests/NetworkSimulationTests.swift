@@ -1,6 +1,7 @@
 @preconcurrency import Glibc
 import Testing
 @testable import SerialLoop
+import SerialLoopTesting
 import SerialLoopNet
 import SerialLoopNetSimulation
 
@@ -375,6 +376,164 @@ private func errnoOf(_ body: () async throws -> Void) async -> Int32? {
                 }
             }
         }
+    }
+}
+
+@Suite("Network simulation: edges")
+struct NetworkSimulationEdgeTests {
+    @Test func aCancelledReadThrowsCancellationAndTheConnectionStillWorks() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            let reader = Task(executorPreference: network.loop) { try await server.read(upToCount: 10) }
+            try await network.loop.sleep(for: .milliseconds(50))
+            reader.cancel()
+            await #expect(throws: CancellationError.self) { try await reader.value }
+            try await client.write("after")
+            #expect(try await readAll(server, count: 5) == Array("after".utf8))
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test func closeWakesAWaitingReaderWithDescriptorClosed() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            let reader = Task(executorPreference: network.loop) { try await server.read(upToCount: 10) }
+            try await network.loop.sleep(for: .milliseconds(50))
+            try server.close()
+            do {
+                _ = try await reader.value
+                Issue.record("read survived close")
+            } catch let error as LoopError {
+                #expect(error.kind == .descriptorClosed)
+                #expect(error.operation == "readable(fd: \(server.fd))")
+            }
+            #expect(await errnoOf { _ = try await server.read(upToCount: 1) } == EBADF)
+            #expect(try await client.read(upToCount: 1).isEmpty)      // the FIN
+            try client.close()
+        }
+    }
+
+    @Test func closingAListenerResetsWhatItHadNotAccepted() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let client = try await world.connect()
+            try await network.loop.sleep(for: .milliseconds(10))     // the ACK is there: queued
+            let listener = world.listener
+            let acceptor = Task(executorPreference: network.loop) {
+                try await Task.sleep(for: .seconds(1))
+                return try await listener.accept()
+            }
+            try await network.loop.sleep(for: .milliseconds(10))
+            try listener.close()
+            #expect(await errnoOf { _ = try await client.read(upToCount: 1) } == ECONNRESET)
+            #expect(await errnoOf { _ = try await acceptor.value } == EBADF)
+            try client.close()
+            // The port is free again.
+            let loop = network.loop
+            let again = try world.server.run { try TCPListener(on: loop, address: serverAddress) }
+            try again.close()
+        }
+    }
+
+    @Test func aFullBacklogDropsTheSYNAndTheRetransmissionGetsIn() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network, backlog: 1)
+            let first = try await world.connect()
+            #expect(world.milliseconds == 2)
+            let listener = world.listener
+            network.schedule(after: .milliseconds(500)) { _ in
+                Task(executorPreference: network.loop) { try await listener.accept().close() }
+            }
+            let second = try await world.connect()
+            #expect(world.milliseconds == 1_004)          // SYN at 2 ms dropped, retransmitted at 1.002 s
+            #expect(network.trace.contains { $0.contains("syn dropped (backlog full)") })
+            try first.close()
+            try second.close()
+        }
+    }
+
+    @Test func jitterNeverReordersAConnectionsBytes() async throws {
+        try await withSimulatedNetwork(seed: 99, defaultLink: .init(latency: .milliseconds(1), jitter: .milliseconds(20))) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            for index in 0..<200 {
+                try await client.write([UInt8(index)])
+                if index % 7 == 0 { try await network.loop.sleep(for: .milliseconds(3)) }
+            }
+            #expect(try await readAll(server, count: 200) == (0..<200).map { UInt8($0) })
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test func writingToAPeerThatClosedGetsResetThenEPIPE() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            try server.close()
+            try await network.loop.sleep(for: .milliseconds(10))
+            #expect(try await client.read(upToCount: 1).isEmpty)     // FIN: end-of-file
+            try await client.write("late")                           // accepted locally…
+            try await network.loop.sleep(for: .milliseconds(10))     // …answered with RST
+            #expect(await errnoOf { try await client.write("more") } == ECONNRESET)
+            #expect(await errnoOf { try await client.write("more") } == EPIPE)
+            try client.close()
+        }
+    }
+
+    @Test func aDetachedTaskUsesASimulatedConnectionThroughTheHop() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let (client, server) = try await world.pair()
+            let reader = Task.detached { try await server.read(upToCount: 10) }
+            try await client.write("far")
+            #expect(try await reader.value == Array("far".utf8))
+            try client.close()
+            try server.close()
+        }
+    }
+
+    @Test(.testLoop) func worksWithTheTestLoopTrait() async throws {
+        let loop = try #require(TestLoop.current)
+        let network = SimulatedNetwork(loop: loop, seed: 3)
+        defer { network.shutdown() }
+        let world = try World(network)
+        world.startEcho()
+        let connection = try await world.connect()
+        try await connection.write("trait")
+        #expect(try await readAll(connection, count: 5) == Array("trait".utf8))
+        #expect(world.milliseconds == 4)
+        try connection.close()
+    }
+}
+
+@Suite("Network simulation: cost")
+struct NetworkSimulationCostTests {
+    /// The cost of one simulated 1-byte round trip on an established connection (two deliveries,
+    /// each a loop timer and a task wake-up), printed for the docs; the figure that counts is the
+    /// release build's (`swift test -c release --filter NetworkSimulationCostTests`).
+    @Test func oneByteRoundTrips() async throws {
+        let roundTrips = 20_000
+        let (elapsed, echoed) = try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            world.startEcho()
+            let connection = try await world.connect()
+            let byte: [UInt8] = [42]
+            var echoed = 0
+            let start = realNanoseconds()
+            for _ in 0..<roundTrips {
+                try await connection.write(byte)
+                echoed += try await connection.read(upToCount: 1).count
+            }
+            let elapsed = realNanoseconds() - start
+            try connection.close()
+            return (elapsed, echoed)
+        }
+        #expect(echoed == roundTrips)
+        print("simulated 1-byte round trip: \(elapsed / Int64(roundTrips)) ns (\(roundTrips) round trips)")
     }
 }
 
