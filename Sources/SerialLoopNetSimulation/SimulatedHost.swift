@@ -33,8 +33,12 @@ public final class SimulatedHost: SimulatedStack, @unchecked Sendable {
     private var nextEphemeralPort: UInt16 = 49152
     private var nextFD: Int32 = 3
 
-    init(network: SimulatedNetwork, name: String, address: String) {
+    /// The host's number in its network (links are keyed by it).
+    let index: Int
+
+    init(network: SimulatedNetwork, name: String, address: String, index: Int) {
         self.network = network
+        self.index = index
         self.name = name
         self.address = address
     }
@@ -138,7 +142,7 @@ public final class SimulatedHost: SimulatedStack, @unchecked Sendable {
         }
         let listener = SimulatedListener(host: self, fd: makeFD(), address: SocketAddress(host: self.address, port: port), backlog: Int(max(backlog, 1)))
         listeners[port] = listener
-        network.log(self, nil, nil, "listen \(listener.address)")
+        network.log(self, nil, nil, "listen", listener.address.description)
         return listener
     }
 
@@ -208,7 +212,7 @@ public final class SimulatedHost: SimulatedStack, @unchecked Sendable {
         // A retransmitted SYN for a connection already answered: the answer is on its way.
         if listener.answered.contains(client.connectionID) { return }
         guard listener.pending.count + listener.ready.count < listener.backlog else {
-            network.log(client.host, self, client.connectionID, "syn dropped (backlog full)")
+            network.log(client.host, self, client.connectionID, "drop", "syn (backlog full)")
             return
         }
         let server = SimulatedEndpoint(

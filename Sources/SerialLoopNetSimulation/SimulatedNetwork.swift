@@ -64,10 +64,43 @@ public final class SimulatedNetwork: @unchecked Sendable {
     /// The largest data segment: a write is cut into segments of at most this many bytes, each
     /// delivered whole. Default 64 KiB.
     public var segmentSize: Int = 65536
-    /// Everything that happened on the network, one line per event:
-    /// `<virtual seconds> <from>><to> c<connection> <event> [bytes]`, e.g.
-    /// `0.050000000 client>server c1 data 5`. The same seed and scenario give the same trace.
-    public private(set) var trace: [String] = []
+    /// Everything that happened on the network, in order. The same seed and scenario give the
+    /// same events.
+    public private(set) var events: [TraceEvent] = []
+
+    /// ``events`` as text, one line per event: `<virtual seconds> <from>><to> c<connection> <event>
+    /// [bytes]`, e.g. `0.050000000 client>server c1 send data 5`.
+    public var trace: [String] { events.map(\.description) }
+
+    /// One event on the network: a segment sent, received, parked or lost, a fault, a listener.
+    public struct TraceEvent: Sendable, Equatable, CustomStringConvertible {
+        /// When it happened (virtual time).
+        public let time: LoopClock.Instant
+        /// The host it happened on, or the sending host.
+        public let from: String
+        /// The receiving host, if any.
+        public let to: String?
+        /// The connection's number (1, 2, … in the order connects began), if any.
+        public let connection: Int?
+        /// What happened, e.g. `send`, `recv`, `park`, `partition`, `crash`.
+        public let action: String
+        /// Of what, e.g. `data`, `syn`, `fin`; empty when the action says it all.
+        public let detail: String
+        /// The payload's size, 0 when none.
+        public let bytes: Int
+
+        /// `0.050000000 client>server c1 send data 5`.
+        public var description: String {
+            let nanoseconds = time.nanosecondsSinceOrigin
+            let fraction = String(nanoseconds % 1_000_000_000)
+            var line = "\(nanoseconds / 1_000_000_000).\(String(repeating: "0", count: 9 - fraction.count))\(fraction) \(from)>\(to ?? "-")"
+            if let connection { line += " c\(connection)" }
+            line += " " + action
+            if !detail.isEmpty { line += " " + detail }
+            if bytes > 0 { line += " \(bytes)" }
+            return line
+        }
+    }
 
     var random: SplitMix64
     var hosts: [SimulatedHost] = []
@@ -142,7 +175,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
         if let other = hostsByAddress[address] {
             throw LoopError(.invalidArgument, operation: "SimulatedNetwork.host(\"\(name)\", address: \"\(address)\")", reason: "host \(other.name) already has that address")
         }
-        let host = SimulatedHost(network: self, name: name, address: address)
+        let host = SimulatedHost(network: self, name: name, address: address, index: hosts.count)
         hosts.append(host)
         hostsByAddress[address] = host
         return host
@@ -260,9 +293,9 @@ public final class SimulatedNetwork: @unchecked Sendable {
     // MARK: Links (internal)
 
     struct LinkKey: Hashable {
-        let low: String, high: String
+        let low: Int, high: Int
         init(_ a: SimulatedHost, _ b: SimulatedHost) {
-            (low, high) = a.address <= b.address ? (a.address, b.address) : (b.address, a.address)
+            (low, high) = a.index <= b.index ? (a.index, b.index) : (b.index, a.index)
         }
     }
 
@@ -275,7 +308,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
     }
 
     struct DirectionKey: Hashable {
-        let from: String, to: String
+        let from: Int, to: Int
     }
 
     /// One direction of a link: its serialisation queue (bandwidth), the last arrival time (so
@@ -296,7 +329,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
     }
 
     private func direction(_ from: SimulatedHost, _ to: SimulatedHost) -> Direction {
-        let key = DirectionKey(from: from.address, to: to.address)
+        let key = DirectionKey(from: from.index, to: to.index)
         if let direction = directions[key] { return direction }
         let direction = Direction()
         directions[key] = direction
@@ -334,7 +367,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
         if jitter > 0 { arrival += Int64(random.next() % UInt64(jitter + 1)) }
         arrival = max(arrival, direction.lastArrival)
         direction.lastArrival = arrival
-        log(from, to, segment.connectionID, "send \(segment.kindName)", segment.payloadCount)
+        log(from, to, segment.connectionID, "send", segment.kindName, segment.payloadCount)
         timer(at: arrival) { self.arrive(segment, direction) }
     }
 
@@ -343,12 +376,12 @@ public final class SimulatedNetwork: @unchecked Sendable {
     private func arrive(_ segment: Segment, _ direction: Direction) {
         let (blocked, losesSYN) = isBlocked(segment.fromHost, segment.toHost)
         if case .syn = segment.kind, losesSYN {
-            log(segment.fromHost, segment.toHost, segment.connectionID, "lost syn")
+            log(segment.fromHost, segment.toHost, segment.connectionID, "lost", "syn")
             return
         }
         if blocked || !direction.parked.isEmpty {
             direction.parked.append(segment)
-            log(segment.fromHost, segment.toHost, segment.connectionID, "park \(segment.kindName)", segment.payloadCount)
+            log(segment.fromHost, segment.toHost, segment.connectionID, "park", segment.kindName, segment.payloadCount)
             return
         }
         deliver(segment)
@@ -384,7 +417,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
     /// What a segment does at its receiver.
     private func deliver(_ segment: Segment) {
         let to = segment.toHost
-        log(segment.fromHost, to, segment.connectionID, "recv \(segment.kindName)", segment.payloadCount)
+        log(segment.fromHost, to, segment.connectionID, "recv", segment.kindName, segment.payloadCount)
         switch segment.kind {
         case .syn(let port):
             to.receiveSYN(from: segment.from, port: port)
@@ -430,15 +463,10 @@ public final class SimulatedNetwork: @unchecked Sendable {
         timer.cancel()
     }
 
-    /// Appends one line to the trace.
-    func log(_ from: SimulatedHost, _ to: SimulatedHost?, _ connection: Int?, _ event: String, _ bytes: Int = 0) {
-        let now = nowNanoseconds
-        let fraction = String(now % 1_000_000_000)
-        var line = "\(now / 1_000_000_000).\(String(repeating: "0", count: 9 - fraction.count))\(fraction) \(from.name)>\(to?.name ?? "-")"
-        if let connection { line += " c\(connection)" }
-        line += " " + event
-        if bytes > 0 { line += " \(bytes)" }
-        trace.append(line)
+    /// Records one event (formatted only when ``trace`` is read: a segment's events are string
+    /// literals, so recording one allocates nothing but the array's growth).
+    func log(_ from: SimulatedHost, _ to: SimulatedHost?, _ connection: Int?, _ action: String, _ detail: String = "", _ bytes: Int = 0) {
+        events.append(TraceEvent(time: loop.now, from: from.name, to: to?.name, connection: connection, action: action, detail: detail, bytes: bytes))
     }
 }
 

@@ -320,7 +320,7 @@ final class SimulatedEndpoint: SimulatedConnectionEndpoint, @unchecked Sendable 
             abort()
         case .established:
             if unreadCount > 0, let peer {
-                network.log(host, peerHost, connectionID, "close with \(unreadCount) unread bytes: rst")
+                network.log(host, peerHost, connectionID, "close", "with unread bytes: rst", unreadCount)
                 network.send(Segment(kind: .rst, from: self, to: peer, fromHost: host, toHost: peerHost, connectionID: connectionID))
             } else {
                 sendFIN()
@@ -392,7 +392,7 @@ final class SimulatedListener: SimulatedListenerEndpoint, @unchecked Sendable {
         acceptors.failAll(LoopError.descriptorClosed("readable(fd: \(fd))"))
         guard vanished == nil else { return }
         if host.listeners[address.port] === self { host.listeners[address.port] = nil }
-        host.network.log(host, nil, nil, "close listener \(address)")
+        host.network.log(host, nil, nil, "close listener", address.description)
         let unaccepted = pending + ready
         pending = []
         ready = []

@@ -449,7 +449,7 @@ struct NetworkSimulationEdgeTests {
             }
             let second = try await world.connect()
             #expect(world.milliseconds == 1_004)          // SYN at 2 ms dropped, retransmitted at 1.002 s
-            #expect(network.trace.contains { $0.contains("syn dropped (backlog full)") })
+            #expect(network.trace.contains { $0.contains("drop syn (backlog full)") })
             try first.close()
             try second.close()
         }
