@@ -93,7 +93,12 @@ public final class SimulatedHost: SimulatedStack, @unchecked Sendable {
         network.log(self, nil, nil, "crash")
         isUp = false
         dropEverything(reason: "simulated host \(name) crashed")
-        // In spawn order, so the cancellations' wake-ups run in the same order in every process.
+        cancelTasks()
+    }
+
+    /// Cancels the tasks started with `spawn` (a crash, the network's shutdown), in spawn order
+    /// so that their wake-ups run in the same order in every process.
+    func cancelTasks() {
         let running = tasks.sorted { $0.key < $1.key }
         tasks = [:]
         for (_, task) in running { task.cancel() }

@@ -273,8 +273,9 @@ public final class SimulatedNetwork: @unchecked Sendable {
     }
 
     /// Ends the network: cancels every pending delivery, retransmission, timeout and scheduled
-    /// fault (so the test loop ends with nothing pending), and wakes every task waiting on a
-    /// simulated socket with a ``SerialLoop/LoopError``. Idempotent. Call it at the end of a test
+    /// fault (so the test loop ends with nothing pending), wakes every task waiting on a
+    /// simulated socket with a ``SerialLoop/LoopError``, and cancels the tasks the hosts spawned.
+    /// Idempotent. Call it at the end of a test
     /// (``withSimulatedNetwork(seed:defaultLink:_:)`` does).
     public func shutdown() {
         loop.preconditionOnLoopThread("SimulatedNetwork.shutdown")
@@ -282,7 +283,10 @@ public final class SimulatedNetwork: @unchecked Sendable {
         isShutDown = true
         for timer in timers.values { timer.cancel() }
         timers = [:]
-        for host in hosts { host.dropEverything(reason: "the simulated network was shut down") }
+        for host in hosts {
+            host.dropEverything(reason: "the simulated network was shut down")
+            host.cancelTasks()
+        }
         // Hosts and sockets point back at the network: let go of them (the cycles end here).
         directions = [:]
         links = [:]

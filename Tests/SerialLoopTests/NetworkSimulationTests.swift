@@ -496,6 +496,18 @@ struct NetworkSimulationEdgeTests {
         }
     }
 
+    @Test func shutdownCancelsTheHostsTasksSoTheLoopEndsClean() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            world.server.spawn { try await network.loop.sleep(for: .seconds(3600)) }   // a periodic job, say
+            world.startEcho()
+            let connection = try await world.connect()
+            try await connection.write("x")
+            _ = try await readAll(connection, count: 1)
+            // No close, no cancel: withSimulatedNetwork's shutdown ends it all.
+        }
+    }
+
     @Test(.testLoop) func worksWithTheTestLoopTrait() async throws {
         let loop = try #require(TestLoop.current)
         let network = SimulatedNetwork(loop: loop, seed: 3)
