@@ -165,12 +165,16 @@ public final class SimulatedNetwork: @unchecked Sendable {
     ///   - address: its IPv4 literal, e.g. `"10.0.0.1"`; sockets on the host bind and connect
     ///     from it, and other hosts reach it there.
     /// - Throws: ``SerialLoop/LoopError`` of kind `invalidArgument` when `address` is not an IPv4
-    ///   literal or another host has it.
+    ///   literal, is `127.0.0.1` or `0.0.0.0` (which mean "this host" on every host), or another
+    ///   host has it.
     public func host(_ name: String, address: String) throws(LoopError) -> SimulatedHost {
         loop.preconditionOnLoopThread("SimulatedNetwork.host(_:address:)")
         var parsed = in_addr()
         guard inet_pton(AF_INET, address, &parsed) == 1 else {
             throw LoopError(.invalidArgument, operation: "SimulatedNetwork.host(\"\(name)\", address: \"\(address)\")", reason: "not an IPv4 literal")
+        }
+        if address == "127.0.0.1" || address == "0.0.0.0" {
+            throw LoopError(.invalidArgument, operation: "SimulatedNetwork.host(\"\(name)\", address: \"\(address)\")", reason: "on a simulated host that address means the host itself: give each host its own address")
         }
         if let other = hostsByAddress[address] {
             throw LoopError(.invalidArgument, operation: "SimulatedNetwork.host(\"\(name)\", address: \"\(address)\")", reason: "host \(other.name) already has that address")

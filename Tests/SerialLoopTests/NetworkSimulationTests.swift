@@ -365,6 +365,7 @@ private func errnoOf(_ body: () async throws -> Void) async -> Int32? {
             // A second host with the same address, a name for an address.
             #expect(throws: LoopError.self) { try network.host("twin", address: "10.0.0.1") }
             #expect(throws: LoopError.self) { try network.host("named", address: "server.local") }
+            #expect(throws: LoopError.self) { try network.host("loopback", address: "127.0.0.1") }
             // A loop other than the network's.
             try await withTestLoop { other in
                 do {
