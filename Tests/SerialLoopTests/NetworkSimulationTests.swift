@@ -631,4 +631,70 @@ struct NetworkSimulationSeedTests {
             #expect(again.trace == failed.trace)
         }
     }
+
+    /// Trying to break it: for each of 200 seeds, random link conditions (latency, jitter,
+    /// bandwidth, buffer and segment sizes down to 1 byte) and a random schedule of partitions and
+    /// holds (each healed or released later) and sometimes a reset, while a client streams 50,000
+    /// bytes through an echo server and reads the echo concurrently. What must hold: the echo is
+    /// always a prefix of what was sent, in order; without a reset it is all of it, then EOF;
+    /// with one, the only error is ECONNRESET. A hang would stall the loop (5 s) and fail.
+    @Test func randomFaultsNeverBreakTheStream() async throws {
+        let seeds = try await SimulatedNetwork.explore(seeds: 0..<200) { network in
+            network.loop.stallTimeout = .seconds(5)
+            var random = SplitMix64(seed: network.seed)
+            func pick(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
+            network.defaultLink = .init(latency: .milliseconds(pick(1...20)), jitter: .milliseconds(pick(0...10)),
+                                        bytesPerSecond: pick(0...1) == 0 ? nil : pick(20_000...500_000))
+            network.receiveBufferSize = pick(1...5_000)
+            network.segmentSize = pick(1...2_000)
+            let world = try World(network)
+            world.startEcho()
+            let (a, b) = (world.client, world.server)
+            var at = 0
+            for _ in 0..<pick(0...4) {
+                at += pick(0...500)
+                let length = pick(1...2_000)
+                if pick(0...1) == 0 {
+                    network.schedule(after: .milliseconds(at)) { $0.partition(a, b) }
+                    network.schedule(after: .milliseconds(at + length)) { $0.heal(a, b) }
+                } else {
+                    network.schedule(after: .milliseconds(at)) { $0.hold(a, b) }
+                    network.schedule(after: .milliseconds(at + length)) { $0.release(a, b) }
+                }
+                at += length
+            }
+            let resets = pick(0...3) == 0
+            let connection = try await world.connect()
+            if resets { network.schedule(after: .milliseconds(pick(0...2_000))) { $0.reset(connection) } }
+            let payload = (0..<50_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 8) }
+            let writer = Task(executorPreference: network.loop) {
+                try await connection.write(payload)
+                try connection.shutdownWrite()
+            }
+            var echoed: [UInt8] = []
+            var failure: LoopError?
+            do {
+                while case let chunk = try await connection.read(upToCount: pick(1...4_096)), !chunk.isEmpty {
+                    echoed += chunk
+                }
+            } catch let error as LoopError {
+                failure = error
+            }
+            let written = await writer.result
+            try connection.close()
+            guard echoed == Array(payload.prefix(echoed.count)) else {
+                throw LoopError(operation: "echo of \(echoed.count) bytes is not a prefix of what was sent", errno: EIO)
+            }
+            if resets {
+                if let failure, failure.errno != ECONNRESET { throw failure }
+            } else {
+                if let failure { throw failure }
+                try written.get()
+                guard echoed.count == payload.count else {
+                    throw LoopError(operation: "echo ended after \(echoed.count) of \(payload.count) bytes", errno: EIO)
+                }
+            }
+        }
+        #expect(seeds.count == 200 || SimulatedNetwork.environmentSeed != nil)
+    }
 }
