@@ -548,6 +548,36 @@ struct NetworkSimulationCostTests {
         #expect(echoed == roundTrips)
         print("simulated 1-byte round trip: \(elapsed / Int64(roundTrips)) ns (\(roundTrips) round trips)")
     }
+
+    /// The same ping-pong over real loopback TCP (kernel sockets, real time), for comparison.
+    @Test func oneByteRoundTripsOverRealLoopbackTCP() async throws {
+        let roundTrips = 20_000
+        let (elapsed, echoed) = try await withLoop { loop in
+            let listener = try TCPListener(on: loop)
+            let server = Task(executorPreference: loop) {
+                let connection = try await listener.accept()
+                defer { try? connection.close() }
+                while case let bytes = try await connection.read(upToCount: 65536), !bytes.isEmpty {
+                    try await connection.write(bytes)
+                }
+            }
+            let connection = try await TCPConnection.connect(to: listener.address, on: loop)
+            let byte: [UInt8] = [42]
+            var echoed = 0
+            let start = realNanoseconds()
+            for _ in 0..<roundTrips {
+                try await connection.write(byte)
+                echoed += try await connection.read(upToCount: 1).count
+            }
+            let elapsed = realNanoseconds() - start
+            try connection.close()
+            try await server.value
+            try listener.close()
+            return (elapsed, echoed)
+        }
+        #expect(echoed == roundTrips)
+        print("real loopback TCP 1-byte round trip: \(elapsed / Int64(roundTrips)) ns (\(roundTrips) round trips)")
+    }
 }
 
 @Suite("Network simulation: seeds")
