@@ -12,6 +12,9 @@ import SerialLoopNet
 /// A listener may bind the host's address, `0.0.0.0` or `127.0.0.1` (all mean this host); its
 /// ``SerialLoopNet/TCPListener/address`` is then the host's address and the port, reachable from
 /// every host. Port 0 picks a free port from 49152 up.
+///
+/// ``spawn(_:)``, ``crash()`` and ``restart()`` are called on the network's loop thread (the test
+/// body runs there); ``run(isolation:_:)`` anywhere, though its sockets are created on the loop.
 public final class SimulatedHost: SimulatedStack, @unchecked Sendable {
     // @unchecked: state touched on the network's loop thread only (see SimulatedNetwork).
 

@@ -51,7 +51,8 @@ public final class SimulatedNetwork: @unchecked Sendable {
     public let loop: TestLoop
     /// The seed of every random choice (jitter). The same seed gives the same ``trace``.
     public let seed: UInt64
-    /// The conditions of a link nobody configured with ``setLink(_:_:_:)``.
+    /// The conditions a link gets when it is first used, unless ``setLink(_:_:_:)`` set them
+    /// before (changing this later leaves links already used as they are).
     public var defaultLink: LinkConditions
     /// How long a connect waits for an answer (SYNs are retransmitted after 1 s, 3 s, 7 s, … as
     /// Linux does) before failing with `ETIMEDOUT`. Default 127 s, Linux's default
@@ -67,6 +68,9 @@ public final class SimulatedNetwork: @unchecked Sendable {
     /// Everything that happened on the network, in order. The same seed and scenario give the
     /// same events.
     public private(set) var events: [TraceEvent] = []
+    /// Whether ``events`` are recorded (default `true`). Turn it off for a long run whose trace
+    /// nobody reads: it grows by a few events per segment.
+    public var recordsEvents = true
 
     /// ``events`` as text, one line per event: `<virtual seconds> <from>><to> c<connection> <event>
     /// [bytes]`, e.g. `0.050000000 client>server c1 send data 5`.
@@ -474,6 +478,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
     /// Records one event (formatted only when ``trace`` is read: a segment's events are string
     /// literals, so recording one allocates nothing but the array's growth).
     func log(_ from: SimulatedHost, _ to: SimulatedHost?, _ connection: Int?, _ action: String, _ detail: String = "", _ bytes: Int = 0) {
+        guard recordsEvents else { return }
         events.append(TraceEvent(time: loop.now, from: from.name, to: to?.name, connection: connection, action: action, detail: detail, bytes: bytes))
     }
 }
