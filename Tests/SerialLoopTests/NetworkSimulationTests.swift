@@ -34,20 +34,26 @@ private struct World {
 
     /// An echo server on the server host: every accepted connection gets its bytes back until EOF.
     func startEcho() {
-        let listener = self.listener, server = self.server
-        server.spawn {
-            while true {
-                let connection = try await listener.accept()
-                server.spawn {
-                    defer { try? connection.close() }
-                    while case let bytes = try await connection.read(upToCount: 65536), !bytes.isEmpty {
-                        try await connection.write(bytes)
-                    }
+        echo(listener, on: server)
+    }
+}
+
+/// An echo server on `server`: every connection `listener` accepts gets its bytes back until EOF.
+private func echo(_ listener: TCPListener, on server: SimulatedHost) {
+    server.spawn {
+        while true {
+            let connection = try await listener.accept()
+            server.spawn {
+                defer { try? connection.close() }
+                while case let bytes = try await connection.read(upToCount: 65536), !bytes.isEmpty {
+                    try await connection.write(bytes)
                 }
             }
         }
     }
+}
 
+extension World {
     /// A connection from the client and its accepted end on the server.
     func pair() async throws -> (client: TCPConnection, server: TCPConnection) {
         let client = try await connect()
@@ -664,10 +670,11 @@ struct NetworkSimulationSeedTests {
 
     /// Trying to break it: for each of 200 seeds, random link conditions (latency, jitter,
     /// bandwidth, buffer and segment sizes down to 1 byte) and a random schedule of partitions and
-    /// holds (each healed or released later) and sometimes a reset, while a client streams 50,000
+    /// holds (each healed or released later), server crashes (restarted later with a new
+    /// listener) and sometimes a reset, while a client streams 50,000
     /// bytes through an echo server and reads the echo concurrently. What must hold: the echo is
-    /// always a prefix of what was sent, in order; without a reset it is all of it, then EOF;
-    /// with one, the only error is ECONNRESET. A hang would stall the loop (5 s) and fail.
+    /// always a prefix of what was sent, in order; without a reset or crash it is all of it, then
+    /// EOF; with one, the only error is ECONNRESET. A hang would stall the loop (5 s) and fail.
     @Test func randomFaultsNeverBreakTheStream() async throws {
         let seeds = try await SimulatedNetwork.explore(seeds: 0..<200) { network in
             network.loop.stallTimeout = .seconds(5)
@@ -681,10 +688,22 @@ struct NetworkSimulationSeedTests {
             world.startEcho()
             let (a, b) = (world.client, world.server)
             var at = 0
+            var crashes = false
+            let loop = network.loop
             for _ in 0..<pick(0...4) {
                 at += pick(0...500)
                 let length = pick(1...2_000)
-                if pick(0...1) == 0 {
+                if pick(0...5) == 0 {
+                    // The server crashes and comes back with a new listener: what the client
+                    // sent meanwhile is answered with RST.
+                    crashes = true
+                    network.schedule(after: .milliseconds(at)) { _ in b.crash() }
+                    network.schedule(after: .milliseconds(at + length)) { _ in
+                        b.restart()
+                        let listener = try! b.run { try TCPListener(on: loop, address: serverAddress) }
+                        echo(listener, on: b)
+                    }
+                } else if pick(0...1) == 0 {
                     network.schedule(after: .milliseconds(at)) { $0.partition(a, b) }
                     network.schedule(after: .milliseconds(at + length)) { $0.heal(a, b) }
                 } else {
@@ -715,7 +734,7 @@ struct NetworkSimulationSeedTests {
             guard echoed == Array(payload.prefix(echoed.count)) else {
                 throw LoopError(operation: "echo of \(echoed.count) bytes is not a prefix of what was sent", errno: EIO)
             }
-            if resets {
+            if resets || crashes {
                 if let failure, failure.errno != ECONNRESET { throw failure }
             } else {
                 if let failure { throw failure }
