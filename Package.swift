@@ -7,6 +7,9 @@ let package = Package(
         .library(name: "SerialLoop", targets: ["SerialLoop"]),
         // TCP sockets over the loop's public readiness API (`TCPListener`, `TCPConnection`).
         .library(name: "SerialLoopNet", targets: ["SerialLoopNet"]),
+        // A deterministic simulated network under the unchanged SerialLoopNet API, on a test
+        // loop's virtual time (hosts, latency, partitions, crashes). Links virtual time.
+        .library(name: "SerialLoopNetSimulation", targets: ["SerialLoopNetSimulation"]),
         // The `.testLoop` Swift Testing trait, and virtual time (it depends on SerialLoopVirtualTime).
         // Testing ships with the toolchain: no package dependency.
         .library(name: "SerialLoopTesting", targets: ["SerialLoopTesting"]),
@@ -35,6 +38,7 @@ let package = Package(
         .target(name: "CSerialLoopSignals"),
         .target(name: "SerialLoop", dependencies: ["CSerialLoopShims", "CSerialLoopSignals"]),
         .target(name: "SerialLoopNet", dependencies: ["SerialLoop", "CSerialLoopShims"]),
+        .target(name: "SerialLoopNetSimulation", dependencies: ["SerialLoop", "SerialLoopNet", "SerialLoopVirtualTime"]),
         .executableTarget(name: "SerialLoopDemo", dependencies: ["SerialLoop"]),
         // Many loops created, run and torn down, for the leak check in .ci/reliability.sh.
         .executableTarget(name: "SerialLoopLeakCheck", dependencies: ["SerialLoop", "SerialLoopVirtualTime"]),
@@ -52,7 +56,7 @@ let package = Package(
         .executableTarget(name: "SerialLoopModesMain", dependencies: ["SerialLoop", "SerialLoopModeScenarios"]),
         .executableTarget(name: "SerialLoopModesAsyncMain", dependencies: ["SerialLoop", "SerialLoopVirtualTime", "SerialLoopModeScenarios"]),
         .testTarget(name: "SerialLoopTests", dependencies: [
-            "SerialLoop", "SerialLoopNet", "SerialLoopTesting",
+            "SerialLoop", "SerialLoopNet", "SerialLoopNetSimulation", "SerialLoopTesting",
             // Declared so that building the tests builds the fixtures they spawn.
             "SerialLoopModes", "SerialLoopModesMain", "SerialLoopModesAsyncMain",
         ]),

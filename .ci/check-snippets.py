@@ -36,7 +36,7 @@ WORK = ROOT / ".build-snippets"
 DOCUMENTS = [ROOT / "README.md"] + sorted((ROOT / "Sources/SerialLoop/SerialLoop.docc").glob("*.md"))
 DEFAULT_PACKAGE = "MyApp"
 PRODUCTS = '.product(name: "SerialLoop", package: "SerialLoop"), .product(name: "SerialLoopNet", package: "SerialLoop")'
-TEST_PRODUCTS = PRODUCTS + ', .product(name: "SerialLoopTesting", package: "SerialLoop")'
+TEST_PRODUCTS = PRODUCTS + ', .product(name: "SerialLoopTesting", package: "SerialLoop"), .product(name: "SerialLoopNetSimulation", package: "SerialLoop")'
 BODY_IMPORTS = "import Foundation\nimport Glibc\nimport SerialLoop\nimport SerialLoopNet\n"
 
 

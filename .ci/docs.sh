@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the DocC reference (Sources/SerialLoop/SerialLoop.docc plus the symbols of SerialLoop,
-# SerialLoopNet and SerialLoopTesting) as static HTML, with the toolchain only: no plugin, no
+# SerialLoopNet, SerialLoopNetSimulation and SerialLoopTesting) as static HTML, with the toolchain only: no plugin, no
 # package dependency. Fails on any DocC warning and on any public declaration without a doc comment.
 #
 #   .ci/docs.sh                 # writes .build-docs/html (git-ignored)
@@ -34,13 +34,13 @@ if ! swift package --scratch-path "$scratch" dump-symbol-graph --minimum-access-
     fi
 fi
 dumped=$(find "$scratch" -maxdepth 3 -type d -name symbolgraph | head -1)
-for module in SerialLoop SerialLoopNet SerialLoopTesting; do
+for module in SerialLoop SerialLoopNet SerialLoopNetSimulation SerialLoopTesting; do
     [ -f "$dumped/$module.symbols.json" ] || { cat "$scratch/dump.log" >&2; echo "docs: no symbol graph for $module" >&2; exit 1; }
 done
 rm -rf "$graphs" && mkdir -p "$graphs"
 # The documented libraries only (not the fixtures, tests or executables). SerialLoopTesting@Testing
 # holds the `.testLoop` trait's extension of Swift Testing's `Trait`.
-for module in SerialLoop SerialLoopNet SerialLoopTesting; do
+for module in SerialLoop SerialLoopNet SerialLoopNetSimulation SerialLoopTesting; do
     cp "$dumped/$module".symbols.json "$dumped/$module"@*.symbols.json "$graphs"/ 2>/dev/null || true
 done
 

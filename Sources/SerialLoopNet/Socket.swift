@@ -37,15 +37,33 @@ import CSerialLoopShims
 /// }
 /// ```
 public final class TCPListener: Sendable {
-    private let descriptor: SocketDescriptor
+    private let endpoint: ListenerEndpoint
     /// The loop the socket is registered with.
-    public var loop: Loop { descriptor.loop }
-    /// The descriptor; it stays readable after `close()`, for error messages.
-    public var fd: Int32 { descriptor.fd }
+    public let loop: Loop
+    /// The descriptor; it stays readable after `close()`, for error messages. (On a simulated
+    /// host, a number the simulation gave the socket.)
+    public let fd: Int32
     /// The address actually bound: with port 0, the port the kernel chose.
     public let address: SocketAddress
     /// Whether `close()` was called. Any thread.
-    public var isClosed: Bool { descriptor.isClosed }
+    public var isClosed: Bool {
+        switch endpoint {
+        case .kernel(let descriptor): descriptor.isClosed
+        case .simulated(let simulated): simulated.isClosed
+        }
+    }
+
+    /// The kernel's socket, or a simulated host's (SimulationSeam.swift).
+    private enum ListenerEndpoint: Sendable {
+        case kernel(SocketDescriptor)
+        case simulated(any SimulatedListenerEndpoint)
+    }
+
+    /// The kernel socket; a simulated listener has none (an operation written for descriptors only).
+    private var descriptor: SocketDescriptor {
+        guard case .kernel(let descriptor) = endpoint else { misuse("TCPListener(fd: \(fd)) is a simulated socket: this operation needs a kernel descriptor") }
+        return descriptor
+    }
 
     /// Creates a socket, binds it to `address` (with `SO_REUSEADDR`, and `SO_REUSEPORT` if asked) and listens. Any thread: the
     /// socket is not registered with the loop until an operation waits on it.
@@ -63,7 +81,19 @@ public final class TCPListener: Sendable {
     ///     connections. To bind the port the first listener chose, pass its ``address``.
     /// - Throws: ``SerialLoop/LoopError`` naming `socket`, `bind` (e.g. `EADDRINUSE`) or `listen` and the errno;
     ///   `EINVAL` when the host is not an IPv4 literal.
+    ///
+    /// In a task running on a simulated host (SerialLoopNetSimulation's `SimulatedHost.run`), the
+    /// listener is that host's: `loop` must be the simulated network's test loop, `reusePort` is
+    /// ignored, and a port already bound there is `EADDRINUSE`.
     public init(on loop: Loop, address: SocketAddress = .loopback(), backlog: Int32 = 1024, reusePort: Bool = false) throws(LoopError) {
+        self.loop = loop
+        if let stack = SimulatedStackContext.current {
+            let simulated = try stack.listen(on: loop, address: address, backlog: backlog)
+            endpoint = .simulated(simulated)
+            fd = simulated.fd
+            self.address = simulated.address
+            return
+        }
         let sockaddr = try address.sockaddr(for: "bind(to: \(address))")
         let fd = try makeTCPSocket("socket() for listening on \(address)")
         do throws(LoopError) {
@@ -83,7 +113,8 @@ public final class TCPListener: Sendable {
             Glibc.close(fd)     // never seen by the loop: a plain close is right
             throw error
         }
-        descriptor = SocketDescriptor(loop: loop, fd: fd, owner: "TCPListener")
+        self.fd = fd
+        endpoint = .kernel(SocketDescriptor(loop: loop, fd: fd, owner: "TCPListener"))
     }
 
     /// Waits for the next incoming connection and returns it (non-blocking, `TCP_NODELAY` set).
@@ -95,6 +126,7 @@ public final class TCPListener: Sendable {
     ///   ``SerialLoop/LoopError/loopHasShutDown(_:)``; `CancellationError` when the task is cancelled.
     nonisolated(nonsending) public func accept() async throws -> TCPConnection {
         guard loop.isOnLoopThread else { return try await onLoop(loop, "accept") { try await self.accept() } }
+        if case .simulated(let simulated) = endpoint { return TCPConnection(loop: loop, simulated: try await simulated.accept()) }
         // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
         // does not declare it (it needs _GNU_SOURCE in the C shim).
         let fd = descriptor.fd
@@ -117,7 +149,10 @@ public final class TCPListener: Sendable {
     /// the call does not wait for that. Once the loop has shut down, it closes the socket at once.
     /// - Throws: ``SerialLoop/LoopError`` naming `close` if the kernel refuses (only on the loop's thread).
     public func close() throws(LoopError) {
-        try descriptor.close()
+        switch endpoint {
+        case .kernel(let descriptor): try descriptor.close()
+        case .simulated(let simulated): simulated.close()
+        }
     }
 }
 
@@ -133,16 +168,49 @@ public final class TCPListener: Sendable {
 /// }
 /// ```
 public final class TCPConnection: Sendable {
-    let descriptor: SocketDescriptor
+    private let endpoint: ConnectionEndpoint
     /// The loop the socket is registered with.
-    public var loop: Loop { descriptor.loop }
-    /// The descriptor; it stays readable after `close()`, for error messages.
-    public var fd: Int32 { descriptor.fd }
+    public let loop: Loop
+    /// The descriptor; it stays readable after `close()`, for error messages. (On a simulated
+    /// host, a number the simulation gave the socket.)
+    public let fd: Int32
     /// Whether `close()` was called. Any thread.
-    public var isClosed: Bool { descriptor.isClosed }
+    public var isClosed: Bool {
+        switch endpoint {
+        case .kernel(let descriptor): descriptor.isClosed
+        case .simulated(let simulated): simulated.isClosed
+        }
+    }
+
+    /// The kernel's socket, or a simulated host's (SimulationSeam.swift).
+    private enum ConnectionEndpoint: Sendable {
+        case kernel(SocketDescriptor)
+        case simulated(any SimulatedConnectionEndpoint)
+    }
+
+    /// The kernel socket; a simulated connection has none (an operation written for descriptors only).
+    var descriptor: SocketDescriptor {
+        guard case .kernel(let descriptor) = endpoint else { misuse("TCPConnection(fd: \(fd)) is a simulated socket: this operation needs a kernel descriptor") }
+        return descriptor
+    }
 
     init(loop: Loop, fd: Int32) {
-        descriptor = SocketDescriptor(loop: loop, fd: fd, owner: "TCPConnection")
+        self.loop = loop
+        self.fd = fd
+        endpoint = .kernel(SocketDescriptor(loop: loop, fd: fd, owner: "TCPConnection"))
+    }
+
+    init(loop: Loop, simulated: any SimulatedConnectionEndpoint) {
+        self.loop = loop
+        fd = simulated.fd
+        endpoint = .simulated(simulated)
+    }
+
+    /// The simulated endpoint behind this connection, `nil` for a kernel socket: what the
+    /// simulation's fault verbs (reset a connection) act on.
+    package var simulatedEndpoint: (any SimulatedConnectionEndpoint)? {
+        if case .simulated(let simulated) = endpoint { return simulated }
+        return nil
     }
 
     /// Connects to `address` without blocking the loop (`TCP_NODELAY` set on the new socket).
@@ -151,9 +219,15 @@ public final class TCPConnection: Sendable {
     /// - Throws: ``SerialLoop/LoopError`` naming `connect(to:)` and the errno — `ECONNREFUSED` when nothing
     ///   listens, `EINVAL` when the host is not an IPv4 literal; ``SerialLoop/LoopError/loopHasShutDown(_:)``;
     ///   `CancellationError` when the task is cancelled (the half-open socket is closed).
+    ///   In a task running on a simulated host (SerialLoopNetSimulation), the connection crosses
+    ///   the simulated network, with the same errors (and `ETIMEDOUT` when no answer comes back
+    ///   within the network's connect timeout).
     nonisolated(nonsending) public static func connect(to address: SocketAddress, on loop: Loop) async throws -> TCPConnection {
         guard loop.isOnLoopThread else {
             return try await onLoop(loop, "connect(to: \(address))") { try await connect(to: address, on: loop) }
+        }
+        if let stack = SimulatedStackContext.current {
+            return TCPConnection(loop: loop, simulated: try await stack.connect(to: address, on: loop))
         }
         let sockaddr = try address.sockaddr(for: "connect(to: \(address))")
         let fd = try makeTCPSocket("socket() for connecting to \(address)")
@@ -190,6 +264,7 @@ public final class TCPConnection: Sendable {
             nonisolated(unsafe) let buffer = buffer     // the caller waits: only the loop touches it meanwhile
             return try await onLoop(loop, "read(fd: \(fd))") { try await self.read(into: buffer) }
         }
+        if case .simulated(let simulated) = endpoint { return try await simulated.read(into: buffer) }
         let fd = self.fd
         return try await descriptor.perform("read", waitingFor: .read) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
@@ -202,6 +277,7 @@ public final class TCPConnection: Sendable {
         guard loop.isOnLoopThread else {
             return try await onLoop(loop, "read(fd: \(fd))") { try await self.read(upToCount: maxCount) }
         }
+        if case .simulated(let simulated) = endpoint { return try await simulated.read(upToCount: maxCount) }
         let fd = self.fd
         while true {
             try descriptor.checkOpen("read")
@@ -226,6 +302,7 @@ public final class TCPConnection: Sendable {
         guard loop.isOnLoopThread else {
             return try await onLoop(loop, "write(fd: \(fd))") { try await self.write(bytes) }
         }
+        if case .simulated(let simulated) = endpoint { return try await simulated.write(bytes) }
         let fd = self.fd
         var offset = 0
         while offset < bytes.count {
@@ -244,6 +321,7 @@ public final class TCPConnection: Sendable {
     /// while this side can still read. Any thread.
     /// - Throws: ``SerialLoop/LoopError`` naming `shutdown`; `EBADF` after ``close()``.
     public func shutdownWrite() throws(LoopError) {
+        if case .simulated(let simulated) = endpoint { return try simulated.shutdownWrite() }
         _ = try descriptor.withOpenNumber("shutdownWrite") { fd throws(LoopError) in
             try syscall("shutdown(fd: \(fd), SHUT_WR)") { shutdown(fd, Int32(SHUT_WR)) }
         }
@@ -252,7 +330,8 @@ public final class TCPConnection: Sendable {
     /// This end's address. Any thread.
     public var localAddress: SocketAddress {
         get throws(LoopError) {
-            try descriptor.withOpenNumber("localAddress") { fd throws(LoopError) in
+            if case .simulated(let simulated) = endpoint { return simulated.localAddress }
+            return try descriptor.withOpenNumber("localAddress") { fd throws(LoopError) in
                 try socketAddress(of: fd, "getsockname", getsockname)
             }
         }
@@ -261,7 +340,8 @@ public final class TCPConnection: Sendable {
     /// The peer's address. Any thread.
     public var peerAddress: SocketAddress {
         get throws(LoopError) {
-            try descriptor.withOpenNumber("peerAddress") { fd throws(LoopError) in
+            if case .simulated(let simulated) = endpoint { return simulated.peerAddress }
+            return try descriptor.withOpenNumber("peerAddress") { fd throws(LoopError) in
                 try socketAddress(of: fd, "getpeername", getpeername)
             }
         }
@@ -274,7 +354,10 @@ public final class TCPConnection: Sendable {
     /// the socket at once.
     /// - Throws: ``SerialLoop/LoopError`` naming `close` if the kernel refuses (only on the loop's thread).
     public func close() throws(LoopError) {
-        try descriptor.close()
+        switch endpoint {
+        case .kernel(let descriptor): try descriptor.close()
+        case .simulated(let simulated): simulated.close()
+        }
     }
 }
 

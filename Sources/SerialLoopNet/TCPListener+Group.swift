@@ -45,6 +45,9 @@ extension TCPListener {
     /// `connection`, just accepted on this listener's loop, bound to `loop` instead.
     private func handOff(_ connection: TCPConnection, to loop: Loop) -> TCPConnection {
         guard loop !== self.loop else { return connection }
+        if connection.simulatedEndpoint != nil {
+            misuse("TCPListener.accept(onto:) / accept(distributingOver:) on a simulated listener: a simulated network lives on one test loop, so its connections cannot move to another loop; use accept()")
+        }
         return TCPConnection(loop: loop, fd: connection.descriptor.relinquish())
     }
 }

@@ -71,7 +71,7 @@ public struct LoopError: Error, Equatable, CustomStringConvertible, Sendable {
     }
 
     /// An error of the loop's own, with no `errno`.
-    init(_ kind: Kind, operation: String, reason: String) {
+    package init(_ kind: Kind, operation: String, reason: String) {
         self.init(operation: operation, kind: kind, errno: nil, reason: reason)
     }
 
