@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "serial-loop-http-server", targets: ["SerialLoopHTTPServer"]),
         .executable(name: "nio-http-server", targets: ["NIOHTTPServer"]),
         .executable(name: "scenarios", targets: ["Scenarios"]),
+        .executable(name: "simulation-scenarios", targets: ["SimulationScenarios"]),
     ],
     dependencies: [
         .package(name: "SerialLoop", path: ".."),
@@ -39,12 +40,25 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // How a scenario program reports its checks ("ok"/"FAIL", exit status).
+        .target(name: "ScenarioCheck"),
+        // LoopHTTP over SerialLoopNetSimulation's simulated network on virtual time (and, with the
+        // same code, over real loopback sockets): no SwiftNIO, so it builds quickly on its own.
+        .executableTarget(
+            name: "SimulationScenarios",
+            dependencies: [
+                "LoopHTTP", "ScenarioCheck",
+                .product(name: "SerialLoop", package: "SerialLoop"),
+                .product(name: "SerialLoopNet", package: "SerialLoop"),
+                .product(name: "SerialLoopNetSimulation", package: "SerialLoop"),
+            ]
+        ),
         // Scenarios that run inside one program: fan-out client, async-algorithms on loop time,
         // awaiting NIO futures from the loop, a child process's stdout read through the loop.
         .executableTarget(
             name: "Scenarios",
             dependencies: [
-                "LoopHTTP",
+                "LoopHTTP", "ScenarioCheck",
                 .product(name: "SerialLoop", package: "SerialLoop"),
                 .product(name: "SerialLoopNet", package: "SerialLoop"),
                 // Some scenarios run on virtual time, which a program opts into.

@@ -144,7 +144,10 @@ scenario "fan-out: 50 concurrent requests from one loop to nginx (256 KiB static
 scenario "swift-async-algorithms on loop.clock (real and virtual time)" 60 "$BIN/scenarios" algorithms
 scenario "SwiftNIO futures awaited from loop tasks" 60 "$BIN/scenarios" nio-futures
 scenario "child process stdout through loop.readable" 60 "$BIN/scenarios" child-process
-scenario "HTTP server + 50 clients on one test loop: a virtual minute in milliseconds" 60 "$BIN/scenarios" virtual-time-http
+scenario "HTTP server + 50 clients on one test loop, over real sockets and a simulated network: a virtual minute in milliseconds" 60 \
+    "$BIN/simulation-scenarios" virtual-time-http
+scenario "LoopHTTP + a retrying client over a simulated network: a partition, a reset mid-body, a slow link, at exact virtual times" 60 \
+    "$BIN/simulation-scenarios" faults
 
 # ---- 5b. the server ecosystem on the loop (issue 14): its own package, Ecosystem/ -----------------
 # AsyncHTTPClient, swift-subprocess, Hummingbird 2, swift-prometheus (SerialLoopMetrics),

@@ -48,7 +48,7 @@ public struct HTTPResponse: Sendable {
 
     /// Status line, headers (with `Content-Length` and `Connection` added) and body, ready to send
     /// in one write.
-    func serialized(keepAlive: Bool, http10KeepAlive: Bool) -> [UInt8] {
+    public func serialized(keepAlive: Bool, http10KeepAlive: Bool) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(reason)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Content-Length: \(body.count)\r\n"

@@ -1,3 +1,4 @@
+import ScenarioCheck
 @preconcurrency import Glibc
 import SerialLoop
 

@@ -5,11 +5,11 @@
 //   scenarios algorithms      swift-async-algorithms driven by loop.clock (real and virtual time)
 //   scenarios nio-futures     awaiting SwiftNIO EventLoopFutures from loop tasks
 //   scenarios child-process   a child's stdout pipe read through loop.readable
-//   scenarios virtual-time-http   the HTTP server and 50 clients on one test loop (virtual time)
+import ScenarioCheck
 @preconcurrency import Glibc
 
 func usage() -> Never {
-    fputs("usage: scenarios fanout|algorithms|nio-futures|child-process|virtual-time-http [options]\n", stderr)
+    fputs("usage: scenarios fanout|algorithms|nio-futures|child-process [options]\n", stderr)
     exit(2)
 }
 
@@ -23,7 +23,6 @@ do {
     case "algorithms": try runAlgorithms()
     case "nio-futures": try runNIOFutures()
     case "child-process": try runChildProcess()
-    case "virtual-time-http": try runVirtualTimeHTTP()
     default: usage()
     }
 } catch {

@@ -1,22 +1,24 @@
 @preconcurrency import Glibc
 
+// What every scenario program uses to report (shared by `scenarios` and `simulation-scenarios`).
+
 /// Prints each check as it is made ("ok" or "FAIL") and remembers failures for the exit code.
 /// Only the main thread calls it (before and after a loop runs, or from a loop on the main thread).
-enum Check {
+public enum Check {
     nonisolated(unsafe) private static var failures: [String] = []
 
-    static func that(_ condition: Bool, _ message: @autoclosure () -> String) {
+    public static func that(_ condition: Bool, _ message: @autoclosure () -> String) {
         let text = message()
         print("  \(condition ? "ok  " : "FAIL") \(text)")
         if !condition { failures.append(text) }
     }
 
-    static func note(_ message: String) {
+    public static func note(_ message: String) {
         print("  --   \(message)")
     }
 
     /// Exits 0 if every check passed, 1 otherwise (listing the failures).
-    static func finish(_ scenario: String) -> Never {
+    public static func finish(_ scenario: String) -> Never {
         fflush(nil)
         if failures.isEmpty {
             print("\(scenario): all checks passed")
@@ -28,19 +30,19 @@ enum Check {
     }
 }
 
-func milliseconds(_ duration: Duration) -> Double {
+public func milliseconds(_ duration: Duration) -> Double {
     let (seconds, attoseconds) = duration.components
     return Double(seconds) * 1000 + Double(attoseconds) / 1e15
 }
 
-func format(_ value: Double, _ digits: Int = 1) -> String {
+public func format(_ value: Double, _ digits: Int = 1) -> String {
     var text = String(value.rounded(toPlaces: digits))
     if !text.contains(".") { text += ".0" }
     return text
 }
 
 extension Double {
-    func rounded(toPlaces places: Int) -> Double {
+    public func rounded(toPlaces places: Int) -> Double {
         var scale = 1.0
         for _ in 0..<places { scale *= 10 }
         return (self * scale).rounded() / scale
