@@ -229,6 +229,31 @@ private func errnoOf(_ body: () async throws -> Void) async -> Int32? {
         }
     }
 
+    @Test func resetConnectionsBetweenTwoHostsResetsOnlyTheirsInOrder() async throws {
+        try await withSimulatedNetwork(seed: 1) { network in
+            let world = try World(network)
+            let first = try await world.pair()
+            let second = try await world.pair()
+            // A third host's connection to the server is not between the two hosts: it survives.
+            let other = try network.host("other", address: "10.0.0.3")
+            let loop = network.loop
+            let bystander = try await other.run { try await TCPConnection.connect(to: serverAddress, on: loop) }
+            let bystanderServer = try await world.listener.accept()
+            #expect(network.resetConnections(between: world.client, world.server) == 2)
+            for connection in [first.client, first.server, second.client, second.server] {
+                #expect(await errnoOf { _ = try await connection.read(upToCount: 1) } == ECONNRESET)
+            }
+            try await bystander.write("still here")
+            #expect(try await bystanderServer.read(upToCount: 10) == Array("still here".utf8))
+            let resets = network.trace.filter { $0.contains("reset (from outside)") }
+            #expect(resets.count == 2, "\(resets)")
+            #expect(network.resetConnections(between: world.client, world.server) == 0)
+            for connection in [first.client, first.server, second.client, second.server, bystander, bystanderServer] {
+                try connection.close()
+            }
+        }
+    }
+
     @Test func crashSilencesTheHostAndItsRestartAnswersWithRST() async throws {
         try await withSimulatedNetwork(seed: 1, defaultLink: .init(latency: .milliseconds(10))) { network in
             let world = try World(network)
