@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import Testing
 @testable import SerialLoop
 
@@ -93,6 +94,57 @@ enum Determinism {
             #expect(again == first, "seed \(seed), run \(run)")
         }
         return first
+    }
+}
+
+extension Determinism {
+    /// Runs `body` while `burners` threads spin on the CPU, so the replays under test are
+    /// preempted and their thread hops land at other times than in a quiet run. One such test at a
+    /// time in the process (the others wait their turn): four busy threads on two cores, from three
+    /// suites at once, starved the cooperative pool of the suites running beside them past their
+    /// watchdogs.
+    static func underCPULoad<T>(burners: Int, isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T) async throws -> T {
+        await CPULoadTurn.shared.enter()
+        let stop = StopFlag()
+        let threads = (0..<burners).map { _ in
+            spawnThread {
+                var x: UInt64 = 1
+                while !stop.isSet { for _ in 0..<10_000 { x = x &* 6364136223846793005 &+ 1 } }
+                if x == 0 { print("unreachable") }
+            }
+        }
+        let outcome: Result<T, any Error>
+        do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+        stop.set()
+        for thread in threads { pthread_join(thread, nil) }
+        await CPULoadTurn.shared.leave()
+        return try outcome.get()
+    }
+}
+
+/// A flag one thread sets and another polls.
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
+}
+
+/// Whose turn it is to load the CPU (see `Determinism.underCPULoad`).
+private actor CPULoadTurn {
+    static let shared = CPULoadTurn()
+    private var isTaken = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func enter() async {
+        guard isTaken else {
+            isTaken = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func leave() {
+        if waiting.isEmpty { isTaken = false } else { waiting.removeFirst().resume() }
     }
 }
 

@@ -353,13 +353,6 @@ func withWatchdog<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable ()
     }
 }
 
-/// A flag one thread sets and another polls.
-final class StopFlag: Sendable {
-    private let value = Atomic<Bool>(false)
-    var isSet: Bool { value.load(ordering: .acquiring) }
-    func set() { value.store(true, ordering: .releasing) }
-}
-
 @Suite("Test loop: one trace under load")
 struct DeterminismUnderLoadTests {
     /// 25 tasks × 10 steps, chosen by the seed (the harness: Determinism.swift): every sleep kind
@@ -385,19 +378,9 @@ struct DeterminismUnderLoadTests {
 
     @Test func aSeededScenarioGivesOneTraceFiftyTimesWhileTwoThreadsBurnCPU() async throws {
         let seed = Determinism.seed(for: "DeterminismUnderLoadTests")
-        let stop = StopFlag()
-        let burners = (0..<2).map { _ in
-            spawnThread {
-                var x: UInt64 = 1
-                while !stop.isSet { for _ in 0..<10_000 { x = x &* 6364136223846793005 &+ 1 } }
-                if x == 0 { print("unreachable") }
-            }
+        let first = try await Determinism.underCPULoad(burners: 2) {
+            try await Determinism.expectReplays(seed: seed, runs: 50, Self.trace)
         }
-        defer {
-            stop.set()
-            for burner in burners { pthread_join(burner, nil) }
-        }
-        let first = try await Determinism.expectReplays(seed: seed, runs: 50, Self.trace)
         #expect(first.count == 250)
     }
 }

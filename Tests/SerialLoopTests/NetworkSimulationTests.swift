@@ -644,18 +644,10 @@ struct NetworkSimulationSeedTests {
 
     @Test func aSeedGivesOneTraceFiftyTimesUnderCPULoadAndAnotherSeedAnother() async throws {
         let seed = Determinism.seed(for: "NetworkSimulationSeedTests")
-        let stop = StopFlag()
-        let burner = spawnThread {
-            var x: UInt64 = 1
-            while !stop.isSet { for _ in 0..<10_000 { x = x &* 6364136223846793005 &+ 1 } }
-            if x == 0 { print("unreachable") }
+        let (first, second) = try await Determinism.underCPULoad(burners: 1) {
+            (try await Determinism.expectReplays(seed: seed, runs: 50, Self.trace),
+             try await Determinism.expectReplays(seed: seed &+ 1, runs: 50, Self.trace))
         }
-        defer {
-            stop.set()
-            pthread_join(burner, nil)
-        }
-        let first = try await Determinism.expectReplays(seed: seed, runs: 50, Self.trace)
-        let second = try await Determinism.expectReplays(seed: seed &+ 1, runs: 50, Self.trace)
         #expect(first.count > 80)
         #expect(first != second, "seeds \(seed) and \(seed &+ 1) gave the same trace")
     }

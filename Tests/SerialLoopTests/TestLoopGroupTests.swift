@@ -87,22 +87,10 @@ struct TestLoopGroupTests {
 
     @Test func oneSeedGivesOneTraceFiftyTimesUnderCPULoad() async throws {
         let seed = Determinism.seed(for: "TestLoopGroupTests")
-        let stop = StopFlag()
-        // One busy thread: with the group's thread that loads both cores of a 2-core machine,
-        // without starving the cooperative pool the suites running alongside need.
-        let burners = (0..<1).map { _ in
-            spawnThread {
-                var x: UInt64 = 1
-                while !stop.isSet { for _ in 0..<10_000 { x = x &* 6364136223846793005 &+ 1 } }
-                if x == 0 { print("unreachable") }
-            }
-        }
-        defer {
-            stop.set()
-            for burner in burners { pthread_join(burner, nil) }
-        }
         let start = ContinuousClock.now
-        let first = try await Determinism.expectReplays(seed: seed, runs: 50, Self.shardedTrace)
+        let first = try await Determinism.underCPULoad(burners: 1) {
+            try await Determinism.expectReplays(seed: seed, runs: 50, Self.shardedTrace)
+        }
         print("TestLoopGroupTests: 50 replays of seed \(seed) in \(start.duration(to: .now)) under load")
         Self.expectLegal(first, seed: seed)
     }
