@@ -25,6 +25,8 @@ final class SocketDescriptor: @unchecked Sendable {
     let fd: Int32
     /// "TCPListener" or "TCPConnection": names the API in messages.
     let owner: StaticString
+    /// The fault injector the socket was created under (ChaosSeam.swift); `nil` on the real path.
+    let chaos: (any SocketFaultInjector)?
     /// Set by the first `close()`, on any thread: from then on every operation fails with `EBADF`.
     private let closeRequested = Atomic<Bool>(false)
     /// Guards `numberIsOurs` (false once the loop has closed the number): see the type's comment.
@@ -32,10 +34,11 @@ final class SocketDescriptor: @unchecked Sendable {
     private let numberLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var numberIsOurs = true
 
-    init(loop: Loop, fd: Int32, owner: StaticString) {
+    init(loop: Loop, fd: Int32, owner: StaticString, chaos: (any SocketFaultInjector)?) {
         self.loop = loop
         self.fd = fd
         self.owner = owner
+        self.chaos = chaos
         pthread_mutex_init(numberLock, nil)
     }
 
