@@ -40,18 +40,15 @@ package enum SocketChaosContext {
 }
 
 extension SocketDescriptor {
-    /// The count to ask the kernel for, or `nil` with `errno` set: fail without calling it.
-    @inline(__always)
-    func chaosCount(_ call: SocketCall, _ count: Int) -> Int? {
-        guard let chaos else { return count }
-        return injectedCount(chaos, call, count)
-    }
-
+    /// The most bytes this call may ask the kernel for (`Int.max`: no limit), or `nil` with
+    /// `errno` set: fail without calling it. Not inlined: the real path only tests `chaos` for nil
+    /// (in `perform`) and never comes here.
     @inline(never)
-    private func injectedCount(_ chaos: any SocketFaultInjector, _ call: SocketCall, _ count: Int) -> Int? {
+    func chaosLimit(_ call: SocketCall) -> Int? {
+        guard let chaos else { return .max }
         switch chaos.fault(for: call, fd: fd) {
-        case nil: return count
-        case .shorten(let shorter): return min(count, max(1, shorter))
+        case nil: return .max
+        case .shorten(let limit): return max(1, limit)
         case .fail(let code):
             errno = code
             return nil

@@ -61,7 +61,7 @@ public final class TCPListener: Sendable {
 
     /// The kernel socket; a simulated listener has none (an operation written for descriptors only).
     private var descriptor: SocketDescriptor {
-        guard case .kernel(let descriptor) = endpoint else { misuse("TCPListener(fd: \(fd)) is a simulated socket: this operation needs a kernel descriptor") }
+        guard case .kernel(let descriptor) = endpoint else { simulatedSocketMisuse("TCPListener", fd) }
         return descriptor
     }
 
@@ -130,8 +130,8 @@ public final class TCPListener: Sendable {
         // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
         // does not declare it (it needs _GNU_SOURCE in the C shim).
         let descriptor = self.descriptor, fd = descriptor.fd
-        let connection = try await descriptor.perform("accept", waitingFor: .read, retrying: [ECONNABORTED, EPROTO]) {
-            descriptor.chaosCount(.accept, 0) == nil ? -1 : Glibc.accept(fd, nil, nil)
+        let connection = try await descriptor.perform("accept", .accept, waitingFor: .read, retrying: [ECONNABORTED, EPROTO]) { _ in
+            Glibc.accept(fd, nil, nil)
         }
         // Closes it if we throw below; takes the listener's fault injector (ChaosSeam.swift).
         let accepted = TCPConnection(loop: loop, fd: connection, chaos: descriptor.chaos)
@@ -191,7 +191,7 @@ public final class TCPConnection: Sendable {
 
     /// The kernel socket; a simulated connection has none (an operation written for descriptors only).
     private var descriptor: SocketDescriptor {
-        guard case .kernel(let descriptor) = endpoint else { misuse("TCPConnection(fd: \(fd)) is a simulated socket: this operation needs a kernel descriptor") }
+        guard case .kernel(let descriptor) = endpoint else { simulatedSocketMisuse("TCPConnection", fd) }
         return descriptor
     }
 
@@ -236,7 +236,9 @@ public final class TCPConnection: Sendable {
         var code: Int32 = withSockaddr(sockaddr, { Glibc.connect(fd, $0, $1) }) == 0 ? 0 : c_serial_loop_errno()
         // Chaos (ChaosSeam.swift) turns a success or EINPROGRESS into what the kernel may also say
         // then: the connection proceeds either way.
-        if code == 0 || code == EINPROGRESS, connection.descriptor.chaosCount(.connect, 0) == nil { code = c_serial_loop_errno() }
+        if code == 0 || code == EINPROGRESS, connection.descriptor.chaos != nil, connection.descriptor.chaosLimit(.connect) == nil {
+            code = c_serial_loop_errno()
+        }
         if code != 0 {
             // EINTR: the connection still proceeds in the background, exactly as with EINPROGRESS
             // (calling connect again would only say EALREADY).
@@ -270,10 +272,8 @@ public final class TCPConnection: Sendable {
         }
         if case .simulated(let simulated) = endpoint { return try await simulated.read(into: buffer) }
         let fd = self.fd
-        let descriptor = self.descriptor
-        return try await descriptor.perform("read", waitingFor: .read) {
-            guard let count = descriptor.chaosCount(.read, buffer.count) else { return -1 }
-            return Glibc.read(fd, buffer.baseAddress, count)
+        return try await descriptor.perform("read", .read, waitingFor: .read) { limit in
+            Glibc.read(fd, buffer.baseAddress, min(buffer.count, limit))
         }
     }
 
@@ -291,7 +291,8 @@ public final class TCPConnection: Sendable {
             try descriptor.checkOpen("read")
             var code: Int32 = 0
             let bytes = [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, initialized in
-                let count = descriptor.chaosCount(.read, maxCount).map { Glibc.read(fd, buffer.baseAddress, $0) } ?? -1
+                let count = descriptor.chaos == nil ? Glibc.read(fd, buffer.baseAddress, maxCount)
+                    : descriptor.chaosLimit(.read).map { Glibc.read(fd, buffer.baseAddress, min(maxCount, $0)) } ?? -1
                 if count < 0 { code = c_serial_loop_errno() }
                 initialized = max(count, 0)
             }
@@ -314,9 +315,8 @@ public final class TCPConnection: Sendable {
         let fd = self.fd, descriptor = self.descriptor
         var offset = 0
         while offset < bytes.count {
-            offset += try await descriptor.perform("write", waitingFor: .write) {
-                guard let count = descriptor.chaosCount(.write, bytes.count - offset) else { return -1 }
-                return bytes.withUnsafeBytes { raw in send(fd, raw.baseAddress! + offset, count, Int32(MSG_NOSIGNAL)) }
+            offset += try await descriptor.perform("write", .write, waitingFor: .write) { limit in
+                bytes.withUnsafeBytes { raw in send(fd, raw.baseAddress! + offset, min(raw.count - offset, limit), Int32(MSG_NOSIGNAL)) }
             }
         }
     }
@@ -382,6 +382,12 @@ private func makeTCPSocket(_ operation: @autoclosure () -> String) throws(LoopEr
 private func setNoDelay(_ fd: Int32) {
     var one: Int32 = 1
     _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+}
+
+/// Out of line, so that the `descriptor` accessors stay small enough to inline on every operation.
+@inline(never)
+private func simulatedSocketMisuse(_ owner: StaticString, _ fd: Int32) -> Never {
+    misuse("\(owner)(fd: \(fd)) is a simulated socket: this operation needs a kernel descriptor")
 }
 
 private func withSockaddr<R>(_ address: sockaddr_in, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {

@@ -135,13 +135,16 @@ final class SocketDescriptor: @unchecked Sendable {
     /// the descriptor is ready for `interest`, `EINTR` (and any errno in `retrying`) tries again,
     /// anything else is a ``SerialLoop/LoopError`` naming the call, the descriptor and the errno.
     /// Loop thread only (callers hop there first).
+    ///
+    /// `call` gets the most bytes it may ask the kernel for: `Int.max`, unless a fault injector
+    /// (ChaosSeam.swift) shortens the call, or fails it without calling `call` at all.
     /// - Returns: the call's non-negative result.
     nonisolated(nonsending) func perform<T: FixedWidthInteger>(
-        _ operation: String, waitingFor interest: Interest, retrying: [Int32] = [], _ call: () -> T
+        _ operation: String, _ kind: SocketCall, waitingFor interest: Interest, retrying: [Int32] = [], _ call: (_ limit: Int) -> T
     ) async throws -> T {
         while true {
             try checkOpen(operation)
-            let result = call()
+            let result = if chaos == nil { call(.max) } else { chaosLimit(kind).map(call) ?? -1 }
             if result >= 0 { return result }
             let code = c_serial_loop_errno()
             if retrying.contains(code) { continue }

@@ -9,7 +9,7 @@ import Synchronization
 // tools for the same code; unlike the simulation it needs no test loop and works on any loop.
 
 /// Seeded faults on real sockets: the system calls of the ``SerialLoopNet/TCPListener``s and
-/// ``SerialLoopNet/TCPConnection``s created inside ``withSocketChaos(_:_:)`` sometimes get what
+/// ``SerialLoopNet/TCPConnection``s created inside ``withSocketChaos(_:isolation:_:)`` sometimes get what
 /// the kernel may legally answer instead of (or besides) what it did: `EAGAIN`, `EINTR`, short
 /// reads and writes, `ECONNABORTED` on accept, `ECONNRESET` on read and write. The socket layer's
 /// ordinary handling must cope: wait for readiness and retry, retry, carry on from the short count,
@@ -17,8 +17,8 @@ import Synchronization
 ///
 /// Every decision comes from the seed: each kind of call (``Call``) draws from its own stream, so
 /// the n-th decision for reads is the same in every run with the same seed, however the kernel's
-/// own timing interleaves the calls. ``withSocketChaos(_:_:)`` prints the seed when its body throws;
-/// ``explore(seeds:rates:_:)`` runs a scenario over many seeds and names the first that fails.
+/// own timing interleaves the calls. ``withSocketChaos(_:isolation:_:)`` prints the seed when its body throws;
+/// ``explore(seeds:rates:isolation:_:)`` runs a scenario over many seeds and names the first that fails.
 public final class SocketChaos: Sendable {
     /// The system calls faults are injected into.
     public enum Call: Int, Sendable, CaseIterable, CustomStringConvertible {
@@ -102,7 +102,7 @@ public final class SocketChaos: Sendable {
         var counts: [Fault: Int] = [:]
     }
 
-    /// A fault plan; sockets feel it once created inside ``withSocketChaos(_:_:)``.
+    /// A fault plan; sockets feel it once created inside ``withSocketChaos(_:isolation:_:)``.
     /// - Parameters:
     ///   - seed: the seed; `nil` takes `SERIAL_LOOP_SEED` from the environment if set, else 0.
     ///   - rates: how often each fault is injected.
@@ -204,7 +204,7 @@ public func withSocketChaos<T>(
 
 extension SocketChaos {
     /// Runs `scenario` once per seed, each under a fresh ``SocketChaos`` with `rates`, and stops at
-    /// the first seed whose run throws, rethrowing its error (``withSocketChaos(_:_:)`` has printed
+    /// the first seed whose run throws, rethrowing its error (``withSocketChaos(_:isolation:_:)`` has printed
     /// the seed). With `SERIAL_LOOP_SEED` set in the environment, runs that seed alone.
     /// - Parameters:
     ///   - seeds: the seeds to try, in order.
