@@ -188,6 +188,7 @@ extension SocketChaos: SocketFaultInjector {
 /// ```
 /// - Parameters:
 ///   - chaos: the fault plan (and its record).
+///   - isolation: the caller's isolation, which the body keeps (leave the default).
 ///   - body: the code whose sockets get the faults.
 /// - Returns: what `body` returns.
 /// - Throws: what `body` throws.
@@ -209,6 +210,7 @@ extension SocketChaos {
     /// - Parameters:
     ///   - seeds: the seeds to try, in order.
     ///   - rates: how often each fault is injected.
+    ///   - isolation: the caller's isolation, which the scenario keeps (leave the default).
     ///   - scenario: the code under chaos; it gets the run's ``SocketChaos`` (for its record).
     /// - Returns: the runs' plans, in seed order (their records hold the decisions taken).
     /// - Throws: the first failing run's error.
