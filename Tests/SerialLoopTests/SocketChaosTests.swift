@@ -16,7 +16,7 @@ struct SocketChaosTests {
         let rates = SocketChaos.Rates(wouldBlock: 0.3, interrupted: 0.2, short: 0.3, aborted: 0.2)
         let runs = try await withWatchdog(seconds: 300) {
             try await SocketChaos.explore(seeds: 0..<20, rates: rates) { chaos in
-                let echoed = try await echo(payload(count: 1 << 20))
+                let echoed = try await echo(count: 1 << 20)
                 print("socket chaos seed \(chaos.seed): \(summary(of: chaos))")
                 #expect(echoed == .whole, "seed \(chaos.seed)")
                 if echoed != .whole { throw ChaosTestFailure(seed: chaos.seed) }
@@ -97,7 +97,7 @@ struct SocketChaosTests {
         try await withWatchdog(seconds: 300) {
             for seed in SimulatedNetwork.environmentSeed.map({ [$0] }) ?? Array(100..<110) {
                 let chaos = SocketChaos(seed: seed, rates: rates)
-                let outcome = try await withSocketChaos(chaos) { try await echo(payload(count: 1 << 20)) }
+                let outcome = try await withSocketChaos(chaos) { try await echo(count: 1 << 20) }
                 print("socket chaos seed \(seed): \(outcome), \(summary(of: chaos))")
                 let resets = chaos.injectedCounts[.reset, default: 0]
                 switch outcome {
@@ -166,7 +166,7 @@ struct SocketChaosTests {
             var runs: [SocketChaos] = []
             for seed: UInt64 in [42, 42, 43] {
                 let chaos = SocketChaos(seed: seed, rates: rates)
-                let outcome = try await withSocketChaos(chaos) { try await echo(payload(count: 1 << 20)) }
+                let outcome = try await withSocketChaos(chaos) { try await echo(count: 1 << 20) }
                 #expect(outcome == .whole, "seed \(seed)")
                 runs.append(chaos)
             }
@@ -211,10 +211,13 @@ private enum EchoOutcome: Equatable, CustomStringConvertible {
 }
 
 /// On a fresh real loop: a server echoes one connection (`read(into:)`, then `write` of what it
-/// read, until end-of-file, then half-closes); the client writes `payload` and half-closes from one
-/// task while another reads the echo with `read(upToCount:)`.
-private func echo(_ payload: [UInt8]) async throws -> EchoOutcome {
+/// read, until end-of-file, then half-closes); the client writes `count` bytes and half-closes from
+/// one task while another reads the echo with `read(upToCount:)`. Everything, the payload's making
+/// and checking too, runs on the loop's own thread: the cooperative pool (two threads on a 2-core
+/// machine) stays free for the tests that run beside this one.
+private func echo(count: Int) async throws -> EchoOutcome {
     try await withLoop { loop in
+        let payload = payload(count: count)
         let listener = try TCPListener(on: loop)
         defer { try? listener.close() }
         async let served: LoopError? = {
