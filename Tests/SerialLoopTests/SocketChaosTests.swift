@@ -157,6 +157,46 @@ struct SocketChaosTests {
         }
     }
 
+    /// Callers off the loop under chaos: a server in `Task.detached` (every operation hops onto the
+    /// loop and back) echoes to a client in a plain `Task {}`; the chaos reaches the client's socket
+    /// through the task-local the plain task inherits, and the server's through its listener.
+    @Test func callersOffTheLoopHopUnderChaosAndEveryByteArrives() async throws {
+        let rates = SocketChaos.Rates(wouldBlock: 0.3, interrupted: 0.2, short: 0.3, aborted: 0.2)
+        try await withWatchdog(seconds: 120) {
+            try await SocketChaos.explore(seeds: 300..<305, rates: rates) { chaos in
+                let (matches, offLoop) = try await withLoop { loop in
+                    let listener = try TCPListener(on: loop)
+                    defer { try? listener.close() }
+                    let server = Task.detached {
+                        let connection = try await listener.accept()
+                        defer { try? connection.close() }
+                        while case let bytes = try await connection.read(upToCount: 8192), !bytes.isEmpty {
+                            try await connection.write(bytes)
+                        }
+                        return !loop.isOnLoopThread
+                    }
+                    let client = Task {
+                        let payload = payload(count: 64 << 10)
+                        let connection = try await TCPConnection.connect(to: listener.address, on: loop)
+                        defer { try? connection.close() }
+                        try await connection.write(payload)
+                        try connection.shutdownWrite()
+                        var echoed: [UInt8] = []
+                        while case let bytes = try await connection.read(upToCount: 8192), !bytes.isEmpty { echoed += bytes }
+                        return (echoed == payload, !loop.isOnLoopThread)
+                    }
+                    let (matches, clientOffLoop) = try await client.value
+                    return (matches, try await server.value && clientOffLoop)
+                }
+                print("socket chaos seed \(chaos.seed): off the loop, \(summary(of: chaos))")
+                #expect(matches, "seed \(chaos.seed)")
+                #expect(offLoop)
+                #expect(chaos.decisions(for: .connect).count == 1)
+                #expect(chaos.injectedCounts.values.reduce(0, +) > 10)
+            }
+        }
+    }
+
     /// The same seed takes the same decisions: two runs of the echo with seed 42 agree decision by
     /// decision for every call (as far as both got: the kernel's own timing decides how many calls
     /// a run makes), and seed 43 differs.
