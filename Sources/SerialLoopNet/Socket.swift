@@ -61,7 +61,7 @@ public final class TCPListener: Sendable {
 
     /// The kernel socket; a simulated listener has none (an operation written for descriptors only).
     private var descriptor: SocketDescriptor {
-        guard case .kernel(let descriptor) = endpoint else { misuse("TCPListener(fd: \(fd)) is a simulated socket: this operation needs a kernel descriptor") }
+        guard case .kernel(let descriptor) = endpoint else { simulatedSocketMisuse("TCPListener", fd) }
         return descriptor
     }
 
@@ -114,7 +114,7 @@ public final class TCPListener: Sendable {
             throw error
         }
         self.fd = fd
-        endpoint = .kernel(SocketDescriptor(loop: loop, fd: fd, owner: "TCPListener"))
+        endpoint = .kernel(SocketDescriptor(loop: loop, fd: fd, owner: "TCPListener", chaos: SocketChaosContext.current))
     }
 
     /// Waits for the next incoming connection and returns it (non-blocking, `TCP_NODELAY` set).
@@ -129,11 +129,12 @@ public final class TCPListener: Sendable {
         if case .simulated(let simulated) = endpoint { return TCPConnection(loop: loop, simulated: try await simulated.accept()) }
         // `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)` would save two fcntls, but Glibc's Swift module
         // does not declare it (it needs _GNU_SOURCE in the C shim).
-        let fd = descriptor.fd
-        let connection = try await descriptor.perform("accept", waitingFor: .read, retrying: [ECONNABORTED, EPROTO]) {
+        let descriptor = self.descriptor, fd = descriptor.fd
+        let connection = try await descriptor.perform("accept", .accept, waitingFor: .read, retrying: [ECONNABORTED, EPROTO]) { _ in
             Glibc.accept(fd, nil, nil)
         }
-        let accepted = TCPConnection(loop: loop, fd: connection)   // closes it if we throw below
+        // Closes it if we throw below; takes the listener's fault injector (ChaosSeam.swift).
+        let accepted = TCPConnection(loop: loop, fd: connection, chaos: descriptor.chaos)
         _ = try syscall("fcntl(fd: \(connection), F_SETFL, O_NONBLOCK)") {
             fcntl(connection, F_SETFL, fcntl(connection, F_GETFL) | O_NONBLOCK)
         }
@@ -190,14 +191,14 @@ public final class TCPConnection: Sendable {
 
     /// The kernel socket; a simulated connection has none (an operation written for descriptors only).
     var descriptor: SocketDescriptor {
-        guard case .kernel(let descriptor) = endpoint else { misuse("TCPConnection(fd: \(fd)) is a simulated socket: this operation needs a kernel descriptor") }
+        guard case .kernel(let descriptor) = endpoint else { simulatedSocketMisuse("TCPConnection", fd) }
         return descriptor
     }
 
-    init(loop: Loop, fd: Int32) {
+    init(loop: Loop, fd: Int32, chaos: (any SocketFaultInjector)?) {
         self.loop = loop
         self.fd = fd
-        endpoint = .kernel(SocketDescriptor(loop: loop, fd: fd, owner: "TCPConnection"))
+        endpoint = .kernel(SocketDescriptor(loop: loop, fd: fd, owner: "TCPConnection", chaos: chaos))
     }
 
     init(loop: Loop, simulated: any SimulatedConnectionEndpoint) {
@@ -231,9 +232,14 @@ public final class TCPConnection: Sendable {
         }
         let sockaddr = try address.sockaddr(for: "connect(to: \(address))")
         let fd = try makeTCPSocket("socket() for connecting to \(address)")
-        let connection = TCPConnection(loop: loop, fd: fd)   // closes fd through the loop on failure
-        if withSockaddr(sockaddr, { Glibc.connect(fd, $0, $1) }) != 0 {
-            let code = c_serial_loop_errno()
+        let connection = TCPConnection(loop: loop, fd: fd, chaos: SocketChaosContext.current)   // closes fd through the loop on failure
+        var code: Int32 = withSockaddr(sockaddr, { Glibc.connect(fd, $0, $1) }) == 0 ? 0 : c_serial_loop_errno()
+        // Chaos (ChaosSeam.swift) turns a success or EINPROGRESS into what the kernel may also say
+        // then: the connection proceeds either way.
+        if code == 0 || code == EINPROGRESS, connection.descriptor.chaos != nil, connection.descriptor.chaosLimit(.connect) == nil {
+            code = c_serial_loop_errno()
+        }
+        if code != 0 {
             // EINTR: the connection still proceeds in the background, exactly as with EINPROGRESS
             // (calling connect again would only say EALREADY).
             guard code == EINPROGRESS || code == EINTR else {
@@ -266,7 +272,9 @@ public final class TCPConnection: Sendable {
         }
         if case .simulated(let simulated) = endpoint { return try await simulated.read(into: buffer) }
         let fd = self.fd
-        return try await descriptor.perform("read", waitingFor: .read) { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        return try await descriptor.perform("read", .read, waitingFor: .read) { limit in
+            Glibc.read(fd, buffer.baseAddress, min(buffer.count, limit))
+        }
     }
 
     /// Reads what has arrived, up to `maxCount` bytes (at least one: waits for data). An empty
@@ -278,12 +286,13 @@ public final class TCPConnection: Sendable {
             return try await onLoop(loop, "read(fd: \(fd))") { try await self.read(upToCount: maxCount) }
         }
         if case .simulated(let simulated) = endpoint { return try await simulated.read(upToCount: maxCount) }
-        let fd = self.fd
+        let fd = self.fd, descriptor = self.descriptor
         while true {
             try descriptor.checkOpen("read")
             var code: Int32 = 0
             let bytes = [UInt8](unsafeUninitializedCapacity: maxCount) { buffer, initialized in
-                let count = Glibc.read(fd, buffer.baseAddress, maxCount)
+                let count = descriptor.chaos == nil ? Glibc.read(fd, buffer.baseAddress, maxCount)
+                    : descriptor.chaosLimit(.read).map { Glibc.read(fd, buffer.baseAddress, min(maxCount, $0)) } ?? -1
                 if count < 0 { code = c_serial_loop_errno() }
                 initialized = max(count, 0)
             }
@@ -303,11 +312,11 @@ public final class TCPConnection: Sendable {
             return try await onLoop(loop, "write(fd: \(fd))") { try await self.write(bytes) }
         }
         if case .simulated(let simulated) = endpoint { return try await simulated.write(bytes) }
-        let fd = self.fd
+        let fd = self.fd, descriptor = self.descriptor
         var offset = 0
         while offset < bytes.count {
-            offset += try await descriptor.perform("write", waitingFor: .write) {
-                bytes.withUnsafeBytes { raw in send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL)) }
+            offset += try await descriptor.perform("write", .write, waitingFor: .write) { limit in
+                bytes.withUnsafeBytes { raw in send(fd, raw.baseAddress! + offset, min(raw.count - offset, limit), Int32(MSG_NOSIGNAL)) }
             }
         }
     }
@@ -373,6 +382,12 @@ private func makeTCPSocket(_ operation: @autoclosure () -> String) throws(LoopEr
 private func setNoDelay(_ fd: Int32) {
     var one: Int32 = 1
     _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+}
+
+/// Out of line, so that the `descriptor` accessors stay small enough to inline on every operation.
+@inline(never)
+private func simulatedSocketMisuse(_ owner: StaticString, _ fd: Int32) -> Never {
+    misuse("\(owner)(fd: \(fd)) is a simulated socket: this operation needs a kernel descriptor")
 }
 
 private func withSockaddr<R>(_ address: sockaddr_in, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {

@@ -25,6 +25,8 @@ final class SocketDescriptor: @unchecked Sendable {
     let fd: Int32
     /// "TCPListener" or "TCPConnection": names the API in messages.
     let owner: StaticString
+    /// The fault injector the socket was created under (ChaosSeam.swift); `nil` on the real path.
+    let chaos: (any SocketFaultInjector)?
     /// Set by the first `close()`, on any thread: from then on every operation fails with `EBADF`.
     private let closeRequested = Atomic<Bool>(false)
     /// Guards `numberIsOurs` (false once the loop has closed the number): see the type's comment.
@@ -32,10 +34,11 @@ final class SocketDescriptor: @unchecked Sendable {
     private let numberLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var numberIsOurs = true
 
-    init(loop: Loop, fd: Int32, owner: StaticString) {
+    init(loop: Loop, fd: Int32, owner: StaticString, chaos: (any SocketFaultInjector)?) {
         self.loop = loop
         self.fd = fd
         self.owner = owner
+        self.chaos = chaos
         pthread_mutex_init(numberLock, nil)
     }
 
@@ -142,13 +145,16 @@ final class SocketDescriptor: @unchecked Sendable {
     /// the descriptor is ready for `interest`, `EINTR` (and any errno in `retrying`) tries again,
     /// anything else is a ``SerialLoop/LoopError`` naming the call, the descriptor and the errno.
     /// Loop thread only (callers hop there first).
+    ///
+    /// `call` gets the most bytes it may ask the kernel for: `Int.max`, unless a fault injector
+    /// (ChaosSeam.swift) shortens the call, or fails it without calling `call` at all.
     /// - Returns: the call's non-negative result.
     nonisolated(nonsending) func perform<T: FixedWidthInteger>(
-        _ operation: String, waitingFor interest: Interest, retrying: [Int32] = [], _ call: () -> T
+        _ operation: String, _ kind: SocketCall, waitingFor interest: Interest, retrying: [Int32] = [], _ call: (_ limit: Int) -> T
     ) async throws -> T {
         while true {
             try checkOpen(operation)
-            let result = call()
+            let result = if chaos == nil { call(.max) } else { chaosLimit(kind).map(call) ?? -1 }
             if result >= 0 { return result }
             let code = c_serial_loop_errno()
             if retrying.contains(code) { continue }

@@ -48,6 +48,7 @@ extension TCPListener {
         if connection.simulatedEndpoint != nil {
             misuse("TCPListener.accept(onto:) / accept(distributingOver:) on a simulated listener: a simulated network lives on one test loop, so its connections cannot move to another loop; use accept()")
         }
-        return TCPConnection(loop: loop, fd: connection.descriptor.relinquish())
+        let descriptor = connection.descriptor
+        return TCPConnection(loop: loop, fd: descriptor.relinquish(), chaos: descriptor.chaos)
     }
 }
