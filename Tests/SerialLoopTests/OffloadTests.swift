@@ -95,9 +95,14 @@ struct OffloadTests {
                 let start = loop.now
                 let count = try await withThrowingTaskGroup(of: Int.self) { group in
                     for index in 0..<100 {
-                        group.addTask { try await loop.offload { usleep(10_000); return index } }
+                        group.addTask {
+                            try await loop.offload {
+                                usleep(10_000)
+                                return loop.isOnLoopThread ? -1 : index
+                            }
+                        }
                     }
-                    return try await group.reduce(0) { total, _ in total + 1 }
+                    return try await group.reduce(0) { total, index in index >= 0 ? total + 1 : total }
                 }
                 let total = start.duration(to: loop.now)
                 done.value = true
@@ -105,18 +110,18 @@ struct OffloadTests {
                 let ideal = Duration.milliseconds(100 / pool * 10)
                 let ms = { (ns: Int64) in "\(Double(ns / 10_000) / 100) ms" }
                 print("offload: 100 × usleep(10 ms) on \(pool) threads in \(total) (ideal \(ideal), sequential 1 s); 1 ms timer: \(lags.count) ticks, lag median \(ms(lags[lags.count / 2])), p99 \(ms(lags[lags.count * 99 / 100])), max \(ms(lags.last!))")
-                #expect(count == 100)
+                #expect(count == 100, "\(100 - count) of the blocking calls ran on the loop's thread")
                 #expect(loop.offloadThreadCount == pool)
                 // Generous: twice the ideal plus 100 ms of slack on a shared 2-core machine, and
                 // still well under the 1 s the calls would take one after another.
                 #expect(total < ideal * 2 + .milliseconds(100))
                 #expect(lags.count >= 100)
                 // The "lag under 5 ms" is a measurement, printed above and reported from quiet
-                // runs (Benchmarks, the note): as an assertion it failed on a loaded shared machine
-                // (p99 5.03 ms while two builds ran), which says nothing about offload. What this test
-                // asserts is the property: the loop never stalled behind the calls — one blocking
-                // call on the loop would lag a tick by 10 ms, the calls in a row by ~1 s.
-                #expect(lags.last! < 50_000_000, "the loop stalled")
+                // runs (Benchmarks, the note), not an assertion: a tick's lag on a loaded shared
+                // machine says nothing about offload (p99 5.03 ms while two builds ran; a max of 57
+                // and 88 ms with the suite's other tests beside it). The property — no blocking call
+                // runs on the loop's thread, so none can stall it — is asserted directly above (each
+                // call reports where it ran), and the total time shows the calls ran 4 at a time.
             }
         }
     }
