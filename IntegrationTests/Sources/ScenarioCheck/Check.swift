@@ -1,6 +1,7 @@
 @preconcurrency import Glibc
 
-// What every scenario program uses to report (shared by `scenarios` and `simulation-scenarios`).
+// What every scenario program uses to report: the `scenarios` and `simulation-scenarios` targets
+// (through the ScenarioCheck target), and Ecosystem/'s `ecosystem-scenarios` (a symlink to this file).
 
 /// Prints each check as it is made ("ok" or "FAIL") and remembers failures for the exit code.
 /// Only the main thread calls it (before and after a loop runs, or from a loop on the main thread).

@@ -1,1 +1,1 @@
-../../../Sources/Scenarios/Check.swift
+../../../Sources/ScenarioCheck/Check.swift
