@@ -104,18 +104,11 @@ private final class DedicatedLoop: @unchecked Sendable {
     // itself crosses to the caller through `handedOver`, whose lock also orders everything the
     // loop's thread wrote while creating it before the caller's first use (ThreadSanitizer sees
     // that edge; it does not see the one a continuation's resume makes inside the runtime);
-    // `report` is behind its lock.
+    // `report` is a `RunReport`.
     private let handedOver = Lock<Loop?>(nil)
     private var runID: UInt64 = 0
     private var bodyHasFinished = false
-    private let report = Lock(Report.pending)
-
-    private enum Report {
-        case pending
-        case awaited(UnsafeContinuation<Result<LoopLeftovers, any Error>, Never>)
-        case ready(Result<LoopLeftovers, any Error>)
-        case taken
-    }
+    private let report = RunReport()
 
     /// The loop, once `start` has returned. Any thread.
     var loop: Loop { handedOver.withLock { $0! } }
@@ -168,7 +161,7 @@ private final class DedicatedLoop: @unchecked Sendable {
                 Loop.runMain) or keep that work off the main actor.\n
                 """, stderr)
         }
-        deliver(result)
+        report.deliver(result)
     }
 
     /// On the loop's thread, as the body returns or throws: the run ends after this tick's jobs.
@@ -177,31 +170,9 @@ private final class DedicatedLoop: @unchecked Sendable {
         loop.requestExit(ofRun: runID)
     }
 
-    private func deliver(_ result: Result<LoopLeftovers, any Error>) {
-        let waiting: UnsafeContinuation<Result<LoopLeftovers, any Error>, Never>? = report.withLock { state in
-            if case .awaited(let continuation) = state {
-                state = .taken
-                return continuation
-            }
-            state = .ready(result)
-            return nil
-        }
-        waiting?.resume(returning: result)
-    }
-
     /// The report, once the thread has shut the loop down.
     func end() async -> Result<LoopLeftovers, any Error> {
-        await withUnsafeContinuation { continuation in
-            let ready: Result<LoopLeftovers, any Error>? = report.withLock { state in
-                if case .ready(let result) = state {
-                    state = .taken
-                    return result
-                }
-                state = .awaited(continuation)
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
+        await report.end()
     }
 }
 

@@ -411,16 +411,9 @@ extension LoopLeftovers {
 /// body runs in the caller's task, then shuts it down and reports.
 private final class DedicatedTestGroup: @unchecked Sendable {
     // Safe: `handedOver` carries the driver across (its lock orders the thread's writes before the
-    // caller's use), `report` is behind its lock.
+    // caller's use), `report` is a `RunReport`.
     private let handedOver = Lock<OneThreadTestGroup?>(nil)
-    private let report = Lock(Report.pending)
-
-    private enum Report {
-        case pending
-        case awaited(UnsafeContinuation<Result<LoopLeftovers, any Error>, Never>)
-        case ready(Result<LoopLeftovers, any Error>)
-        case taken
-    }
+    private let report = RunReport()
 
     var driver: OneThreadTestGroup { handedOver.withLock { $0! } }
 
@@ -434,36 +427,14 @@ private final class DedicatedTestGroup: @unchecked Sendable {
                 }
                 host.handedOver.withLock { $0 = driver }
                 started.resume()
-                host.deliver(driver.finish(driver.run()))
+                host.report.deliver(driver.finish(driver.run()))
             })
         }
         return host
     }
 
-    private func deliver(_ result: Result<LoopLeftovers, any Error>) {
-        let waiting: UnsafeContinuation<Result<LoopLeftovers, any Error>, Never>? = report.withLock { state in
-            if case .awaited(let continuation) = state {
-                state = .taken
-                return continuation
-            }
-            state = .ready(result)
-            return nil
-        }
-        waiting?.resume(returning: result)
-    }
-
     /// The report, once the thread has shut the group down.
     func end() async -> Result<LoopLeftovers, any Error> {
-        await withUnsafeContinuation { continuation in
-            let ready: Result<LoopLeftovers, any Error>? = report.withLock { state in
-                if case .ready(let result) = state {
-                    state = .taken
-                    return result
-                }
-                state = .awaited(continuation)
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
+        await report.end()
     }
 }
