@@ -158,19 +158,6 @@ final class Counter: Sendable {
 /// time on a test loop's thread.)
 func realNanoseconds() -> Int64 { monotonicNanoseconds() }
 
-/// A small seeded generator (SplitMix64), so scenarios replay from a printed seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Asserts that `readable` and `writable` on `fd` (a regular file or directory) return at once
 /// without registering a waiter or asking epoll to watch it. A wait that did register would be
 /// seen pending after a few ticks and is then cancelled: an assertion failure, not a hang.

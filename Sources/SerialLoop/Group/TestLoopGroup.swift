@@ -114,18 +114,13 @@ public func withTestLoopGroup<T: Sendable>(
     }
 }
 
-/// The seeded stream that picks which loop ticks next (SplitMix64: tiny, and the same sequence
-/// for a seed on every platform and build).
+/// The seeded stream that picks which loop ticks next.
 private struct Interleaving {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
+    private var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
     mutating func pick(below count: Int) -> Int {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return Int((z ^ (z >> 31)) % UInt64(count))
+        Int(generator.next() % UInt64(count))
     }
 }
 
