@@ -148,6 +148,8 @@ scenario "HTTP server + 50 clients on one test loop, over real sockets and a sim
     "$BIN/simulation-scenarios" virtual-time-http
 scenario "LoopHTTP + a retrying client over a simulated network: a partition, a reset mid-body, a slow link, at exact virtual times" 60 \
     "$BIN/simulation-scenarios" faults
+scenario "LoopHTTP + 40 clients on real sockets under seeded socket chaos (EAGAIN, EINTR, short counts, ECONNABORTED)" 120 \
+    "$BIN/simulation-scenarios" chaos-http
 
 # ---- 5b. the server ecosystem on the loop (issue 14): its own package, Ecosystem/ -----------------
 # AsyncHTTPClient, swift-subprocess, Hummingbird 2, swift-prometheus (SerialLoopMetrics),

@@ -5,11 +5,13 @@
 //                                            real loopback sockets and over a simulated network
 //   simulation-scenarios faults              a retrying client against the server across a
 //                                            partition, a reset mid-body and a slow link
+//   simulation-scenarios chaos-http          the server and 40 clients on real loopback sockets
+//                                            under seeded socket chaos (EAGAIN, EINTR, short counts)
 import ScenarioCheck
 @preconcurrency import Glibc
 
 func usage() -> Never {
-    fputs("usage: simulation-scenarios virtual-time-http|faults\n", stderr)
+    fputs("usage: simulation-scenarios virtual-time-http|faults|chaos-http\n", stderr)
     exit(2)
 }
 
@@ -19,6 +21,7 @@ do {
     switch scenario {
     case "virtual-time-http": try runVirtualTimeHTTP()
     case "faults": try runHTTPFaults()
+    case "chaos-http": try runChaosHTTP()
     default: usage()
     }
 } catch {
