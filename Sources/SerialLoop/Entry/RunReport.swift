@@ -41,4 +41,19 @@ final class RunReport: Sendable {
             if let ready { continuation.resume(returning: ready) }
         }
     }
+
+    /// The task's side, once, after the body ended with `body`: its value, or why the call fails —
+    /// the run's error first (a stall or a `stop()` ended the run before the body finished: that is
+    /// the cause of whatever the body then threw, usually the `CancellationError` shutdown gave
+    /// it), then the body's error, then the leftovers (``LoopLeftoversError``).
+    func outcome<T>(afterBody body: Result<T, any Error>) async throws -> T {
+        switch await end() {
+        case .failure(let runError):
+            throw runError
+        case .success(let leftovers):
+            let value = try body.get()
+            if !leftovers.isEmpty { throw LoopLeftoversError(leftovers: leftovers) }
+            return value
+        }
+    }
 }

@@ -86,16 +86,7 @@ private func runOnDedicatedThread<L: Loop, T: Sendable>(
     } catch {
         outcome = .failure(error)
     }
-    switch await host.end() {
-    case .failure(let runError):
-        // A stall or a stop ended the run before the body finished: that is the cause of
-        // whatever the body then threw (usually the CancellationError shutdown gave it).
-        throw runError
-    case .success(let leftovers):
-        let value = try outcome.get()
-        if !leftovers.isEmpty { throw LoopLeftoversError(leftovers: leftovers) }
-        return value
-    }
+    return try await host.outcome(afterBody: outcome)
 }
 
 /// A loop on a thread of its own, serving one body that runs in another task (the caller's).
@@ -170,9 +161,9 @@ private final class DedicatedLoop: @unchecked Sendable {
         loop.requestExit(ofRun: runID)
     }
 
-    /// The report, once the thread has shut the loop down.
-    func end() async -> Result<LoopLeftovers, any Error> {
-        await report.end()
+    /// The call's outcome, once the thread has shut the loop down (`RunReport.outcome(afterBody:)`).
+    func outcome<T>(afterBody body: Result<T, any Error>) async throws -> T {
+        try await report.outcome(afterBody: body)
     }
 }
 

@@ -81,15 +81,7 @@ public func withTestLoopGroup<T: Sendable>(
     } catch {
         outcome = .failure(error)
     }
-    switch await host.end() {
-    case .failure(let runError):
-        // A stall or a stop ended the run before the body finished: that is the cause.
-        throw runError
-    case .success(let leftovers):
-        let value = try outcome.get()
-        if !leftovers.isEmpty { throw LoopLeftoversError(leftovers: leftovers) }
-        return value
-    }
+    return try await host.outcome(afterBody: outcome)
 }
 
 /// `withTestLoopGroup` on the **current thread**: the group's loops run on the calling thread,
@@ -428,8 +420,8 @@ private final class DedicatedTestGroup: @unchecked Sendable {
         return host
     }
 
-    /// The report, once the thread has shut the group down.
-    func end() async -> Result<LoopLeftovers, any Error> {
-        await report.end()
+    /// The call's outcome, once the thread has shut the group down (`RunReport.outcome(afterBody:)`).
+    func outcome<T>(afterBody body: Result<T, any Error>) async throws -> T {
+        try await report.outcome(afterBody: body)
     }
 }
