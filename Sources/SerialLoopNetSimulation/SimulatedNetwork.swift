@@ -53,7 +53,9 @@ public final class SimulatedNetwork: @unchecked Sendable {
     public let seed: UInt64
     /// The conditions a link gets when it is first used, unless ``setLink(_:_:_:)`` set them
     /// before (changing this later leaves links already used as they are).
-    public var defaultLink: LinkConditions
+    public var defaultLink: LinkConditions {
+        didSet { defaultLink.check("SimulatedNetwork.defaultLink") }
+    }
     /// How long a connect waits for an answer (SYNs are retransmitted after 1 s, 3 s, 7 s, … as
     /// Linux does) before failing with `ETIMEDOUT`. Default 127 s, Linux's default
     /// (`tcp_syn_retries` = 6).
@@ -141,6 +143,13 @@ public final class SimulatedNetwork: @unchecked Sendable {
             self.jitter = jitter
             self.bytesPerSecond = bytesPerSecond
         }
+
+        /// Traps, naming `operation`, on conditions no link can have: a negative latency or
+        /// jitter would deliver before sending, a bandwidth of zero or less never delivers.
+        func check(_ operation: String) {
+            misuseCheck(latency >= .zero && jitter >= .zero, "\(operation): latency \(latency) and jitter \(jitter) must not be negative")
+            misuseCheck((bytesPerSecond ?? 1) > 0, "\(operation): bytesPerSecond \(bytesPerSecond ?? 0) must be positive (nil: unlimited)")
+        }
     }
 
     /// Creates an empty network on `loop`.
@@ -152,6 +161,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
     public init(loop: TestLoop, seed: UInt64? = nil, defaultLink: LinkConditions = LinkConditions()) {
         self.loop = loop
         self.seed = seed ?? SimulatedNetwork.environmentSeed ?? 0
+        defaultLink.check("SimulatedNetwork(defaultLink:)")
         self.defaultLink = defaultLink
         random = SplitMix64(seed: self.seed)
     }
@@ -198,6 +208,7 @@ public final class SimulatedNetwork: @unchecked Sendable {
     /// sent keep their arrival times.
     public func setLink(_ a: SimulatedHost, _ b: SimulatedHost, _ conditions: LinkConditions) {
         loop.preconditionOnLoopThread("SimulatedNetwork.setLink")
+        conditions.check("SimulatedNetwork.setLink(\(a.name), \(b.name))")
         link(a, b).conditions = conditions
         log(a, b, nil, "link latency \(conditions.latency) jitter \(conditions.jitter) bandwidth \(conditions.bytesPerSecond.map(String.init) ?? "unlimited")")
     }

@@ -413,6 +413,27 @@ private func errnoOf(_ body: () async throws -> Void) async -> Int32? {
 
 @Suite("Network simulation: edges")
 struct NetworkSimulationEdgeTests {
+    @Test func impossibleLinkConditionsTrapWithAMessage() async throws {
+        let negative = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            try await withSimulatedNetwork(seed: 1) { network in
+                let world = try World(network)
+                network.setLink(world.server, world.client, .init(latency: .milliseconds(-1)))
+            }
+        }
+        #expect(String(decoding: negative.standardErrorContent, as: UTF8.self).contains("SimulatedNetwork.setLink(server, client): latency -0.001 seconds and jitter 0.0 seconds must not be negative"))
+        let stalled = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            try await withSimulatedNetwork(seed: 1) { network in
+                let world = try World(network)
+                network.setLink(world.server, world.client, .init(bytesPerSecond: 0))
+            }
+        }
+        #expect(String(decoding: stalled.standardErrorContent, as: UTF8.self).contains("bytesPerSecond 0 must be positive (nil: unlimited)"))
+        let jitter = try await #require(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            try await withSimulatedNetwork(seed: 1, defaultLink: .init(jitter: .seconds(-1))) { _ in }
+        }
+        #expect(String(decoding: jitter.standardErrorContent, as: UTF8.self).contains("SimulatedNetwork(defaultLink:): latency"))
+    }
+
     @Test func aCancelledReadThrowsCancellationAndTheConnectionStillWorks() async throws {
         try await withSimulatedNetwork(seed: 1) { network in
             let world = try World(network)
